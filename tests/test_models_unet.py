@@ -1,0 +1,112 @@
+"""The U-Net and every registered upsampler: shapes at odd sizes, gradients, determinism, errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unet.models import UPSAMPLERS, UNet
+
+METHODS = sorted(UPSAMPLERS)
+
+
+def tiny_unet(upsample: str, **kwargs) -> UNet:
+    options = {"in_channels": 3, "num_classes": 4, "depth": 3, "base_channels": 8, **kwargs}
+    return UNet(upsample=upsample, **options)
+
+
+def test_required_methods_are_registered():
+    required = {
+        "nearest",
+        "bilinear",
+        "maxunpool",
+        "transposed",
+        "bed_of_nails",
+        "pixelshuffle",
+        "bilinear_additive",
+    }
+    assert required <= set(UPSAMPLERS)
+    assert {"dysample", "carafe"} & set(UPSAMPLERS)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("size", [(97, 131), (64, 64), (8, 9)])
+def test_output_has_input_size_at_any_size(method, size):
+    model = tiny_unet(method).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, *size))
+    assert logits.shape == (1, 4, *size)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_default_unet_maps_odd_size_to_logits(method):
+    model = UNet(in_channels=3, num_classes=5, upsample=method).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 97, 131)).shape == (1, 5, 97, 131)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradients_reach_every_parameter(method):
+    model = tiny_unet(method)
+    logits = model(torch.randn(2, 3, 33, 47))
+    F.cross_entropy(logits, torch.randint(0, 4, (2, 33, 47))).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eval_output_is_deterministic(method):
+    model = tiny_unet(method).eval()
+    x = torch.randn(2, 3, 45, 37)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+def test_unknown_method_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown upsampling method 'bicubic'") as error:
+        UNet(upsample="bicubic")
+    for name in UPSAMPLERS:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("fuse", "stack", "unknown fuse"),
+        ("norm", "layer", "unknown norm"),
+        ("activation", "tanhh", "unknown activation"),
+    ],
+)
+def test_unknown_block_option_is_rejected(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        UNet(**{option: value})
+
+
+def test_too_small_input_names_the_minimum():
+    model = UNet(depth=4).eval()
+    with pytest.raises(ValueError, match=">= 16"):
+        model(torch.randn(1, 1, 15, 64))
+
+
+@pytest.mark.parametrize("fuse", ["concat", "add", "none"])
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", "none"])
+def test_fuse_and_norm_options_build_working_models(fuse, norm):
+    model = tiny_unet("bilinear", fuse=fuse, norm=norm, activation="gelu", dropout=0.1).eval()
+    assert model(torch.randn(2, 3, 20, 24)).shape == (2, 4, 20, 24)
+
+
+def test_fuse_changes_decoder_width():
+    concat, add = tiny_unet("nearest", fuse="concat"), tiny_unet("nearest", fuse="add")
+    assert sum(p.numel() for p in concat.parameters()) > sum(p.numel() for p in add.parameters())
+
+
+def test_encoder_saves_pool_indices_only_for_methods_that_need_them():
+    assert tiny_unet("maxunpool").save_indices
+    assert not tiny_unet("bilinear").save_indices
+
+
+def test_upsample_options_reach_the_method():
+    model = tiny_unet("bed_of_nails", upsample_options={"corner": "bottom_right"})
+    assert all(stage.upsample.corner == "bottom_right" for stage in model.decoder)
+    with pytest.raises(TypeError):
+        tiny_unet("nearest", upsample_options={"corner": "top_left"})

@@ -1,0 +1,6 @@
+"""Plain-torch models: usable and exportable without Lightning, Hydra or the data layer."""
+
+from unet.models.unet import UNet
+from unet.models.upsamplers import UPSAMPLERS, Upsampler, register_upsampler
+
+__all__ = ["UNet", "UPSAMPLERS", "Upsampler", "register_upsampler"]

@@ -1,0 +1,134 @@
+"""The U-Net: an encoder of conv blocks and 2x2 max-pools, a decoder whose upsampling is a registry name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet.models.blocks import ConvBlock
+from unet.models.upsamplers import get_upsampler
+
+FUSIONS = ("concat", "add", "none")
+
+
+class DecoderStage(nn.Module):
+    """Upsample to the skip's size, fuse with the skip, then a conv block."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int,
+        upsample: str,
+        upsample_options: dict[str, Any],
+        fuse: str,
+        **block_options: Any,
+    ) -> None:
+        super().__init__()
+        self.fuse = fuse
+        self.upsample = get_upsampler(upsample)(in_channels, skip_channels, **upsample_options)
+        block_in = 2 * skip_channels if fuse == "concat" else skip_channels
+        self.block = ConvBlock(block_in, skip_channels, **block_options)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
+        x = self.upsample(x, (skip.shape[-2], skip.shape[-1]), indices)
+        if self.fuse == "concat":
+            x = torch.cat([x, skip], dim=1)
+        elif self.fuse == "add":
+            x = x + skip
+        return self.block(x)
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015) mapping ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)``.
+
+    Works for any ``H, W >= 2**depth``, divisible by ``2**depth`` or not: each decoder stage
+    upsamples to its skip connection's exact size, so the output matches the input without cropping.
+    Encoder level ``i`` has ``base_channels * 2**i`` channels; the decoder mirrors it.
+
+    Args:
+        upsample: name of a registered upsampling method (see ``unet.models.UPSAMPLERS``).
+        upsample_options: keyword options for that method's class (e.g. ``{"corner": "top_left"}``).
+        fuse: how the upsampled features meet the skip: ``concat`` (U-Net), ``add`` or ``none``.
+        norm: ``batch``, ``group``, ``instance`` or ``none``; activation: ``relu``, ``gelu``, ...
+        dropout: channel dropout at the end of every conv block.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        upsample: str = "bilinear",
+        depth: int = 4,
+        base_channels: int = 32,
+        upsample_options: dict[str, Any] | None = None,
+        fuse: str = "concat",
+        norm: str = "batch",
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        upsampler_cls = get_upsampler(upsample)
+        if fuse not in FUSIONS:
+            raise ValueError(f"unknown fuse {fuse!r}; valid: {', '.join(FUSIONS)}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if in_channels < 1 or num_classes < 1 or base_channels < 1:
+            raise ValueError(
+                "in_channels, num_classes and base_channels must be positive; got "
+                f"{in_channels}, {num_classes}, {base_channels}"
+            )
+        self.depth = depth
+        self.save_indices = upsampler_cls.needs_pool_indices
+        block_options = {"norm": norm, "activation": activation, "dropout": dropout}
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+
+        self.encoder = nn.ModuleList(
+            ConvBlock(in_channels if level == 0 else widths[level - 1], widths[level], **block_options)
+            for level in range(depth + 1)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderStage(
+                widths[level + 1],
+                widths[level],
+                upsample,
+                dict(upsample_options or {}),
+                fuse,
+                **block_options,
+            )
+            for level in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height/width the network accepts: every pooling level needs at least one pixel."""
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
+            and min(x.shape[-2:]) < self.min_size
+        ):
+            raise ValueError(
+                f"input of size {tuple(x.shape[-2:])} is too small for depth {self.depth}: "
+                f"height and width must be >= {self.min_size}"
+            )
+        skips: list[torch.Tensor] = []
+        indices: list[torch.Tensor | None] = []
+        for level, block in enumerate(self.encoder):
+            if level > 0:
+                if self.save_indices:
+                    x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
+                else:
+                    x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2), None
+                indices.append(level_indices)
+            x = block(x)
+            if level < self.depth:
+                skips.append(x)
+        for stage in self.decoder:
+            x = stage(x, skips.pop(), indices.pop())
+        return self.head(x)

@@ -1,0 +1,31 @@
+"""SegNet-style max-unpooling with the indices of the matching encoder max-pool."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet.models.upsamplers.base import Upsampler, register_upsampler
+
+
+@register_upsampler("maxunpool")
+class MaxUnpoolUpsampler(Upsampler):
+    """Put each value back where the encoder found the maximum of its 2x2 window, zeros elsewhere.
+
+    The indices belong to the skip feature, which has ``out_channels`` channels, so the input is
+    first projected to that width by a 1x1 conv (Badrinarayanan et al., SegNet, 2017).
+    """
+
+    needs_pool_indices = True
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels)
+        self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(
+        self, x: torch.Tensor, size: tuple[int, int], indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if indices is None:
+            raise ValueError("maxunpool needs the encoder's max-pool indices; got none")
+        return F.max_unpool2d(self.project(x), indices, kernel_size=2, stride=2, output_size=size)
