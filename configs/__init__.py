@@ -1,0 +1,1 @@
+"""Hydra configs, shipped inside the package as ``unet.configs`` (see pyproject.toml)."""

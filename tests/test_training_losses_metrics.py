@@ -1,0 +1,107 @@
+"""Loss and metric values on hand-made predictions, where the right answer is known."""
+
+import math
+
+import pytest
+import torch
+
+from unet.training.losses import SegmentationLoss, soft_dice_loss
+from unet.training.metrics import SegmentationScores, scores_from_confusion
+from unet.training.schedules import WarmupCosine
+
+
+def perfect_logits(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(target, num_classes).permute(0, 3, 1, 2).float() * 50
+
+
+def test_scores_from_a_known_confusion_matrix():
+    confusion = torch.tensor([[50, 10], [5, 35]])  # rows: true class, columns: predicted
+    scores = scores_from_confusion(confusion, ["cell", "membrane"])
+    assert scores["iou/cell"] == pytest.approx(50 / 65)
+    assert scores["iou/membrane"] == pytest.approx(35 / 50)
+    assert scores["dice/membrane"] == pytest.approx(70 / 85)
+    assert scores["miou"] == pytest.approx((50 / 65 + 35 / 50) / 2)
+    assert scores["pixel_acc"] == pytest.approx(0.85)
+
+
+def test_a_class_absent_from_target_and_prediction_is_left_out_of_the_mean():
+    scores = scores_from_confusion(torch.tensor([[10, 0, 0], [0, 10, 0], [0, 0, 0]]), ["a", "b", "c"])
+    assert math.isnan(scores["iou/c"])
+    assert scores["miou"] == 1.0
+
+
+def test_epoch_scores_equal_scores_of_all_pixels_at_once_not_a_mean_of_batches():
+    generator = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, 3, (6, 16, 16), generator=generator)
+    target = torch.randint(0, 3, (6, 16, 16), generator=generator)
+    target[0, :8] = 255
+    per_batch = SegmentationScores(["a", "b", "c"], ignore_index=255)
+    for start in range(0, 6, 2):
+        per_batch.update(preds[start : start + 2], target[start : start + 2])
+    whole = SegmentationScores(["a", "b", "c"], ignore_index=255)
+    whole.update(preds, target)
+    assert per_batch.compute() == pytest.approx(whole.compute())
+    valid = target != 255
+    assert whole.compute()["pixel_acc"] == pytest.approx(
+        (preds[valid] == target[valid]).float().mean().item()
+    )
+
+
+def test_ignored_pixels_do_not_count():
+    scores = SegmentationScores(["a", "b"], ignore_index=255)
+    target = torch.tensor([[[0, 1, 255, 255]]])
+    scores.update(torch.tensor([[[0, 1, 0, 1]]]), target)
+    assert scores.compute()["miou"] == 1.0
+
+
+def test_perfect_prediction_has_near_zero_loss_and_wrong_prediction_high_loss():
+    target = torch.randint(0, 3, (2, 8, 8))
+    loss = SegmentationLoss()
+    assert loss(perfect_logits(target, 3), target).item() < 1e-3
+    assert loss(perfect_logits((target + 1) % 3, 3), target).item() > 10
+
+
+def test_dice_loss_ignores_void_pixels_and_ce_weight_zero_is_pure_dice():
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, :2] = 1
+    logits = perfect_logits(target, 2)
+    void_target = target.clone()
+    void_target[0, 0] = 255
+    wrong_where_void = logits.clone()
+    wrong_where_void[0, :, 0] = logits[0, :, 0].flip(0)
+    assert soft_dice_loss(wrong_where_void, void_target, ignore_index=255).item() < 1e-3
+    dice_only = SegmentationLoss(ce_weight=0.0, dice_weight=1.0, ignore_index=255)
+    assert dice_only(wrong_where_void, void_target).item() == pytest.approx(
+        soft_dice_loss(wrong_where_void, void_target, 255).item()
+    )
+
+
+def test_class_weights_change_cross_entropy():
+    generator = torch.Generator().manual_seed(0)
+    logits, target = (
+        torch.randn(2, 2, 8, 8, generator=generator),
+        torch.randint(0, 2, (2, 8, 8), generator=generator),
+    )
+    plain = SegmentationLoss(dice_weight=0.0)(logits, target)
+    weighted = SegmentationLoss(dice_weight=0.0, class_weights=[1.0, 5.0])(logits, target)
+    assert not torch.isclose(plain, weighted)
+
+
+def test_loss_weights_must_not_both_be_zero():
+    with pytest.raises(ValueError, match="not both 0"):
+        SegmentationLoss(ce_weight=0.0, dice_weight=0.0)
+
+
+def test_warmup_cosine_schedule_shape():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupCosine(optimizer, total_steps=100, warmup_steps=10, min_lr_ratio=0.0)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1 / 11)
+    assert max(lrs) == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.5, abs=0.02)
+    assert lrs[-1] < 0.01

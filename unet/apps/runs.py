@@ -1,0 +1,88 @@
+"""What every app does with its run directory and its errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from unet.data.errors import DataError
+from unet.training.checkpoint import CheckpointError
+
+# Errors caused by the user's input or config: reported as one clear line, exit code 2.
+USER_ERRORS = (DataError, CheckpointError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+
+
+@contextmanager
+def user_errors_exit() -> Iterator[None]:
+    """Turn expected input errors into ``error: <message>`` on stderr and exit code 2, not a traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf (undefined scores) become ``null``: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically (temporary file, then rename) so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(json_safe(data), handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(handle.name, path)
+    return path
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as builtins (what gets stored in checkpoints and written to disk)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"upsample": "x"}}`` -> ``{"model.upsample": "x"}``; lists become strings."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            flat[name] = "null" if value is None else value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
+    """Stop before a new run writes over an earlier run's checkpoints or metrics in the same directory.
+
+    Resuming a run in its own directory (``ckpt_path`` inside it) is allowed.
+    """
+    earlier = [p for p in (output_dir / "metrics.json", output_dir / "checkpoints") if p.exists()]
+    if not earlier:
+        return
+    if resume_from and Path(resume_from).resolve().is_relative_to(output_dir.resolve()):
+        return
+    raise FileExistsError(
+        f"{output_dir} already holds the outputs of an earlier run ({', '.join(p.name for p in earlier)}); "
+        "choose a new hydra.run.dir, or resume that run with ckpt_path pointing into it"
+    )

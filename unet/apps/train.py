@@ -1,0 +1,118 @@
+"""``unet-train``: train a U-Net from the composed Hydra config and write the run's outputs.
+
+The run directory receives ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` and
+``checkpoints/last.ckpt``, TensorBoard logs under ``tensorboard/<upsample>/``, and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from unet.apps import CONFIG_PATH
+from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit, write_json
+from unet.data.base import SegmentationDataModule
+from unet.training.callbacks import tensorboard_logger
+from unet.training.module import SegmentationModule
+from unet.training.run_config import StoreRunConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
+    return instantiate(data_cfg)
+
+
+def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> SegmentationModule:
+    """The Lightning module, with the data-dependent sizes taken from the datamodule."""
+    return instantiate(
+        model_cfg,
+        in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        ignore_index=datamodule.ignore_index,
+        mean=list(datamodule.mean),
+        std=list(datamodule.std),
+        _recursive_=False,
+    )
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+
+
+def final_metrics(
+    trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
+) -> dict[str, float]:
+    """Validation (and test) scores of the best checkpoint, or of the final weights without one."""
+    checkpoint = trainer.checkpoint_callback
+    ckpt_path = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+    metrics: dict[str, float] = {}
+    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+        metrics.update(result)
+    if run_test and datamodule.has_test:
+        for result in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+            metrics.update(result)
+    metrics = {key: float(value) for key, value in sorted(metrics.items())}
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    return metrics
+
+
+def log_hparams(trainer: L.Trainer, config: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Write the run's hyper-parameters and final metrics to TensorBoard's HParams tab."""
+    logger = tensorboard_logger(trainer)
+    if logger is None:
+        return
+    params = {
+        key: value for key, value in flatten(config).items() if not key.startswith(("paths.", "hydra."))
+    }
+    logger.log_hyperparams(params, metrics={f"hparams/{key}": value for key, value in metrics.items()})
+    logger.finalize("success")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+    output_dir = Path(cfg.paths.output_dir)
+    refuse_to_overwrite(output_dir, cfg.get("ckpt_path"))
+    L.seed_everything(cfg.seed, workers=True)
+    config = plain_config(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+
+    datamodule = build_datamodule(cfg.data)
+    module = build_module(cfg.model, datamodule)
+    trainer = build_trainer(cfg, [StoreRunConfig(config)])
+    log.info(
+        "training %s (%s parameters) in %s",
+        cfg.model.upsample,
+        f"{sum(p.numel() for p in module.parameters()):,}",
+        output_dir,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+        log_hparams(trainer, config, metrics)
+        log.info("metrics written to %s", output_dir / "metrics.json")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it."""
+    with user_errors_exit():
+        return train(cfg)["val/miou"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The comparison report: one row per upsampling method, scores as mean ± std over seeds, next to costs.
+
+Input is one plain dict per training run (``method``, ``seed``, ``status`` "ok"/"failed", ``error``,
+``run_dir``, ``metrics`` {key: value}, ``history`` [{"epoch": e, key: value}, ...]) and one cost
+dict per method (the keys of :data:`unet.evaluation.profiling.COST_KEYS`). Failed runs are never
+dropped: they are counted per method, listed with their errors, and kept in the JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from unet.compare.figures import plot_bars, plot_curves, plot_qualitative
+from unet.evaluation.profiling import COST_KEYS
+
+CURVE_METRIC = "val/miou"
+COST_COLUMNS = (*COST_KEYS[:2], "upsampler_share", *COST_KEYS[2:])
+
+
+def _count(value: float) -> str:
+    """A parameter count people can read: ``1.94 M``, ``12.3 k``, ``640``."""
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} M"
+    return f"{value / 1e3:.1f} k" if value >= 1e3 else f"{value:.0f}"
+
+
+# Markdown headers and formats of the cost columns (the CSV and JSON keep the raw numbers).
+COST_FORMATS = {
+    "params": ("params", _count),
+    "upsampler_params": ("upsampler params", _count),
+    "upsampler_share": ("upsampler share", lambda v: f"{100 * v:.1f} %"),
+    "gflops": ("GFLOPs", lambda v: f"{v:.2f}"),
+    "train_images_per_s": ("train img/s", lambda v: f"{v:.1f}"),
+    "latency_ms": ("latency ms", lambda v: f"{v:.2f}"),
+    "peak_memory_mb": ("peak memory MiB", lambda v: f"{v:.0f}"),
+}
+
+
+def _ok(record: Mapping[str, Any]) -> bool:
+    return record.get("status") == "ok"
+
+
+def metric_keys(records: Sequence[Mapping[str, Any]], sort_by: str) -> list[str]:
+    """Every metric key of the ok runs: ``sort_by`` first, then validation keys, then the rest."""
+    keys = {key for record in records if _ok(record) for key in (record.get("metrics") or {})}
+    return sorted(keys, key=lambda key: (key != sort_by, not key.startswith("val/"), key))
+
+
+def _number_or_nan(value: Any) -> float:
+    """A metric value as a float; ``None`` (NaN after a JSON round trip) stays NaN, so it is not hidden."""
+    return math.nan if value is None else float(value)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value, NaN for none)."""
+    if not values:
+        return math.nan, math.nan
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def _method_row(
+    method: str, runs: Sequence[Mapping[str, Any]], keys: Sequence[str], cost: Mapping[str, Any]
+) -> dict[str, Any]:
+    ok_runs = [run for run in runs if _ok(run)]
+    failed = [run for run in runs if not _ok(run)]
+    row: dict[str, Any] = {
+        "method": method,
+        "status": "ok" if ok_runs else "failed",
+        "n_seeds": len(ok_runs),
+        "n_failed": len(failed),
+        "seeds": [run.get("seed") for run in ok_runs],
+    }
+    for key in keys:
+        values = [_number_or_nan(run["metrics"][key]) for run in ok_runs if key in (run.get("metrics") or {})]
+        row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+    params, upsampler = cost.get("params"), cost.get("upsampler_params")
+    share = upsampler / params if params and upsampler is not None else math.nan
+    for column in COST_COLUMNS:
+        row[column] = share if column == "upsampler_share" else cost.get(column, math.nan)
+    errors = [f"seed {run.get('seed')}: {run.get('error') or 'no error message'}" for run in failed]
+    row["error"] = "\n".join(errors) or None
+    return row
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    costs: Mapping[str, Mapping[str, Any]],
+    sort_by: str = "val/miou",
+) -> list[dict[str, Any]]:
+    """One row per method, best ``<sort_by>_mean`` first; methods without a value, then failed ones, last."""
+    keys = metric_keys(records, sort_by)
+    methods = list(dict.fromkeys(record["method"] for record in records))
+    rows = [
+        _method_row(method, [r for r in records if r["method"] == method], keys, costs.get(method, {}))
+        for method in methods
+    ]
+
+    def rank(row: dict[str, Any]) -> tuple:
+        score = row.get(f"{sort_by}_mean", math.nan)
+        return row["status"] == "failed", math.isnan(score), -score if not math.isnan(score) else 0.0
+
+    return sorted(rows, key=rank)
+
+
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe copy: NaN and infinities to ``None``, tensors and arrays to numbers or lists."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and scalars
+        return _plain(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """The summary rows; missing values (NaN, None) as empty cells, seeds space-separated."""
+    columns = list(rows[0]) if rows else ["method"]
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, list):
+            return " ".join(str(item) for item in value)
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({column: cell(row.get(column)) for column in columns} for row in rows)
+    return path
+
+
+def write_json(
+    rows: Sequence[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
+    command: str,
+    config: Mapping[str, Any],
+    sort_by: str,
+    path: Path,
+) -> Path:
+    """The summary rows and every run record as given (failed ones included), NaN written as null."""
+    run_fields = ("method", "seed", "status", "error", "run_dir", "metrics", "history")
+    document = {
+        "command": command,
+        "sort_by": sort_by,
+        "methods": rows,
+        "runs": [{field: record.get(field) for field in run_fields} for record in records],
+        "config": config,
+    }
+    path.write_text(json.dumps(_plain(document), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
+    """Rank, method, runs, the given metrics as ``mean ± std`` and the cost columns."""
+    header = ["#", "method", "runs", *keys, *(COST_FORMATS[c][0] for c in COST_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, row in enumerate(rows, start=1):
+        total = row["n_seeds"] + row["n_failed"]
+        runs = f"{row['n_seeds']}/{total} ok" if row["status"] == "ok" else f"failed ({total})"
+        cells = [str(rank) if row["status"] == "ok" else "–", f"`{row['method']}`", runs]
+        for key in keys:
+            mean, std = row.get(f"{key}_mean", math.nan), row.get(f"{key}_std", math.nan)
+            cells.append("—" if math.isnan(mean) else f"{_number(mean)} ± {_number(std)}")
+        for column in COST_COLUMNS:
+            value = row.get(column)
+            cells.append(
+                COST_FORMATS[column][1](value) if value is not None and math.isfinite(value) else "—"
+            )
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def _failed_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    failed = [record for record in records if not _ok(record)]
+    if not failed:
+        return ["None."]
+    lines = []
+    for record in failed:
+        where = f" (`{record['run_dir']}`)" if record.get("run_dir") else ""
+        error = str(record.get("error") or "no error message").replace("```", "'''")
+        indented = ["  " + line for line in error.splitlines()]  # inside the list item's fenced block
+        lines += [
+            f"- `{record['method']}`, seed {record.get('seed')}{where}:",
+            "",
+            "  ```",
+            *indented,
+            "  ```",
+        ]
+    return lines
+
+
+def write_markdown(
+    rows: Sequence[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
+    command: str,
+    config: Mapping[str, Any],
+    sort_by: str,
+    figures: Sequence[Path],
+    path: Path,
+) -> Path:
+    """Ranking table, failed runs, figures, the command and the resolved config."""
+    keys = metric_keys(records, sort_by)
+    # The per-class keys (``val/iou/<class>``) would make the table unreadable; CSV and JSON hold them.
+    shown = [key for key in keys if key.count("/") <= 1]
+    text = [
+        "# Decoder upsampling comparison",
+        "",
+        f"Sorted by `{sort_by}` (best first; failed methods last). Scores are mean ± sample std over "
+        "the seeds that finished (std 0 for a single seed). GFLOPs and latency are per image; peak "
+        "memory is that of a training step.",
+        "",
+        markdown_table(rows, shown),
+        "",
+        "## Failed runs",
+        "",
+        *_failed_section(records),
+        "",
+        "## Figures",
+        "",
+        *(f"![{figure.stem}]({figure.name})" for figure in figures),
+        *([] if figures else ["None."]),
+        "",
+        "## Command",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(_plain(config), sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(text))
+    return path
+
+
+def write_report(
+    records: Sequence[Mapping[str, Any]],
+    costs: Mapping[str, Mapping[str, Any]],
+    output_dir: str | Path,
+    command: str,
+    config: Mapping[str, Any],
+    sort_by: str = "val/miou",
+    qualitative: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``comparison.{csv,json,md}`` and the PNG figures into ``output_dir``; return their paths by name.
+
+    Figures without data (no history, no successful method) are skipped rather than drawn empty.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows = summarize(records, costs, sort_by)
+    methods = [row["method"] for row in rows]
+    figures = {
+        "miou_curves": plot_curves(records, methods, output_dir / "miou_curves.png", CURVE_METRIC),
+        "miou_bars": plot_bars(rows, sort_by, output_dir / "miou_bars.png"),
+    }
+    if qualitative is not None:
+        figures["qualitative"] = plot_qualitative(qualitative, methods, output_dir / "qualitative.png")
+    written = {name: path for name, path in figures.items() if path is not None}
+    written["csv"] = write_csv(rows, output_dir / "comparison.csv")
+    written["json"] = write_json(rows, records, command, config, sort_by, output_dir / "comparison.json")
+    pngs = [path for path in written.values() if path.suffix == ".png"]
+    written["markdown"] = write_markdown(
+        rows, records, command, config, sort_by, pngs, output_dir / "comparison.md"
+    )
+    return written

@@ -1,0 +1,33 @@
+"""Data layer: Lightning datamodules serving ``(images (B, C, H, W) float32, masks (B, H, W) int64)`` batches.
+
+Datamodules are built by ``hydra.utils.instantiate`` from ``configs/data/*.yaml``; nothing here knows of
+models, the Lightning module or Hydra.
+"""
+
+from unet.data.base import SegmentationDataModule
+from unet.data.errors import (
+    DataError,
+    DataNotFoundError,
+    ImageReadError,
+    MaskValueError,
+    PairingError,
+    SizeMismatchError,
+)
+from unet.data.folder import FolderDataModule
+from unet.data.isbi2012 import ISBI2012DataModule
+from unet.data.oxford_pet import OxfordPetDataModule
+from unet.data.synthetic import SyntheticDataModule
+
+__all__ = [
+    "DataError",
+    "DataNotFoundError",
+    "FolderDataModule",
+    "ISBI2012DataModule",
+    "ImageReadError",
+    "MaskValueError",
+    "OxfordPetDataModule",
+    "PairingError",
+    "SegmentationDataModule",
+    "SizeMismatchError",
+    "SyntheticDataModule",
+]

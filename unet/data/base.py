@@ -1,0 +1,194 @@
+"""The base of every datamodule: data description, per-split pipelines and the DataLoaders.
+
+Subclasses only say what the data are (``num_classes``, ``in_channels``, ...) and where each split's raw
+samples come from (:meth:`SegmentationDataModule.split_source`); everything else lives here once.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from unet.data.dataset import SegmentationDataset, seed_worker
+from unet.data.errors import DataError, DataNotFoundError
+from unet.data.sources import SampleSource
+from unet.data.transforms import SamplePipeline, as_transform_list
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# Which splits a Lightning stage needs (``None``: all the data has).
+STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": (),
+    None: SPLITS,
+}
+
+
+def default_num_workers() -> int:
+    """Up to 4 loader processes, never more than the machine's cores."""
+    return min(4, os.cpu_count() or 1)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for one purpose (a split, an augmentation stream) derived from the user's ``seed``."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """``n`` -> ``(n, n)``; ``[a, b]`` -> ``(a, b)``."""
+    pair = (int(value), int(value)) if isinstance(value, int | np.integer) else tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise DataError(f"{name} must be an int or a pair, got {value!r}")
+    return pair
+
+
+class SegmentationDataModule(L.LightningDataModule, ABC):
+    """Serves ``(images float32 (B, in_channels, H, W), masks int64 (B, H, W))`` batches for train/val/test.
+
+    Images are normalised with ``mean``/``std`` (per channel, in [0, 1] units); masks hold class indices in
+    ``[0, num_classes)`` or ``ignore_index``. The data description below is set in ``__init__`` so the model
+    can be built before :meth:`setup`.
+
+    Common keywords (every subclass accepts them):
+        batch_size: samples per batch.
+        num_workers: DataLoader processes; ``None`` -> ``min(4, cpu count)``; 0 loads in the main process.
+        pin_memory: ``None`` -> pin when CUDA is available.
+        persistent_workers: keep workers alive between epochs (only when ``num_workers > 0``).
+        drop_last: drop the last incomplete training batch (val/test never drop).
+        train_transforms / val_transforms / test_transforms: lists of instantiated albumentations
+            transforms applied to the numpy image ``(H, W, C)`` and mask ``(H, W)`` before normalisation;
+            ``None`` means none (no augmentation).
+        seed: seeds splits, generated data and the augmentation streams.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        class_names: Sequence[str] | None,
+        in_channels: int,
+        ignore_index: int | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int = 8,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        drop_last: bool = False,
+        train_transforms: Any = None,
+        val_transforms: Any = None,
+        test_transforms: Any = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise DataError(f"num_classes must be >= 1, got {num_classes}")
+        if in_channels not in (1, 3):
+            raise DataError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels}")
+        class_names = [f"class_{i}" for i in range(num_classes)] if class_names is None else list(class_names)
+        if len(class_names) != num_classes:
+            raise DataError(f"{len(class_names)} class_names {class_names} for num_classes={num_classes}")
+        if ignore_index is not None and 0 <= ignore_index < num_classes:
+            raise DataError(f"ignore_index {ignore_index} is a class index (num_classes={num_classes})")
+        mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise DataError(
+                f"mean {mean} and std {std} need one value per channel (in_channels={in_channels})"
+            )
+        if min(std) <= 0:
+            raise DataError(f"std must be positive, got {std}")
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+
+        self.num_classes = int(num_classes)
+        self.class_names = class_names
+        self.in_channels = int(in_channels)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.mean = mean
+        self.std = std
+        self.batch_size = int(batch_size)
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.drop_last = bool(drop_last)
+        self.split_transforms = {
+            "train": as_transform_list(train_transforms),
+            "val": as_transform_list(val_transforms),
+            "test": as_transform_list(test_transforms),
+        }
+        self.seed = int(seed)
+        self.datasets: dict[str, SegmentationDataset] = {}
+
+    # --- what subclasses provide -------------------------------------------------------------------
+    @abstractmethod
+    def split_source(self, split: str) -> SampleSource:
+        """The raw samples of ``split`` (called at most once per split, from :meth:`setup`)."""
+
+    @property
+    @abstractmethod
+    def has_test(self) -> bool:
+        """Whether a test split exists."""
+
+    # --- shared machinery --------------------------------------------------------------------------
+    def has_split(self, split: str) -> bool:
+        return split != "test" or self.has_test
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs (each once; later calls reuse them)."""
+        for split in STAGE_SPLITS.get(stage, SPLITS):
+            if self.has_split(split):
+                self.dataset(split)
+
+    def dataset(self, split: str) -> SegmentationDataset:
+        """The dataset of ``split``, built on first use."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        if not self.has_split(split):
+            raise DataNotFoundError(f"{type(self).__name__} has no {split} split")
+        if split not in self.datasets:
+            pipeline = SamplePipeline(
+                self.split_transforms[split],
+                self.mean,
+                self.std,
+                seed=derive_seed(self.seed, SPLITS.index(split)),
+            )
+            self.datasets[split] = SegmentationDataset(self.split_source(split), pipeline)
+        return self.datasets[split]
+
+    def dataloader(self, split: str) -> DataLoader:
+        """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train."""
+        dataset = self.dataset(split)
+        train = split == "train"
+        if train and self.drop_last and len(dataset) < self.batch_size:
+            raise DataError(
+                f"drop_last with batch_size {self.batch_size} but only {len(dataset)} training samples: "
+                "no batch would be left"
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=seed_worker if self.num_workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")

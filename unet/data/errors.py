@@ -1,0 +1,27 @@
+"""The data layer's exceptions: one base class so the apps can report any bad input as one clear line."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file or directory and what was expected."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A root, directory, file or split that the configuration points at does not exist or is empty."""
+
+
+class PairingError(DataError):
+    """Images without masks or masks without images."""
+
+
+class ImageReadError(DataError):
+    """An image or mask file that cannot be decoded (truncated, corrupt, unsupported layout)."""
+
+
+class MaskValueError(DataError):
+    """A mask holding values that are neither a class index, the ignore index, nor a mapped raw value."""
+
+
+class SizeMismatchError(DataError):
+    """An image and its mask of different height/width."""

@@ -1,0 +1,126 @@
+"""Sample sources: indexable collections of raw ``(image (H, W, C), mask (H, W))`` numpy pairs.
+
+A source knows where samples come from (memory, files, a torchvision dataset); the dataset on top applies
+the augmentation pipeline. Wrappers compose: files -> resized -> cached in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from unet.data.errors import SizeMismatchError
+from unet.data.io import read_image, read_mask
+from unet.data.masks import MaskEncoder
+from unet.data.transforms import resize_transform
+
+Sample = tuple[np.ndarray, np.ndarray]
+
+
+class SampleSource(Protocol):
+    """What a :class:`~unet.data.dataset.SegmentationDataset` reads from."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+class ArraySource:
+    """Samples already in memory: an ``(N, H, W, C)`` array or a list of ``(H, W, C)`` arrays, masks alike."""
+
+    def __init__(self, images: Sequence[np.ndarray] | np.ndarray, masks: Sequence[np.ndarray] | np.ndarray):
+        if len(images) != len(masks):
+            raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        self.images = images
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.images[index], self.masks[index]
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray, image_name: str, mask_name: str) -> None:
+    """An image and its mask must cover the same pixels."""
+    if image.shape[:2] != mask.shape[:2]:
+        raise SizeMismatchError(
+            f"image {image_name} is {image.shape[1]}x{image.shape[0]} (WxH) but its mask {mask_name} is "
+            f"{mask.shape[1]}x{mask.shape[0]}"
+        )
+
+
+class FileSource:
+    """Image/mask file pairs, decoded on every access (wrap in :func:`cache_source` to decode once)."""
+
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], in_channels: int, encoder: MaskEncoder) -> None:
+        self.pairs = list(pairs)
+        self.in_channels = in_channels
+        self.encoder = encoder
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Sample:
+        image_path, mask_path = self.pairs[index]
+        image = read_image(image_path, self.in_channels)
+        mask = self.encoder(read_mask(mask_path), str(mask_path))
+        check_same_size(image, mask, str(image_path), str(mask_path))
+        return image, mask
+
+
+class ResizedSource:
+    """Another source resized to a fixed ``(H, W)`` (bilinear image, nearest mask) so batches collate."""
+
+    def __init__(self, source: SampleSource, size: tuple[int, int]) -> None:
+        self.source = source
+        self.resize = resize_transform(size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Sample:
+        image, mask = self.source[index]
+        out = self.resize(image=image, mask=mask)
+        image = out["image"] if out["image"].ndim == 3 else out["image"][..., None]
+        return image, out["mask"]
+
+
+class SubsetSource:
+    """The samples of ``source`` at ``indices`` (a split carved out of a larger set)."""
+
+    def __init__(self, source: SampleSource, indices: Sequence[int]) -> None:
+        self.source = source
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.source[self.indices[index]]
+
+
+def cache_source(source: SampleSource, threads: int | None = None) -> ArraySource:
+    """Decode every sample once into memory (threads: PIL and tifffile decode without holding the GIL).
+
+    Decoding PNGs/JPEGs on every epoch is wasted work when the decoded set fits in RAM; forked DataLoader
+    workers then share the arrays copy-on-write.
+    """
+    if isinstance(source, ArraySource):
+        return source
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        samples = list(pool.map(source.__getitem__, range(len(source))))
+    return ArraySource([image for image, _ in samples], [mask for _, mask in samples])
+
+
+def finish_source(source: SampleSource, image_size: tuple[int, int] | None, cache: bool) -> SampleSource:
+    """The common tail of file-backed sources: optional fixed-size resize, then optional in-memory cache."""
+    if image_size is not None:
+        source = ResizedSource(source, image_size)
+    return cache_source(source) if cache else source

@@ -1,0 +1,78 @@
+"""Per-sample pipeline: the configured albumentations transforms, then normalisation and tensor conversion.
+
+Normalisation and conversion are done here with numpy/torch rather than by ``A.Normalize``/``ToTensorV2``,
+so they are the same for uint8 and float images and do not depend on albumentations' versions.
+Do not put ``Normalize`` or ``ToTensorV2`` in the configured lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from unet.data.errors import DataError
+
+
+def as_transform_list(transforms: Any) -> list[Any]:
+    """``None``, one transform, or a (Hydra/OmegaConf) list of them -> a plain list."""
+    if transforms is None:
+        return []
+    if isinstance(transforms, A.BasicTransform | A.BaseCompose):
+        return [transforms]
+    return list(transforms)
+
+
+def resize_transform(size: tuple[int, int]) -> A.Resize:
+    """Fixed-size resize: bilinear for the image, nearest for the mask (labels must not be blended)."""
+    return A.Resize(*size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
+
+
+def to_tensors(
+    image: np.ndarray, mask: np.ndarray, mean: torch.Tensor, std: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, W, C)`` uint8/float image and ``(H, W)`` mask -> normalised float32 ``(C, H, W)``, int64 ``(H, W)``.
+
+    uint8 images are scaled to [0, 1] first, so ``mean``/``std`` are always in [0, 1] units.
+    """
+    if isinstance(image, torch.Tensor) or isinstance(mask, torch.Tensor):
+        raise DataError("a configured transform returned tensors: remove ToTensorV2, the datamodule converts")
+    if image.ndim == 2:
+        image = image[..., None]
+    tensor = _from_numpy(image.transpose(2, 0, 1))
+    tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
+    # Out of place: the arrays may be a cached source's own memory.
+    return (tensor - mean) / std, _from_numpy(mask).long()
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    """A tensor viewing ``array`` (copied only if not contiguous or read-only, e.g. fresh from PIL)."""
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+class SamplePipeline:
+    """Callable ``(image (H, W, C), mask (H, W)) -> (float32 (C, H, W), int64 (H, W))``."""
+
+    def __init__(
+        self, transforms: Any, mean: Sequence[float], std: Sequence[float], seed: int | None = None
+    ) -> None:
+        transforms = as_transform_list(transforms)
+        self.compose = A.Compose(transforms, seed=seed) if transforms else None
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def reseed(self, seed: int) -> None:
+        """Give the augmentations a new random state (each DataLoader worker needs its own)."""
+        if self.compose is not None:
+            self.compose.set_random_seed(seed)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compose is not None:
+            out = self.compose(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return to_tensors(image, mask, self.mean, self.std)

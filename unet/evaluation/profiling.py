@@ -1,0 +1,250 @@
+"""What a model costs on this machine: parameters, FLOPs, training throughput, latency and peak memory.
+
+Accuracy alone does not choose an upsampler; these numbers are the other side of the trade-off.
+Every measurement runs on a deep copy of the model, so the caller's model keeps its device, its
+train/eval mode and its parameters (an optimizer step on the original would change the weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from unet.models import UNet
+
+# The cost columns of the comparison report, in the order :func:`model_costs` returns them.
+COST_KEYS = ("params", "upsampler_params", "gflops", "train_images_per_s", "latency_ms", "peak_memory_mb")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters, trainable or not."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def upsampler_parameters(model: UNet) -> int:
+    """Parameters of the decoder's upsamplers alone: the part of the model the method choice changes."""
+    return sum(count_parameters(stage.upsample) for stage in model.decoder)
+
+
+def _working_copy(model: nn.Module, device: str | torch.device, channels_last: bool) -> nn.Module:
+    """A deep copy on ``device`` (in channels-last layout if asked), leaving ``model`` untouched."""
+    working = copy.deepcopy(model).to(device)
+    return working.to(memory_format=torch.channels_last) if channels_last else working
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued kernels so that wall-clock time covers the work (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _random_images(
+    batch_size: int, in_channels: int, height: int, width: int, device: torch.device, channels_last: bool
+) -> torch.Tensor:
+    images = torch.randn(batch_size, in_channels, height, width, device=device)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+@torch.no_grad()
+def flops_per_image(model: nn.Module, in_channels: int, height: int, width: int) -> float:
+    """Forward FLOPs for one ``(in_channels, height, width)`` image in eval mode.
+
+    Counted by :class:`~torch.utils.flop_counter.FlopCounterMode`, which counts a multiply-add as 2
+    FLOPs and counts only matmuls and convolutions (transposed ones included); norms, activations
+    and interpolation are left out, as they are small next to the convolutions.
+    """
+    working = copy.deepcopy(model).eval()
+    device = next(working.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter:
+        working(torch.zeros(1, in_channels, height, width, device=device))
+    return float(counter.get_total_flops())
+
+
+def training_step(
+    model: nn.Module,
+    batch_size: int,
+    in_channels: int,
+    num_classes: int,
+    height: int,
+    width: int,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> Callable[[], None]:
+    """A closure running one forward + cross-entropy backward + AdamW step on a copy, on fixed random data."""
+    device = torch.device(device)
+    working = _working_copy(model, device, channels_last).train()
+    optimizer = torch.optim.AdamW(working.parameters(), lr=1e-3)
+    images = _random_images(batch_size, in_channels, height, width, device, channels_last)
+    target = torch.randint(0, num_classes, (batch_size, height, width), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(working(images), target).backward()
+        optimizer.step()
+
+    return step
+
+
+def training_throughput(
+    model: nn.Module,
+    batch_size: int,
+    in_channels: int,
+    num_classes: int,
+    height: int,
+    width: int,
+    steps: int = 10,
+    warmup: int = 3,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> float:
+    """Training images per second: forward, cross-entropy backward and AdamW step, after ``warmup`` steps."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    device = torch.device(device)
+    step = training_step(model, batch_size, in_channels, num_classes, height, width, device, channels_last)
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def inference_latency(
+    model: nn.Module,
+    in_channels: int,
+    height: int,
+    width: int,
+    repeats: int = 20,
+    warmup: int = 3,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> float:
+    """Seconds per image at batch 1 in eval and inference mode: the median of ``repeats`` timed calls."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    device = torch.device(device)
+    working = _working_copy(model, device, channels_last).eval()
+    image = _random_images(1, in_channels, height, width, device, channels_last)
+    times = []
+    with torch.inference_mode():
+        for index in range(warmup + repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            working(image)
+            _synchronize(device)
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _resident_bytes() -> int:
+    """The process's resident set size now (Linux ``/proc``), else its lifetime peak from ``resource``."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        # ru_maxrss is a high-water mark (kilobytes on Linux, bytes on macOS): it only sees a call
+        # whose peak exceeds every earlier one, so this fallback can under-report.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _peak_cuda_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    torch.cuda.synchronize(device)
+    baseline = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return max(0, torch.cuda.max_memory_allocated(device) - baseline)
+
+
+def _peak_cpu_bytes(fn: Callable[[], Any], interval_s: float) -> int:
+    baseline = _resident_bytes()
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _resident_bytes())
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = fn()
+        peak = max(peak, _resident_bytes())  # what the result still holds counts too
+        del result
+    finally:
+        done.set()
+        sampler.join()
+    return max(0, peak - baseline)
+
+
+def peak_memory_bytes(
+    fn: Callable[[], Any], device: str | torch.device = "cpu", interval_s: float = 0.002
+) -> int:
+    """Peak memory ``fn()`` uses on top of what was in use before the call, in bytes.
+
+    On CUDA this is exact: the allocator's peak of allocated tensor memory. On CPU it is an
+    approximation from the process's resident set size, sampled every ``interval_s`` by a
+    background thread: a spike shorter than the interval can be missed, memory other threads
+    allocate meanwhile is counted, and memory the allocator keeps cached after an earlier call is
+    not counted again.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _peak_cuda_bytes(fn, device)
+    return _peak_cpu_bytes(fn, interval_s)
+
+
+def model_costs(
+    model: UNet,
+    in_channels: int,
+    num_classes: int,
+    height: int,
+    width: int,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+    steps: int = 10,
+    warmup: int = 3,
+    repeats: int = 20,
+) -> dict[str, float]:
+    """Every cost column of the comparison report (:data:`COST_KEYS`) for one model.
+
+    Peak memory is that of one training step at ``batch_size`` from scratch: the model copy,
+    activations, gradients and AdamW state.
+    """
+
+    def first_training_step() -> None:
+        training_step(model, batch_size, in_channels, num_classes, height, width, device, channels_last)()
+
+    costs = {
+        "params": count_parameters(model),
+        "upsampler_params": upsampler_parameters(model),
+        "gflops": flops_per_image(model, in_channels, height, width) / 1e9,
+        "train_images_per_s": training_throughput(
+            model, batch_size, in_channels, num_classes, height, width, steps, warmup, device, channels_last
+        ),
+        "latency_ms": 1e3
+        * inference_latency(model, in_channels, height, width, repeats, warmup, device, channels_last),
+        "peak_memory_mb": peak_memory_bytes(first_training_step, device) / 2**20,
+    }
+    return {key: costs[key] for key in COST_KEYS}

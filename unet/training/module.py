@@ -1,0 +1,159 @@
+"""The Lightning module: a U-Net, its loss and its epoch metrics, configured by plain values.
+
+Every constructor argument is a plain value (numbers, strings, lists, dicts with ``_target_``), so a
+checkpoint's hyper-parameters alone rebuild the model and load without unpickling code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from unet.models import UNet
+from unet.training.metrics import SegmentationScores
+
+DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
+DEFAULT_SCHEDULER = {"_target_": "unet.training.schedules.WarmupCosine", "warmup_steps": 0}
+SPLITS = ("train", "val", "test")
+
+
+def to_plain(value: Any) -> Any:
+    """OmegaConf containers to plain dicts/lists, so hyper-parameters pickle as builtins only."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains :class:`unet.models.UNet` with a configurable loss, optimizer and schedule.
+
+    Data-dependent arguments (``in_channels``, ``num_classes``, ``class_names``, ``ignore_index``,
+    ``mean``, ``std``) are filled in from the datamodule by the training app and stored in the
+    checkpoint, so evaluation, prediction and export need nothing but the checkpoint.
+    ``loss``, ``optimizer`` and ``scheduler`` are ``_target_`` dicts; ``scheduler`` gets the run's
+    ``total_steps`` and may be ``None`` for a constant learning rate.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        upsample: str = "bilinear",
+        upsample_options: Mapping[str, Any] | None = None,
+        depth: int = 4,
+        base_channels: int = 32,
+        fuse: str = "concat",
+        norm: str = "batch",
+        activation: str = "relu",
+        dropout: float = 0.0,
+        loss: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
+    ) -> None:
+        super().__init__()
+        class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+        # Rebind the arguments as builtins before saving them: save_hyperparameters reads these locals.
+        upsample_options = dict(to_plain(upsample_options) or {})
+        mean = [float(value) for value in to_plain(mean) or [0.0] * in_channels]
+        std = [float(value) for value in to_plain(std) or [1.0] * in_channels]
+        loss = dict(to_plain(loss) or DEFAULT_LOSS)
+        optimizer = dict(to_plain(optimizer) or DEFAULT_OPTIMIZER)
+        scheduler = to_plain(scheduler)
+        self.save_hyperparameters(logger=False)
+        self.net = UNet(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            upsample=upsample,
+            upsample_options=self.hparams.upsample_options,
+            depth=depth,
+            base_channels=base_channels,
+            fuse=fuse,
+            norm=norm,
+            activation=activation,
+            dropout=dropout,
+        )
+        self.loss_fn = instantiate(self.hparams.loss, ignore_index=ignore_index)
+        # One epoch accumulator per split (attributes, since ModuleDict reserves the key "train").
+        for split in SPLITS:
+            setattr(self, f"{split}_scores", SegmentationScores(class_names, ignore_index))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams.class_names)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` normalised images to ``(B, K, H, W)`` logits."""
+        return self.net(images)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        images, masks = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, masks)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{split} loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
+                "lower the learning rate or check the data. The last good checkpoint is kept."
+            )
+        self.scores(split).update(logits.argmax(dim=1), masks)
+        self.log(
+            f"{split}/loss",
+            loss,
+            on_step=split == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(images),
+        )
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def scores(self, split: str) -> SegmentationScores:
+        return getattr(self, f"{split}_scores")
+
+    def _log_scores(self, split: str) -> None:
+        scores = self.scores(split).compute()
+        self.scores(split).reset()
+        for name, value in scores.items():
+            self.log(f"{split}/{name}", value, prog_bar=split == "val" and name == "miou")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_scores("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps):
+            raise ValueError(
+                "the learning-rate schedule needs a finite run length: set trainer.max_epochs or "
+                "trainer.max_steps (or model.scheduler=null for a constant learning rate)"
+            )
+        scheduler = instantiate(self.hparams.scheduler, optimizer=optimizer, total_steps=int(total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
