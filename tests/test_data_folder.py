@@ -324,3 +324,12 @@ def test_default_class_names(tmp_path):
     dm = folder(tmp_path, num_classes=3)
     assert dm.class_names == ["class_0", "class_1", "class_2"]
     assert dm.mean == (0.5,) and dm.std == (0.25,)
+
+
+def test_two_images_with_one_stem_are_ambiguous(tmp_path):
+    write_pairs(tmp_path, 3)
+    Image.fromarray(gray(0)).save(tmp_path / "images" / "00.jpg")
+    with pytest.raises(DataError, match=r"00\.jpg.*00\.png|00\.png.*00\.jpg"):
+        folder(tmp_path)
+    dm = folder(tmp_path, extensions=["png"])  # restricting the extensions resolves it
+    assert len(dm.pairs["train"]) + len(dm.pairs["val"]) == 3

@@ -1,28 +1,13 @@
 """ISBI2012DataModule on the real slices (skipped where the data is not on this machine)."""
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import ISBI_ROOT as ROOT
+from conftest import requires_isbi
 
 from unet.data import ISBI2012DataModule
 
-
-def find_root() -> Path:
-    """``$ISBI2012_ROOT``, else the project's shared data beside (or inside) the checkout."""
-    repo = Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("ISBI2012_ROOT"), repo.parent / "shared", repo / "shared"]
-    candidates = [Path(c) for c in candidates[:1] if c] + [c / "data" / "isbi2012" for c in candidates[1:]]
-    return next((c for c in candidates if (c / "images" / "00.png").exists()), candidates[-1])
-
-
-ROOT = find_root()
-
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "images" / "00.png").exists() or not (ROOT / "masks" / "00.png").exists(),
-    reason=f"ISBI 2012 slices not found at {ROOT} (images/NN.png, masks/NN.png)",
-)
+pytestmark = requires_isbi
 
 
 @pytest.fixture(scope="module")

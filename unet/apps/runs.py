@@ -10,8 +10,9 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from unet.data.errors import DataError
@@ -27,8 +28,17 @@ def user_errors_exit() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        report_and_exit(error)
+    except InstantiationException as error:
+        # Hydra wraps errors raised while building an object from config; show the user's error.
+        if isinstance(error.__cause__, USER_ERRORS):
+            report_and_exit(error.__cause__)
+        raise
+
+
+def report_and_exit(error: BaseException) -> NoReturn:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 def json_safe(value: Any) -> Any:

@@ -6,13 +6,14 @@ checkpoint's hyper-parameters alone rebuild the model and load without unpicklin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unet.models import UNet
@@ -31,6 +32,12 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def training_time_budget(trainer: L.Trainer) -> float | None:
+    """Seconds of ``trainer.max_time`` (the Timer callback it installs), or ``None`` without one."""
+    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+    return None if timer is None else timer.time_remaining(RunningStage.TRAINING)
+
+
 class SegmentationModule(L.LightningModule):
     """Trains :class:`unet.models.UNet` with a configurable loss, optimizer and schedule.
 
@@ -38,7 +45,7 @@ class SegmentationModule(L.LightningModule):
     ``mean``, ``std``) are filled in from the datamodule by the training app and stored in the
     checkpoint, so evaluation, prediction and export need nothing but the checkpoint.
     ``loss``, ``optimizer`` and ``scheduler`` are ``_target_`` dicts; ``scheduler`` gets the run's
-    ``total_steps`` and may be ``None`` for a constant learning rate.
+    ``total_steps`` and ``time_budget_s`` and may be ``None`` for a constant learning rate.
     """
 
     def __init__(
@@ -149,11 +156,10 @@ class SegmentationModule(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        total_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total_steps):
-            raise ValueError(
-                "the learning-rate schedule needs a finite run length: set trainer.max_epochs or "
-                "trainer.max_steps (or model.scheduler=null for a constant learning rate)"
-            )
-        scheduler = instantiate(self.hparams.scheduler, optimizer=optimizer, total_steps=int(total_steps))
+        scheduler = instantiate(
+            self.hparams.scheduler,
+            optimizer=optimizer,
+            total_steps=self.trainer.estimated_stepping_batches,
+            time_budget_s=training_time_budget(self.trainer),
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

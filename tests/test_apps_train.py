@@ -1,0 +1,175 @@
+"""`unet-train` and `unet-eval` end to end: outputs written, scores reached, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_RUN, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from unet.apps.evaluate import evaluate
+from unet.apps.train import train
+from unet.models import UPSAMPLERS
+
+
+def event_tags(directory: Path) -> dict[str, list[str]]:
+    """All TensorBoard tags (scalars, images, hparams plugin) in the event files under ``directory``."""
+    tags: dict[str, list[str]] = {"scalars": [], "images": [], "plugins": []}
+    for events in directory.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        found = accumulator.Tags()
+        tags["scalars"] += found["scalars"]
+        tags["images"] += found["images"]
+        try:
+            tags["plugins"] += list(accumulator.PluginTagToContent("hparams"))
+        except KeyError:  # this event file holds no hparams summary
+            pass
+    return tags
+
+
+# A short real training on synthetic data that reliably learns (about 20 s on 2 CPU cores).
+LEARNING_RUN = [
+    "model.upsample=transposed",
+    "data.num_train=512",
+    "data.num_val=32",
+    "data.num_test=32",
+    "data.image_size=48",
+    "data.batch_size=16",
+    "model.base_channels=8",
+    "model.depth=3",
+    "model.optimizer.lr=0.01",
+    "trainer.max_epochs=12",
+    "trainer.accelerator=cpu",
+    "callbacks.progress_bar=null",
+    "callbacks.prediction_images.every_n_epochs=4",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """The learning run, shared by the tests that inspect its outputs."""
+    from hydra import compose, initialize_config_module
+
+    output_dir = tmp_path_factory.mktemp("run")
+    with initialize_config_module("unet.configs", version_base="1.3"):
+        train(compose("train", overrides=[f"paths.output_dir={output_dir}", *LEARNING_RUN]))
+    return output_dir
+
+
+def test_short_training_reaches_a_good_score_and_writes_metrics(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["val/miou"] >= 0.8, metrics
+    for key in ["val/miou", "val/dice", "val/pixel_acc", "test/miou", "test/dice", "test/pixel_acc"]:
+        assert 0.0 <= metrics[key] <= 1.0
+    assert {"val/iou/background", "val/iou/circle", "val/iou/square", "val/iou/triangle"} <= set(metrics)
+    assert metrics["epochs"] == 12
+
+
+def test_run_directory_holds_config_checkpoints_and_per_method_tensorboard(trained_run):
+    assert (trained_run / "checkpoints" / "best.ckpt").is_file()
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    config = (trained_run / "config.yaml").read_text()
+    assert "upsample: transposed" in config
+    method_dir = trained_run / "tensorboard" / "transposed" / "version_0"
+    assert method_dir.is_dir()
+    tags = event_tags(method_dir)
+    assert {"val/miou", "val/dice", "val/pixel_acc", "train/miou", "val/iou/circle"} <= set(tags["scalars"])
+    assert any(tag.startswith("lr-") for tag in tags["scalars"]), "learning rate is logged"
+    assert "val/prediction" in tags["images"]
+    assert tags["plugins"], "hyper-parameters and final metrics are in the HParams tab"
+    assert "hparams/val/miou" in tags["scalars"]
+
+
+def test_checkpoint_loads_with_weights_only_and_records_its_data(trained_run):
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["upsample"] == "transposed"
+    assert checkpoint["unet_run_config"]["data"]["_target_"] == "unet.data.SyntheticDataModule"
+
+
+def test_eval_from_checkpoint_alone_prints_table_and_writes_json(
+    trained_run, compose_config, tmp_path, capsys
+):
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    result = evaluate(compose_config("eval", f"ckpt_path={ckpt}"))
+    assert result["split"] == "test"
+    assert result["upsample"] == "transposed"
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    assert result["metrics"]["test/miou"] == pytest.approx(trained["test/miou"], abs=1e-6)
+    printed = capsys.readouterr().out
+    assert "circle" in printed and "pixel accuracy" in printed
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert [row["class"] for row in written["per_class"]] == ["background", "circle", "square", "triangle"]
+
+
+def test_eval_rejects_data_that_does_not_fit_the_checkpoint(trained_run, compose_config):
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    cfg = compose_config("eval", f"ckpt_path={ckpt}", "data=synthetic", "data.in_channels=3")
+    with pytest.raises(ValueError, match="1 input channels in the checkpoint, 3 in the data"):
+        evaluate(cfg)
+
+
+def test_resume_from_last_checkpoint_continues_training(trained_run, compose_config, tmp_path):
+    last = trained_run / "checkpoints" / "last.ckpt"
+    overrides = [o for o in LEARNING_RUN if not o.startswith("trainer.max_epochs")]
+    cfg = compose_config("train", *overrides, "trainer.max_epochs=13", f"ckpt_path={last}")
+    metrics = train(cfg)
+    assert metrics["epochs"] == 13
+    assert metrics["global_step"] == 13 * 512 // 16
+    assert metrics["val/miou"] >= 0.8
+
+
+def test_rerun_into_a_finished_run_directory_is_refused(trained_run, compose_config):
+    before = (trained_run / "metrics.json").read_text()
+    with pytest.raises(FileExistsError, match="already holds the outputs"):
+        train(compose_config("train", *TINY_RUN, output_dir=trained_run))
+    assert (trained_run / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize("method", sorted(UPSAMPLERS))
+def test_every_method_trains_through_the_config_key(method, compose_config):
+    metrics = train(compose_config("train", *TINY_RUN, "trainer=debug", f"model.upsample={method}"))
+    assert 0.0 <= metrics["val/miou"] <= 1.0
+
+
+def test_cli_dry_run_sweep_writes_one_directory_per_method(tmp_path):
+    result = run_cli(
+        "unet-train",
+        "-m",
+        "model.upsample=nearest,maxunpool",
+        "trainer=debug",
+        *TINY_RUN,
+        "paths.log_dir=logs",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json"))
+    assert len(runs) == 2
+    methods = sorted(
+        path.parent.joinpath("config.yaml").read_text().split("upsample: ")[1].split()[0] for path in runs
+    )
+    assert methods == ["maxunpool", "nearest"]
+
+
+def test_cli_typo_in_a_key_fails_before_any_work(tmp_path):
+    result = run_cli("unet-train", "model.upsampel=nearest", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "upsampel" in result.stderr
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_cli_unknown_group_option_lists_valid_ones(tmp_path):
+    result = run_cli("unet-train", "data=imagenet", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "synthetic" in result.stderr and "isbi2012" in result.stderr
+
+
+def test_cli_unknown_method_is_a_clear_error(tmp_path):
+    result = run_cli("unet-train", "model.upsample=bicubic", "trainer=debug", *TINY_RUN, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown upsampling method 'bicubic'" in result.stderr
+    assert "maxunpool" in result.stderr
+    assert "Traceback" not in result.stderr
