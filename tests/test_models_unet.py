@@ -110,3 +110,15 @@ def test_upsample_options_reach_the_method():
     assert all(stage.upsample.corner == "bottom_right" for stage in model.decoder)
     with pytest.raises(TypeError):
         tiny_unet("nearest", upsample_options={"corner": "top_left"})
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("decoder_width", [0.6, 1.7])
+def test_decoder_width_scales_the_decoder_for_every_method(method, decoder_width):
+    model = tiny_unet(method, decoder_width=decoder_width).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 29, 35)).shape == (1, 4, 29, 35)
+    narrow, wide = tiny_unet(method, decoder_width=0.6), tiny_unet(method, decoder_width=1.7)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters())
+    encoder = [p.numel() for p in tiny_unet(method).encoder.parameters()]
+    assert [p.numel() for p in wide.encoder.parameters()] == encoder

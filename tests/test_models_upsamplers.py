@@ -100,8 +100,15 @@ def test_bilinear_additive_sums_channel_groups_of_bilinear_upsampling():
     expected = torch.stack([up[:, 0:3].sum(1), up[:, 3:6].sum(1)], dim=1)
     torch.testing.assert_close(upsampler(x, (9, 10)), expected)
     assert sum(p.numel() for p in upsampler.parameters()) == 0
-    with pytest.raises(ValueError, match="multiple"):
-        make("bilinear_additive", 6, 4)
+    with pytest.raises(ValueError, match="in_channels >= out_channels"):
+        make("bilinear_additive", 4, 6)
+
+
+def test_bilinear_additive_sums_near_equal_runs_when_widths_do_not_divide():
+    upsampler = make("bilinear_additive", 5, 2)
+    x = torch.randn(1, 5, 4, 4)
+    sums = upsampler(x, (4, 4))  # same size: interpolation is the identity
+    torch.testing.assert_close(sums, torch.stack([x[:, 0:2].sum(1), x[:, 2:5].sum(1)], dim=1))
 
 
 def test_dysample_starts_as_bilinear_interpolation():

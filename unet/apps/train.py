@@ -7,6 +7,8 @@ The run directory receives ``config.yaml`` (resolved), ``checkpoints/best.ckpt``
 from __future__ import annotations
 
 import logging
+import math
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +109,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def train_or_record_failure(cfg: DictConfig) -> dict[str, float] | None:
+    """``train``, but an error is written to ``error.json`` in the run directory instead of raised.
+
+    Used by sweeps (``record_failures=true``) so one failed run shows up as failed in a report
+    instead of stopping the runs after it.
+    """
+    try:
+        return train(cfg)
+    except Exception as error:  # noqa: BLE001 -- every failure is recorded, none is hidden
+        write_json(
+            Path(cfg.paths.output_dir) / "error.json",
+            {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()},
+        )
+        log.error("run failed, recorded in %s: %s", Path(cfg.paths.output_dir) / "error.json", error)
+        return None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it."""
+    """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
     with user_errors_exit():
-        return train(cfg)["val/miou"]
+        metrics = train_or_record_failure(cfg) if cfg.get("record_failures") else train(cfg)
+        return math.nan if metrics is None else metrics["val/miou"]
 
 
 if __name__ == "__main__":

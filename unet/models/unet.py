@@ -15,12 +15,17 @@ FUSIONS = ("concat", "add", "none")
 
 
 class DecoderStage(nn.Module):
-    """Upsample to the skip's size, fuse with the skip, then a conv block."""
+    """Upsample to the skip's size and width, fuse with the skip, then a conv block to ``out_channels``.
+
+    The upsampler always produces the skip's channel count (max-unpooling needs it, and so does
+    ``add``); ``out_channels`` is the stage's own width, which ``decoder_width`` scales.
+    """
 
     def __init__(
         self,
         in_channels: int,
         skip_channels: int,
+        out_channels: int,
         upsample: str,
         upsample_options: dict[str, Any],
         fuse: str,
@@ -30,7 +35,7 @@ class DecoderStage(nn.Module):
         self.fuse = fuse
         self.upsample = get_upsampler(upsample)(in_channels, skip_channels, **upsample_options)
         block_in = 2 * skip_channels if fuse == "concat" else skip_channels
-        self.block = ConvBlock(block_in, skip_channels, **block_options)
+        self.block = ConvBlock(block_in, out_channels, **block_options)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
         x = self.upsample(x, (skip.shape[-2], skip.shape[-1]), indices)
@@ -54,6 +59,8 @@ class UNet(nn.Module):
         fuse: how the upsampled features meet the skip: ``concat`` (U-Net), ``add`` or ``none``.
         norm: ``batch``, ``group``, ``instance`` or ``none``; activation: ``relu``, ``gelu``, ...
         dropout: channel dropout at the end of every conv block.
+        decoder_width: multiplier of the decoder stages' widths (1: mirror the encoder). Comparisons
+            use it to give every method the same parameter count (see ``unet.models.sizing``).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class UNet(nn.Module):
         norm: str = "batch",
         activation: str = "relu",
         dropout: float = 0.0,
+        decoder_width: float = 1.0,
     ) -> None:
         super().__init__()
         upsampler_cls = get_upsampler(upsample)
@@ -80,10 +88,14 @@ class UNet(nn.Module):
                 "in_channels, num_classes and base_channels must be positive; got "
                 f"{in_channels}, {num_classes}, {base_channels}"
             )
+        if decoder_width <= 0:
+            raise ValueError(f"decoder_width must be positive, got {decoder_width}")
         self.depth = depth
         self.save_indices = upsampler_cls.needs_pool_indices
         block_options = {"norm": norm, "activation": activation, "dropout": dropout}
         widths = [base_channels * 2**level for level in range(depth + 1)]
+        # Decoder stage widths; the bottleneck (level ``depth``) belongs to the encoder.
+        decoder_widths = [max(1, round(width * decoder_width)) for width in widths[:depth]] + [widths[depth]]
 
         self.encoder = nn.ModuleList(
             ConvBlock(in_channels if level == 0 else widths[level - 1], widths[level], **block_options)
@@ -91,8 +103,9 @@ class UNet(nn.Module):
         )
         self.decoder = nn.ModuleList(
             DecoderStage(
-                widths[level + 1],
+                decoder_widths[level + 1],
                 widths[level],
+                decoder_widths[level],
                 upsample,
                 dict(upsample_options or {}),
                 fuse,
@@ -100,7 +113,7 @@ class UNet(nn.Module):
             )
             for level in reversed(range(depth))
         )
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.head = nn.Conv2d(decoder_widths[0], num_classes, kernel_size=1)
 
     @property
     def min_size(self) -> int:

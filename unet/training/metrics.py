@@ -11,7 +11,11 @@ import re
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+from unet.evaluation.boundary import BoundaryF1
+from unet.evaluation.checkerboard import CheckerboardScore
 
 
 def metric_key(class_name: str) -> str:
@@ -53,3 +57,45 @@ class SegmentationScores(MulticlassConfusionMatrix):
 
     def compute(self) -> dict[str, float]:  # type: ignore[override]
         return scores_from_confusion(super().compute(), self.class_names)
+
+
+class SplitMetrics(nn.Module):
+    """Every epoch metric of one split: class scores, and for evaluation splits boundary F1 and checkerboard.
+
+    Boundary F1 (within ``boundary_tolerance`` pixels) and the checkerboard score of the logits tell
+    upsampling methods apart where mIoU barely moves: edge placement and stride-2 artefacts.
+    They are left out of training, where they would only cost time.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        ignore_index: int | None = None,
+        shape_metrics: bool = True,
+        boundary_tolerance: int = 2,
+    ) -> None:
+        super().__init__()
+        self.scores = SegmentationScores(class_names, ignore_index)
+        self.boundary_f1 = (
+            BoundaryF1(len(class_names), boundary_tolerance, ignore_index) if shape_metrics else None
+        )
+        self.checkerboard = CheckerboardScore() if shape_metrics else None
+
+    def update(self, logits: torch.Tensor, masks: torch.Tensor) -> None:
+        """Add a batch: logits ``(B, K, H, W)``, masks ``(B, H, W)``."""
+        predictions = logits.argmax(dim=1)
+        self.scores.update(predictions, masks)
+        if self.boundary_f1 is not None:
+            self.boundary_f1.update(predictions, masks)
+            self.checkerboard.update(logits)
+
+    def compute_and_reset(self) -> dict[str, float]:
+        """The epoch's values (keys ``miou``, ``iou/<class>``, ``boundary_f1``, ...), then start afresh."""
+        values = self.scores.compute()
+        self.scores.reset()
+        if self.boundary_f1 is not None:
+            values["boundary_f1"] = float(self.boundary_f1.compute())
+            values["checkerboard"] = float(self.checkerboard.compute())
+            self.boundary_f1.reset()
+            self.checkerboard.reset()
+        return values

@@ -17,7 +17,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unet.models import UNet
-from unet.training.metrics import SegmentationScores
+from unet.training.metrics import SplitMetrics
 
 DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
@@ -46,6 +46,8 @@ class SegmentationModule(L.LightningModule):
     checkpoint, so evaluation, prediction and export need nothing but the checkpoint.
     ``loss``, ``optimizer`` and ``scheduler`` are ``_target_`` dicts; ``scheduler`` gets the run's
     ``total_steps`` and ``time_budget_s`` and may be ``None`` for a constant learning rate.
+    ``network`` (a ``_target_`` dict mapping ``(B, C, H, W)`` to ``(B, K, H, W)`` logits) trains another
+    architecture in place of the U-Net through the same data, loss, metrics and budget: a baseline.
     """
 
     def __init__(
@@ -64,9 +66,11 @@ class SegmentationModule(L.LightningModule):
         norm: str = "batch",
         activation: str = "relu",
         dropout: float = 0.0,
+        decoder_width: float = 1.0,
         loss: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
+        network: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
@@ -79,23 +83,33 @@ class SegmentationModule(L.LightningModule):
         loss = dict(to_plain(loss) or DEFAULT_LOSS)
         optimizer = dict(to_plain(optimizer) or DEFAULT_OPTIMIZER)
         scheduler = to_plain(scheduler)
+        network = to_plain(network)
         self.save_hyperparameters(logger=False)
-        self.net = UNet(
-            in_channels=in_channels,
-            num_classes=num_classes,
-            upsample=upsample,
-            upsample_options=self.hparams.upsample_options,
-            depth=depth,
-            base_channels=base_channels,
-            fuse=fuse,
-            norm=norm,
-            activation=activation,
-            dropout=dropout,
+        self.net = (
+            instantiate(network)
+            if network
+            else UNet(
+                in_channels=in_channels,
+                num_classes=num_classes,
+                upsample=upsample,
+                upsample_options=self.hparams.upsample_options,
+                depth=depth,
+                base_channels=base_channels,
+                fuse=fuse,
+                norm=norm,
+                activation=activation,
+                dropout=dropout,
+                decoder_width=decoder_width,
+            )
         )
         self.loss_fn = instantiate(self.hparams.loss, ignore_index=ignore_index)
-        # One epoch accumulator per split (attributes, since ModuleDict reserves the key "train").
+        # One set of epoch metrics per split (attributes, since ModuleDict reserves the key "train").
         for split in SPLITS:
-            setattr(self, f"{split}_scores", SegmentationScores(class_names, ignore_index))
+            setattr(
+                self,
+                f"{split}_metrics",
+                SplitMetrics(class_names, ignore_index, shape_metrics=split != "train"),
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -114,7 +128,7 @@ class SegmentationModule(L.LightningModule):
                 f"{split} loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
                 "lower the learning rate or check the data. The last good checkpoint is kept."
             )
-        self.scores(split).update(logits.argmax(dim=1), masks)
+        self.metrics(split).update(logits.detach(), masks)
         self.log(
             f"{split}/loss",
             loss,
@@ -134,13 +148,11 @@ class SegmentationModule(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
-    def scores(self, split: str) -> SegmentationScores:
-        return getattr(self, f"{split}_scores")
+    def metrics(self, split: str) -> SplitMetrics:
+        return getattr(self, f"{split}_metrics")
 
     def _log_scores(self, split: str) -> None:
-        scores = self.scores(split).compute()
-        self.scores(split).reset()
-        for name, value in scores.items():
+        for name, value in self.metrics(split).compute_and_reset().items():
             self.log(f"{split}/{name}", value, prog_bar=split == "val" and name == "miou")
 
     def on_train_epoch_end(self) -> None:

@@ -8,6 +8,19 @@ import torch.nn.functional as F
 from unet.models.upsamplers.base import Upsampler, register_upsampler
 
 
+def channel_groups(in_channels: int, out_channels: int) -> torch.Tensor:
+    """A fixed ``(out, in)`` 0/1 matrix: output ``j`` sums a contiguous run of about ``in / out`` inputs.
+
+    With ``in`` a multiple of ``out`` the runs are the paper's equal groups of ``in / out`` channels;
+    otherwise their lengths differ by at most one, so any decoder width works.
+    """
+    bounds = [round(j * in_channels / out_channels) for j in range(out_channels + 1)]
+    groups = torch.zeros(out_channels, in_channels)
+    for j in range(out_channels):
+        groups[j, bounds[j] : bounds[j + 1]] = 1.0
+    return groups
+
+
 @register_upsampler("bilinear_additive")
 class BilinearAdditiveUpsampler(Upsampler):
     """Bilinear upsampling, then each output channel is the sum of ``C_in / C_out`` consecutive channels.
@@ -18,16 +31,17 @@ class BilinearAdditiveUpsampler(Upsampler):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
-        if in_channels % out_channels != 0:
+        if in_channels < out_channels:
             raise ValueError(
-                "bilinear_additive sums groups of channels, so in_channels must be a multiple of "
-                f"out_channels; got in_channels={in_channels}, out_channels={out_channels}"
+                "bilinear_additive sums groups of channels, so it needs in_channels >= out_channels; "
+                f"got in_channels={in_channels}, out_channels={out_channels}"
             )
-        self.group_size = in_channels // out_channels
+        self.register_buffer(
+            "groups", channel_groups(in_channels, out_channels)[:, :, None, None], persistent=False
+        )
 
     def forward(
         self, x: torch.Tensor, size: tuple[int, int], indices: torch.Tensor | None = None
     ) -> torch.Tensor:
-        b, _, h, w = x.shape
-        summed = x.reshape(b, self.out_channels, self.group_size, h, w).sum(dim=2)
+        summed = F.conv2d(x, self.groups.to(x.dtype))
         return F.interpolate(summed, size=size, mode="bilinear", align_corners=False)

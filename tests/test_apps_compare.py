@@ -1,0 +1,114 @@
+"""`unet-compare`: a small real comparison writes every report file, failures included."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINY_RUN, run_cli
+from PIL import Image
+
+from unet.apps.compare import compare, load_config, split_arguments
+from unet.models import UPSAMPLERS
+
+COMPARE_RUN = [o for o in TINY_RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory) -> Path:
+    """Two methods x two seeds on tiny synthetic data, plus a report."""
+    output_dir = tmp_path_factory.mktemp("compare")
+    arguments = ["methods=[nearest,maxunpool]", "seeds=[0,1]", f"output_dir={output_dir}", *COMPARE_RUN]
+    arguments += ["costs.height=32", "costs.width=32", "costs.batch_size=2"]
+    own, train_overrides = split_arguments(arguments)
+    compare(load_config(own), train_overrides, "unet-compare " + " ".join(arguments))
+    return output_dir
+
+
+def test_arguments_split_into_compare_keys_and_train_overrides():
+    own, train = split_arguments(
+        ["methods=[a]", "seeds=[1]", "data=isbi2012", "model.depth=3", "costs.height=64"]
+    )
+    assert own == ["methods=[a]", "seeds=[1]", "costs.height=64"]
+    assert train == ["data=isbi2012", "model.depth=3"]
+
+
+def test_every_report_file_is_written(comparison):
+    for name in ["comparison.csv", "comparison.json", "comparison.md", "miou_curves.png", "miou_bars.png"]:
+        assert (comparison / name).is_file(), name
+    for name in ["qualitative.png", "miou_bars.png"]:
+        with Image.open(comparison / name) as image:
+            assert image.width > 200 and image.height > 100
+    runs = sorted(p.relative_to(comparison).as_posix() for p in comparison.glob("runs/*/seed_*/metrics.json"))
+    assert runs == [f"runs/{m}/seed_{s}/metrics.json" for m in ("maxunpool", "nearest") for s in (0, 1)]
+
+
+def test_table_has_one_row_per_method_with_scores_and_costs(comparison):
+    with open(comparison / "comparison.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["method"] for row in rows) == ["maxunpool", "nearest"]
+    for column in [
+        "val/miou_mean", "val/miou_std", "val/dice_mean", "val/pixel_acc_mean", "val/boundary_f1_mean",
+        "val/checkerboard_mean", "test/miou_mean", "params", "upsampler_params", "upsampler_share", "gflops",
+        "train_images_per_s", "latency_ms", "peak_memory_mb", "n_seeds",
+    ]:  # fmt: skip
+        assert column in rows[0], column
+    for row in rows:
+        assert row["n_seeds"] == "2"
+        assert 0 <= float(row["val/miou_mean"]) <= 1
+        assert float(row["gflops"]) > 0 and float(row["train_images_per_s"]) > 0
+    markdown = (comparison / "comparison.md").read_text()
+    assert "unet-compare methods=[nearest,maxunpool]" in markdown
+
+
+def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
+    for name in ["comparison.csv", "comparison.json", "comparison.md"]:
+        (comparison / name).unlink()
+    # A run that broke: its metrics are gone and the error it recorded is there instead.
+    broken = comparison / "runs" / "nearest" / "seed_1"
+    (broken / "metrics.json").rename(broken / "metrics.json.bak")
+    (broken / "error.json").write_text(json.dumps({"error": "FloatingPointError: train loss became nan"}))
+    try:
+        compare(
+            load_config([f"output_dir={comparison}", "report_only=true"]), [], "unet-compare report_only=true"
+        )
+    finally:
+        (broken / "metrics.json.bak").rename(broken / "metrics.json")
+        (broken / "error.json").unlink()
+    report = json.loads((comparison / "comparison.json").read_text())
+    failed = [run for run in report["runs"] if run["status"] == "failed"]
+    assert [(run["method"], run["seed"]) for run in failed] == [("nearest", 1)]
+    assert "train loss became nan" in failed[0]["error"]
+    assert "train loss became nan" in (comparison / "comparison.md").read_text()
+
+
+def test_rerunning_into_a_finished_comparison_is_refused(comparison):
+    with pytest.raises(FileExistsError, match="report_only=true"):
+        compare(load_config([f"output_dir={comparison}"]), [], "unet-compare")
+
+
+def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent(tmp_path):
+    from unet.apps.compare import equal_parameter_widths, train_config
+    from unet.models.sizing import parameter_count
+
+    cfg = train_config(["model.base_channels=8", "model.depth=3"], tmp_path)
+    widths = equal_parameter_widths(sorted(UPSAMPLERS), cfg)
+    counts = {
+        method: parameter_count(
+            upsample=method, in_channels=1, num_classes=4, base_channels=8, depth=3, decoder_width=width
+        )
+        for method, width in widths.items()
+    }
+    assert max(counts.values()) / min(counts.values()) <= 1.02 * 1.02
+    assert widths["transposed"] == pytest.approx(1.0, abs=0.01)
+    assert widths["bilinear_additive"] > widths["nearest"] > 1.0
+
+
+def test_cli_unknown_method_is_a_clear_error(tmp_path):
+    result = run_cli(
+        "unet-compare", "methods=[nearest,bicubic]", f"output_dir={tmp_path / 'cmp'}", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "unknown upsampling method(s) ['bicubic']" in result.stderr
