@@ -7,13 +7,15 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from unet.data.errors import DataError
 from unet.training.checkpoint import CheckpointError
@@ -96,3 +98,25 @@ def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
         f"{output_dir} already holds the outputs of an earlier run ({', '.join(p.name for p in earlier)}); "
         "choose a new hydra.run.dir, or resume that run with ckpt_path pointing into it"
     )
+
+
+def key_value_config(config_name: str, arguments: Sequence[str]) -> DictConfig:
+    """``configs/<name>.yaml`` with ``key=value`` arguments merged in, for apps that are not Hydra apps.
+
+    (``unet-predict model=<file>`` cannot be a Hydra app: ``model`` is a config group there.) Unknown
+    keys and missing required values are errors that name the key and list the valid ones.
+    """
+    text = (resources.files("unet.configs") / f"{config_name}.yaml").read_text()
+    defaults = OmegaConf.create(text)
+    OmegaConf.set_struct(defaults, True)
+    malformed = [argument for argument in arguments if "=" not in argument]
+    if malformed:
+        raise ValueError(f"arguments must be key=value; got {malformed}. Keys: {', '.join(defaults.keys())}")
+    try:
+        cfg = OmegaConf.merge(defaults, OmegaConf.from_dotlist(list(arguments)))
+    except ConfigKeyError as error:
+        raise ValueError(f"{error.msg.splitlines()[0]}; valid keys: {', '.join(defaults.keys())}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ValueError(f"missing value for {', '.join(missing)} (e.g. {missing[0]}=...)")
+    return cfg

@@ -32,21 +32,26 @@ def resize_transform(size: tuple[int, int]) -> A.Resize:
     return A.Resize(*size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
 
 
-def to_tensors(
-    image: np.ndarray, mask: np.ndarray, mean: torch.Tensor, std: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(H, W, C)`` uint8/float image and ``(H, W)`` mask -> normalised float32 ``(C, H, W)``, int64 ``(H, W)``.
+def normalize_image(image: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(H, W, C)`` or ``(H, W)`` uint8/float image -> normalised float32 ``(C, H, W)``.
 
-    uint8 images are scaled to [0, 1] first, so ``mean``/``std`` are always in [0, 1] units.
+    uint8 images are scaled to [0, 1] first, so ``mean``/``std`` (``(C, 1, 1)``) are always in [0, 1] units.
     """
-    if isinstance(image, torch.Tensor) or isinstance(mask, torch.Tensor):
-        raise DataError("a configured transform returned tensors: remove ToTensorV2, the datamodule converts")
     if image.ndim == 2:
         image = image[..., None]
     tensor = _from_numpy(image.transpose(2, 0, 1))
     tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
     # Out of place: the arrays may be a cached source's own memory.
-    return (tensor - mean) / std, _from_numpy(mask).long()
+    return (tensor - mean) / std
+
+
+def to_tensors(
+    image: np.ndarray, mask: np.ndarray, mean: torch.Tensor, std: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and ``(H, W)`` mask -> normalised float32 ``(C, H, W)`` (see :func:`normalize_image`), int64 ``(H, W)``."""
+    if isinstance(image, torch.Tensor) or isinstance(mask, torch.Tensor):
+        raise DataError("a configured transform returned tensors: remove ToTensorV2, the datamodule converts")
+    return normalize_image(image, mean, std), _from_numpy(mask).long()
 
 
 def _from_numpy(array: np.ndarray) -> torch.Tensor:

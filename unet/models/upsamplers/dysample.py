@@ -52,12 +52,13 @@ class DySampleUpsampler(Upsampler):
         offset = offset.reshape(b * self.groups, 2, out_h, out_w).permute(0, 2, 3, 1)
 
         # Where each output pixel centre falls in the input (align_corners=False convention), in
-        # input pixel units; grid_sample wants [-1, 1] with x first.
+        # input pixel units, then normalised to grid_sample's [-1, 1] with x first. Sizes are only
+        # combined with tensors (no Python float of a size), so traced graphs stay size-generic.
         ys = (torch.arange(out_h, device=x.device, dtype=x.dtype) + 0.5) * (h / out_h)
         xs = (torch.arange(out_w, device=x.device, dtype=x.dtype) + 0.5) * (w / out_w)
-        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2)
-        scale = torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=x.dtype)
-        grid = (base + offset) * scale - 1.0  # (B*G, H, W, 2)
+        grid_x = (xs[None, None, :] + offset[..., 0]) * (2.0 / w) - 1.0
+        grid_y = (ys[None, :, None] + offset[..., 1]) * (2.0 / h) - 1.0
+        grid = torch.stack([grid_x, grid_y], dim=-1)  # (B*G, H, W, 2)
 
         features = self.project(x).reshape(b * self.groups, self.out_channels // self.groups, h, w)
         sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, register_upsampler
@@ -28,4 +27,10 @@ class MaxUnpoolUpsampler(Upsampler):
     ) -> torch.Tensor:
         if indices is None:
             raise ValueError("maxunpool needs the encoder's max-pool indices; got none")
-        return F.max_unpool2d(self.project(x), indices, kernel_size=2, stride=2, output_size=size)
+        # Scatter into a zero map of the skip's size: the same numbers as F.max_unpool2d, written with
+        # ops that trace (TorchScript) and export (ONNX ScatterElements) for any input size.
+        values = self.project(x)
+        b, c = values.shape[0], values.shape[1]
+        unpooled = values.new_zeros((b, c, size[0] * size[1]))
+        unpooled = unpooled.scatter(2, indices.flatten(2), values.flatten(2))
+        return unpooled.view(b, c, size[0], size[1])

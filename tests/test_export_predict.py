@@ -1,0 +1,205 @@
+"""Export every method to ONNX, TorchScript and weights with parity checks; predict on new images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+
+from unet.apps.export import export
+from unet.apps.predict import predict
+from unet.apps.runs import key_value_config
+from unet.export import ExportError, export_checkpoint, read_metadata
+from unet.export.exporters import DEFAULT_SUFFIXES
+from unet.inference import load_predictor, predict_probabilities
+from unet.models import UPSAMPLERS
+from unet.training.module import SegmentationModule
+
+
+def save_checkpoint(path: Path, upsample: str, in_channels: int = 1) -> Path:
+    """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model."""
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        in_channels=in_channels,
+        num_classes=3,
+        class_names=["background", "cell", "edge"],
+        mean=[0.5] * in_channels,
+        std=[0.25] * in_channels,
+        upsample=upsample,
+        depth=2,
+        base_channels=8,
+    )
+    # Non-trivial batch-norm statistics, so eval mode differs from a fresh model.
+    module.train()
+    with torch.no_grad():
+        for _ in range(3):
+            module(torch.randn(4, in_channels, 32, 32))
+    module.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpts")
+    return {
+        method: save_checkpoint(root / method / "checkpoints" / "best.ckpt", method) for method in UPSAMPLERS
+    }
+
+
+@pytest.mark.parametrize("method", sorted(UPSAMPLERS))
+@pytest.mark.parametrize("export_format", ["onnx", "torchscript", "weights"])
+def test_every_method_exports_and_matches_pytorch(checkpoints, method, export_format, tmp_path):
+    path, sidecar = export_checkpoint(
+        checkpoints[method], export_format, tmp_path / f"model{DEFAULT_SUFFIXES[export_format]}"
+    )
+    assert path.is_file() and sidecar == path.with_name(path.name + ".json")
+    metadata = read_metadata(path)
+    assert metadata["upsample"] == method and metadata["num_classes"] == 3 and metadata["in_channels"] == 1
+    assert metadata["class_names"] == ["background", "cell", "edge"] and metadata["mean"] == [0.5]
+    assert metadata["versions"]["torch"] == torch.__version__
+    if export_format != "weights":
+        assert metadata["check_max_abs_diff"] <= 1e-4
+    # The exported model, loaded back, gives PyTorch's logits at yet another odd size.
+    images = np.random.default_rng(3).standard_normal((1, 1, 37, 29)).astype(np.float32)
+    reference = load_predictor(checkpoints[method])(images)
+    exported = load_predictor(path)(images)
+    np.testing.assert_allclose(exported, reference, atol=1e-4)
+
+
+def test_onnx_has_dynamic_batch_height_width_and_recent_opset(checkpoints, tmp_path):
+    import onnx
+
+    path, _ = export_checkpoint(checkpoints["maxunpool"], "onnx", tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    assert max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")) >= 17
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param != "" for d in dims] == [True, False, True, True]
+
+
+def test_weights_load_with_weights_only(checkpoints, tmp_path):
+    path, _ = export_checkpoint(checkpoints["transposed"], "weights", tmp_path / "w.pt")
+    state = torch.load(path, weights_only=True)
+    assert all(isinstance(value, torch.Tensor) for value in state.values())
+
+
+def test_export_never_overwrites(checkpoints, tmp_path):
+    target = tmp_path / "exists.onnx"
+    target.write_text("mine")
+    with pytest.raises(FileExistsError):
+        export_checkpoint(checkpoints["nearest"], "onnx", target)
+    assert target.read_text() == "mine"
+
+
+def test_a_parity_failure_is_an_error_and_leaves_no_file(checkpoints, tmp_path):
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export_checkpoint(checkpoints["bilinear"], "torchscript", tmp_path / "m.pt", tolerance=-1.0)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_export_app_defaults_beside_the_checkpoint(checkpoints):
+    path, sidecar = export(
+        key_value_config("export", [f"ckpt_path={checkpoints['dysample']}", "format=torchscript"])
+    )
+    assert path == checkpoints["dysample"].with_suffix(".pt")
+    assert json.loads(sidecar.read_text())["format"] == "torchscript"
+
+
+def constant_predictor(num_classes: int = 3):
+    """Logits that depend on position only through the input, to check tiling reassembles exactly."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([images * (k + 1) for k in range(num_classes)], axis=1)
+
+    return predict
+
+
+def test_tiled_prediction_covers_an_odd_image_and_blends_pointwise_models_exactly():
+    image = np.random.default_rng(0).standard_normal((1, 301, 517)).astype(np.float32)
+    whole = predict_probabilities(constant_predictor(), image, 3, min_size=4, tile_size=1024)
+    tiled = predict_probabilities(constant_predictor(), image, 3, min_size=4, tile_size=128, overlap=0.3)
+    assert tiled.shape == (3, 301, 517)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_tiled_equals_whole_image_prediction_where_the_image_fits_a_tile(checkpoints):
+    predictor = load_predictor(checkpoints["bilinear"])
+    image = np.random.default_rng(1).standard_normal((1, 45, 61)).astype(np.float32)
+    whole = predict_probabilities(predictor, image, 3, min_size=4, tile_size=64)
+    logits = predictor(image[None])[0]
+    expected = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
+    np.testing.assert_allclose(whole, expected, atol=1e-5)
+    tiled = predict_probabilities(predictor, image, 3, min_size=4, tile_size=32, overlap=0.5)
+    assert (tiled.argmax(0) == whole.argmax(0)).mean() > 0.9
+
+
+def test_small_images_are_padded_and_cropped_back(checkpoints):
+    predictor = load_predictor(checkpoints["maxunpool"])
+    probabilities = predict_probabilities(predictor, np.zeros((1, 3, 2), np.float32), 3, min_size=4)
+    assert probabilities.shape == (3, 3, 2)
+
+
+def test_flip_tta_of_a_flip_equivariant_model_changes_nothing():
+    image = np.random.default_rng(2).standard_normal((1, 40, 50)).astype(np.float32)
+    plain = predict_probabilities(constant_predictor(), image, 3, min_size=4, tile_size=32)
+    tta = predict_probabilities(constant_predictor(), image, 3, min_size=4, tile_size=32, tta=True)
+    np.testing.assert_allclose(tta, plain, atol=1e-5)
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (150, 233), dtype=np.uint8)).save(folder / "slice.png")
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(folder / "photo.jpg")
+    return folder
+
+
+def test_predict_writes_mask_overlay_and_probabilities_for_any_size(checkpoints, images, tmp_path):
+    cfg = key_value_config(
+        "predict",
+        [f"model={checkpoints['transposed']}", f"input={images}", f"output={tmp_path / 'out'}", "tile_size=64",
+         "save_probabilities=true", "tta=true"],
+    )  # fmt: skip
+    summary = predict(cfg)
+    assert summary["images"] == 2
+    out = tmp_path / "out"
+    for stem, size in [("slice", (233, 150)), ("photo", (30, 40))]:
+        with Image.open(out / f"{stem}_mask.png") as mask:
+            assert mask.size == size and max(np.asarray(mask).ravel()) < 3
+        with Image.open(out / f"{stem}_overlay.png") as overlay:
+            assert overlay.size == size and overlay.mode == "RGB"
+        probabilities = np.load(out / f"{stem}_probs.npy")
+        assert probabilities.shape == (3, size[1], size[0])
+    with pytest.raises(FileExistsError):
+        predict(cfg)
+
+
+def test_onnx_and_torchscript_predictions_equal_the_checkpoints(checkpoints, images, tmp_path):
+    ckpt = checkpoints["maxunpool"]
+    outputs = {}
+    for name, model in [("ckpt", ckpt), ("onnx", export_checkpoint(ckpt, "onnx", tmp_path / "m.onnx")[0]),
+                        ("ts", export_checkpoint(ckpt, "torchscript", tmp_path / "m.pt")[0])]:  # fmt: skip
+        out = tmp_path / name
+        predict(key_value_config("predict", [f"model={model}", f"input={images}/*.png", f"output={out}",
+                                             "tile_size=64", "save_probabilities=true"]))  # fmt: skip
+        outputs[name] = np.load(out / "slice_probs.npy").astype(np.float32)
+    np.testing.assert_allclose(outputs["onnx"], outputs["ckpt"], atol=1e-3)
+    np.testing.assert_allclose(outputs["ts"], outputs["ckpt"], atol=1e-3)
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", "tile=3", cwd=tmp_path)
+    assert result.returncode == 2 and "tile" in result.stderr and "tile_size" in result.stderr
+    result = run_cli("unet-export", "format=onnx", cwd=tmp_path)
+    assert result.returncode == 2 and "ckpt_path" in result.stderr
+    result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", cwd=tmp_path)
+    assert result.returncode == 2 and "missing.ckpt" in result.stderr

@@ -1,0 +1,6 @@
+"""Segment new images with a checkpoint or an exported model: any size, tiled, optional flip TTA."""
+
+from unet.inference.predictors import Predictor, load_predictor
+from unet.inference.tiling import predict_probabilities
+
+__all__ = ["Predictor", "load_predictor", "predict_probabilities"]
