@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,21 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from unet.apps import CONFIG_PATH
+from unet.apps.check_data import check_data
 from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit, write_json
 from unet.data.base import SegmentationDataModule
 from unet.training.callbacks import tensorboard_logger
+from unet.training.checkpoint import CheckpointError, load_checkpoint
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 
 log = logging.getLogger(__name__)
+# What a process ended by SIGTERM conventionally exits with (128 + 15).
+SIGTERM_EXIT_CODE = 143
 
 
 def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
@@ -81,16 +87,43 @@ def log_hparams(trainer: L.Trainer, config: dict[str, Any], metrics: dict[str, f
     logger.finalize("success")
 
 
+def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``last`` -> this run directory's ``checkpoints/last.ckpt``; a run directory -> its ``last.ckpt``."""
+    if ckpt_path is None:
+        return None
+    path = output_dir if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
+    return str(path)
+
+
+def check_resumable(ckpt_path: str, datamodule: SegmentationDataModule) -> None:
+    """A checkpoint can only continue on data with its classes and input channels."""
+    hparams = load_checkpoint(ckpt_path)["hyper_parameters"]
+    problems = [
+        f"{hparams[key]} {what} in the checkpoint, {getattr(datamodule, key)} in the data"
+        for key, what in (("num_classes", "classes"), ("in_channels", "input channels"))
+        if hparams.get(key) != getattr(datamodule, key)
+    ]
+    if problems:
+        raise CheckpointError(f"checkpoint {ckpt_path} does not fit the data: " + "; ".join(problems))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
     output_dir = Path(cfg.paths.output_dir)
-    refuse_to_overwrite(output_dir, cfg.get("ckpt_path"))
+    ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
+    refuse_to_overwrite(output_dir, ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     config = plain_config(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
 
     datamodule = build_datamodule(cfg.data)
+    if ckpt_path is not None:
+        check_resumable(ckpt_path, datamodule)
     module = build_module(cfg.model, datamodule)
     trainer = build_trainer(cfg, [StoreRunConfig(config)])
     log.info(
@@ -99,7 +132,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         f"{sum(p.numel() for p in module.parameters()):,}",
         output_dir,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        log.warning("stopped by SIGTERM; resume with ckpt_path=%s", output_dir)
+        raise
 
     metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
     if trainer.is_global_zero:
@@ -130,7 +167,13 @@ def train_or_record_failure(cfg: DictConfig) -> dict[str, float] | None:
 def main(cfg: DictConfig) -> float:
     """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
     with user_errors_exit():
-        metrics = train_or_record_failure(cfg) if cfg.get("record_failures") else train(cfg)
+        if cfg.get("check_data_only"):
+            check_data(cfg)
+            return math.nan
+        try:
+            metrics = train_or_record_failure(cfg) if cfg.get("record_failures") else train(cfg)
+        except SIGTERMException:
+            sys.exit(SIGTERM_EXIT_CODE)
         return math.nan if metrics is None else metrics["val/miou"]
 
 

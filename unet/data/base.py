@@ -164,6 +164,15 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self.datasets[split] = SegmentationDataset(self.split_source(split), pipeline)
         return self.datasets[split]
 
+    def reseed(self, seed: int) -> None:
+        """Restart every split's augmentation stream from ``seed``.
+
+        Called at each epoch start with a seed derived from (run seed, epoch), so an epoch's
+        augmentations do not depend on the epochs before it and a resumed run repeats them exactly.
+        """
+        for split, dataset in self.datasets.items():
+            dataset.pipeline.reseed(derive_seed(seed, SPLITS.index(split)))
+
     def dataloader(self, split: str) -> DataLoader:
         """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train."""
         dataset = self.dataset(split)

@@ -73,6 +73,24 @@ def flops_per_image(model: nn.Module, in_channels: int, height: int, width: int)
     return float(counter.get_total_flops())
 
 
+def training_flops_per_image(
+    model: nn.Module, in_channels: int, num_classes: int, height: int, width: int
+) -> float:
+    """FLOPs of one training step (forward + backward) per image, counted like :func:`flops_per_image`.
+
+    This is the work a training throughput is made of, so ``images/s x training FLOPs`` is the
+    achieved training FLOP/s, comparable between models of different widths.
+    """
+    working = copy.deepcopy(model).train()
+    device = next(working.parameters()).device
+    images = torch.zeros(2, in_channels, height, width, device=device)
+    target = torch.zeros(2, height, width, dtype=torch.long, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(working(images), target).backward()
+    return float(counter.get_total_flops()) / 2
+
+
 def training_step(
     model: nn.Module,
     batch_size: int,

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from unet.training.visualize import comparison_panel
 
@@ -99,3 +101,43 @@ class MetricsHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self._time_offset = self.history[-1]["time_s"] if self.history else 0.0
+
+
+class EpochSeeding(L.Callback):
+    """Seeds every epoch's randomness (shuffling, augmentation, dropout) from ``(seed, epoch)``.
+
+    An epoch then does not depend on the random draws of the epochs before it, so a run resumed
+    from an epoch-end checkpoint repeats exactly what the uninterrupted run would have done.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
+        L.seed_everything(epoch_seed, workers=True, verbose=False)
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "reseed"):
+            datamodule.reseed(epoch_seed)
+
+
+class SaveOnSigterm(L.Callback):
+    """On SIGTERM (what cluster schedulers send before killing a job), save ``last.ckpt`` and stop.
+
+    Lightning only notes the signal; this saves at the end of the current batch instead of losing the
+    epoch, then ends the run with :class:`SIGTERMException`.
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not trainer.received_sigterm:
+            return
+        checkpoint = trainer.checkpoint_callback
+        directory = (
+            Path(checkpoint.dirpath)
+            if checkpoint is not None and checkpoint.dirpath
+            else Path(trainer.default_root_dir)
+        )
+        trainer.save_checkpoint(directory / "last.ckpt")
+        raise SIGTERMException()

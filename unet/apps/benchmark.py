@@ -1,0 +1,227 @@
+"""``python scripts/benchmark.py``: how fast each upsampling method trains and infers on this machine.
+
+One process, one run: for every method (and with ``--peers``, MONAI's BasicUNet and
+segmentation_models_pytorch's U-Net) it measures training throughput in its better memory format,
+inference latency, peak memory, FLOPs per image, and achieved training GFLOP/s as a share of this
+machine's fp32 matrix-multiply peak, measured in the same run; plus how fast the datamodule
+delivers batches compared with how fast training consumes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unet.data import SyntheticDataModule
+from unet.evaluation.profiling import (
+    count_parameters,
+    flops_per_image,
+    inference_latency,
+    peak_memory_bytes,
+    training_flops_per_image,
+    training_step,
+    training_throughput,
+)
+from unet.models import UPSAMPLERS, UNet
+
+
+def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matrix-multiply rate: the ceiling convolutions can approach."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn.Module]]:
+    """The models users would otherwise reach for, when their packages are installed."""
+    peers: dict[str, Callable[[], nn.Module]] = {}
+    try:
+        from monai.networks.nets import BasicUNet
+
+        peers["monai_basicunet"] = lambda: BasicUNet(
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=num_classes,
+            features=(32, 32, 64, 128, 256, 32),
+        )
+    except ImportError:
+        pass
+    try:
+        import segmentation_models_pytorch as smp
+
+        peers["smp_unet_resnet18"] = lambda: smp.Unet(
+            "resnet18", encoder_weights=None, in_channels=in_channels, classes=num_classes
+        )
+    except ImportError:
+        pass
+    return peers
+
+
+def measure_model(
+    name: str, model: nn.Module, args: argparse.Namespace, device: torch.device, peak_gflops: float
+) -> dict[str, Any]:
+    """Every number of one model, training in whichever memory format is faster for it."""
+    shape = (args.in_channels, args.num_classes, args.size, args.size)
+    throughput = {
+        layout: training_throughput(
+            model,
+            args.batch_size,
+            *shape,
+            steps=args.steps,
+            warmup=args.warmup,
+            device=device,
+            channels_last=layout == "channels_last",
+        )  # fmt: skip
+        for layout in ("contiguous", "channels_last")
+    }
+    layout = max(throughput, key=throughput.get)
+    train_flops = training_flops_per_image(model, args.in_channels, args.num_classes, args.size, args.size)
+    step = training_step(
+        model, args.batch_size, *shape, device=device, channels_last=layout == "channels_last"
+    )
+    achieved = throughput[layout] * train_flops / 1e9
+    return {
+        "model": name,
+        "params": count_parameters(model),
+        "forward_gflops_per_image": flops_per_image(model, args.in_channels, args.size, args.size) / 1e9,
+        "train_gflops_per_image": train_flops / 1e9,
+        "memory_format": layout,
+        "train_images_per_s": throughput[layout],
+        "train_images_per_s_contiguous": throughput["contiguous"],
+        "train_images_per_s_channels_last": throughput["channels_last"],
+        "train_gflops_per_s": achieved,
+        "fraction_of_matmul_peak": achieved / peak_gflops,
+        "latency_ms": 1e3
+        * inference_latency(
+            model,
+            args.in_channels,
+            args.size,
+            args.size,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            device=device,
+            channels_last=layout == "channels_last",
+        ),  # fmt: skip
+        "peak_memory_mb": peak_memory_bytes(step, device) / 2**20,
+    }
+
+
+def data_throughput(args: argparse.Namespace, batches: int) -> float:
+    """Images/s the default synthetic datamodule delivers (augmentation included) at the benchmark size."""
+    datamodule = SyntheticDataModule(
+        num_train=args.batch_size * batches, num_val=1, num_test=0, image_size=args.size,
+        in_channels=args.in_channels, batch_size=args.batch_size, num_workers=0,
+    )  # fmt: skip
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    start = time.perf_counter()
+    count = sum(len(images) for images, _ in loader)
+    return count / (time.perf_counter() - start)
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """All measurements of one invocation, as the JSON the script writes."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    peak = matmul_peak_gflops(device, size=256 if args.quick else 2048)
+    methods = args.methods or sorted(UPSAMPLERS)
+    models: dict[str, Callable[[], nn.Module]] = {
+        method: (lambda m=method: UNet(args.in_channels, args.num_classes, upsample=m, depth=args.depth, base_channels=args.base_channels))
+        for method in methods
+    }  # fmt: skip
+    peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
+    results = [
+        measure_model(name, build().to(device), args, device, peak)
+        for name, build in {**models, **peers}.items()
+    ]
+    fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
+    data_rate = data_throughput(args, batches=2 if args.quick else 20)
+    for row in results:
+        for peer in peers:
+            peer_row = next(r for r in results if r["model"] == peer)
+            row[f"gflops_ratio_vs_{peer}"] = row["train_gflops_per_s"] / peer_row["train_gflops_per_s"]
+    return {
+        "machine": {
+            "device": str(device),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "matmul_peak_gflops": peak,
+        "data_images_per_s": data_rate,
+        "data_to_training_ratio": data_rate / fastest_training,
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    columns = [
+        ("model", "{}"), ("params", "{:,}"), ("train_gflops_per_image", "{:.2f}"), ("memory_format", "{}"),
+        ("train_images_per_s", "{:.1f}"), ("train_gflops_per_s", "{:.1f}"), ("fraction_of_matmul_peak", "{:.0%}"),
+        ("latency_ms", "{:.1f}"), ("peak_memory_mb", "{:.0f}"),
+    ]  # fmt: skip
+    rows = [[fmt.format(row[key]) for key, fmt in columns] for row in report["results"]]
+    widths = [max(len(key), *(len(r[i]) for r in rows)) for i, (key, _) in enumerate(columns)]
+    lines = ["  ".join(key.rjust(w) for (key, _), w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(
+        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s; data pipeline: "
+        f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training"
+    )
+    return "\n".join(lines)
+
+
+def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="*", help="upsampling methods (default: every registered one)")
+    parser.add_argument(
+        "--peers", action="store_true", help="also measure MONAI BasicUNet and smp Unet(resnet18)"
+    )
+    parser.add_argument("--size", type=int, default=256, help="height and width of the input (default 256)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--in-channels", type=int, default=1)
+    parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per memory format")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10, help="timed inference calls")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one step: checks that it runs")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(arguments)
+    if args.quick:
+        args.size, args.batch_size, args.depth, args.base_channels = 32, 2, 2, 8
+        args.steps, args.warmup, args.repeats = 1, 1, 1
+    return args
+
+
+def main(arguments: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_arguments(arguments)
+    report = run_benchmark(args)
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

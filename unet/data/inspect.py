@@ -1,0 +1,70 @@
+"""Look at a data set before training on it: read every sample, then count images, sizes and classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from unet.data.base import SPLITS, SegmentationDataModule
+
+
+def split_summary(datamodule: SegmentationDataModule, split: str) -> dict[str, Any]:
+    """Images, size range and class pixel frequencies of one split, from its raw (un-augmented) samples.
+
+    Reading every sample also runs every check the data layer has (pairing, sizes, mask values,
+    unreadable files), so a summary that completes means the split can be trained on.
+    """
+    source = datamodule.dataset(split).source
+    counts = np.zeros(datamodule.num_classes, dtype=np.int64)
+    ignored = 0
+    sizes = set()
+    for index in range(len(source)):
+        image, mask = source[index]
+        sizes.add((int(image.shape[0]), int(image.shape[1])))
+        values, value_counts = np.unique(mask, return_counts=True)
+        for value, count in zip(values.tolist(), value_counts.tolist(), strict=True):
+            if value == datamodule.ignore_index:
+                ignored += count
+            else:
+                counts[value] += count
+    total = int(counts.sum()) + ignored
+    heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
+    return {
+        "images": len(source),
+        "distinct_sizes": len(sizes),
+        "min_size": [min(heights), min(widths)] if sizes else None,
+        "max_size": [max(heights), max(widths)] if sizes else None,
+        "class_pixel_fraction": {
+            name: float(count / total) if total else 0.0
+            for name, count in zip(datamodule.class_names, counts.tolist(), strict=True)
+        },
+        "ignored_pixel_fraction": float(ignored / total) if total else 0.0,
+    }
+
+
+def summarize_data(datamodule: SegmentationDataModule) -> dict[str, dict[str, Any]]:
+    """:func:`split_summary` of every split the data has; raises the data layer's error for bad input."""
+    datamodule.setup()
+    return {split: split_summary(datamodule, split) for split in SPLITS if datamodule.has_split(split)}
+
+
+def format_summary(summary: dict[str, dict[str, Any]], class_names: list[str]) -> str:
+    """A plain-text table: one row per split, class frequencies as percentages."""
+    width = max(10, *(len(name) for name in class_names))
+    header = f"{'split':<6} {'images':>7} {'sizes (HxW)':>23}  " + "  ".join(
+        f"{n:>{width}}" for n in class_names
+    )
+    lines = [header + "  ignored", "-" * (len(header) + 9)]
+    for split, info in summary.items():
+        low, high = info["min_size"], info["max_size"]
+        sizes = (
+            "-" if low is None else f"{low[0]}x{low[1]}" + ("" if low == high else f" .. {high[0]}x{high[1]}")
+        )
+        fractions = "  ".join(
+            f"{100 * info['class_pixel_fraction'][n]:>{width - 1}.2f}%" for n in class_names
+        )
+        lines.append(
+            f"{split:<6} {info['images']:>7} {sizes:>23}  {fractions}  {100 * info['ignored_pixel_fraction']:6.2f}%"
+        )
+    return "\n".join(lines)
