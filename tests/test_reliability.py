@@ -207,37 +207,76 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
 
 DETERMINISTIC_RUN = [
-    "data.num_train=96",
+    "data.num_train=480",
     "data.num_val=16",
-    "data.num_test=0",
+    "data.num_test=16",
     "data.image_size=32",
     "data.batch_size=16",
     "model.base_channels=8",
     "model.depth=2",
-    "model.dropout=0.1",
-    "trainer.max_epochs=4",
+    "model.dropout=0.1",  # random draws in every step, and the synthetic preset augments
+    "trainer.max_epochs=3",
     "trainer.accelerator=cpu",
     "trainer.deterministic=true",
     "callbacks.progress_bar=null",
 ]
 
 
-def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
-    run_dir = tmp_path / "run"
-    overrides = [
-        *DETERMINISTIC_RUN[:-4],
-        "data.num_train=4000",
-        "trainer.max_epochs=50",
-        "callbacks.progress_bar=null",
-    ]
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "unet-train"), *overrides, f"hydra.run.dir={run_dir}"],
+def start_training(*overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "unet-train"), *overrides],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    history = run_dir / "history.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not history.exists():
-        time.sleep(0.05)
+
+
+def wait_for_checkpoint(path: Path, process: subprocess.Popen, epoch: int, timeout: float = 240) -> None:
+    """Until ``path`` holds a checkpoint of ``epoch`` (or later); fails if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if torch.load(path, weights_only=True)["epoch"] >= epoch:
+                return
+        except (FileNotFoundError, RuntimeError, EOFError):
+            pass  # not written yet
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint of epoch {epoch} at {path}: {process.stderr.read()[-2000:]}")
+
+
+def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    assert start_training(*DETERMINISTIC_RUN, f"hydra.run.dir={reference}").wait(timeout=300) == 0
+
+    process = start_training(*DETERMINISTIC_RUN, f"hydra.run.dir={interrupted}")
+    wait_for_checkpoint(interrupted / "checkpoints" / "last.ckpt", process, epoch=0)
+    time.sleep(0.3)  # into epoch 1
+    process.kill()
+    process.wait()
+    assert not (interrupted / "metrics.json").exists(), "the run ended before it was killed"
+
+    resumed = run_cli(
+        "unet-train", *DETERMINISTIC_RUN, "ckpt_path=last", f"hydra.run.dir={interrupted}", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def without_times(run: Path) -> list[dict]:
+        return [
+            {k: v for k, v in record.items() if k != "time_s"}
+            for record in json.loads((run / "history.json").read_text())
+        ]
+
+    assert len(without_times(reference)) == 3
+    assert without_times(interrupted) == without_times(reference)
+    assert json.loads((interrupted / "metrics.json").read_text()) == json.loads(
+        (reference / "metrics.json").read_text()
+    )
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(
+        *DETERMINISTIC_RUN, "data.num_train=4000", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"
+    )
+    wait_for_checkpoint(run_dir / "checkpoints" / "last.ckpt", process, epoch=0)
     time.sleep(0.5)  # into the second epoch
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)

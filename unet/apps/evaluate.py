@@ -92,8 +92,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics = {key.replace("test/", f"{split}/", 1): float(value) for key, value in raw.items()}
 
     class_names = module.class_names
-    table = format_table(metrics, class_names, split)
-    print(f"\n{ckpt_path} on the {split} split:\n{table}\n")
     result = {
         "checkpoint": str(Path(ckpt_path).resolve()),
         "split": split,
@@ -108,8 +106,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             for name in class_names
         ],
     }
-    path = write_json(Path(cfg.paths.output_dir) / "eval.json", result)
-    log.info("evaluation written to %s", path)
+    if trainer.is_global_zero:  # a distributed evaluation's scores are already gathered
+        print(f"\n{ckpt_path} on the {split} split:\n{format_table(metrics, class_names, split)}\n")
+        path = write_json(Path(cfg.paths.output_dir) / "eval.json", result)
+        log.info("evaluation written to %s", path)
     return result
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -115,11 +116,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
-    refuse_to_overwrite(output_dir, ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     config = plain_config(cfg)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    # In a distributed run every process runs this; only the first writes (the others join its run).
+    if rank_zero_only.rank == 0:
+        refuse_to_overwrite(output_dir, ckpt_path)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
 
     datamodule = build_datamodule(cfg.data)
     if ckpt_path is not None:

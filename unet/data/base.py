@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from unet.data.dataset import SegmentationDataset, seed_worker
+from unet.data.dataset import SegmentationDataset
 from unet.data.errors import DataError, DataNotFoundError
+from unet.data.sampling import EpochSampler, derive_seed
 from unet.data.sources import SampleSource
 from unet.data.transforms import SamplePipeline, as_transform_list
 
@@ -36,11 +37,6 @@ STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
 def default_num_workers() -> int:
     """Up to 4 loader processes, never more than the machine's cores."""
     return min(4, os.cpu_count() or 1)
-
-
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 32-bit seed for one purpose (a split, an augmentation stream) derived from the user's ``seed``."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
 def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -148,6 +144,10 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             if self.has_split(split):
                 self.dataset(split)
 
+    def split_seed(self, split: str) -> int:
+        """The seed of ``split``'s order and augmentations, derived from the run's ``seed``."""
+        return derive_seed(self.seed, SPLITS.index(split))
+
     def dataset(self, split: str) -> SegmentationDataset:
         """The dataset of ``split``, built on first use."""
         if split not in SPLITS:
@@ -159,22 +159,17 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
                 self.split_transforms[split],
                 self.mean,
                 self.std,
-                seed=derive_seed(self.seed, SPLITS.index(split)),
+                seed=self.split_seed(split),
             )
             self.datasets[split] = SegmentationDataset(self.split_source(split), pipeline)
         return self.datasets[split]
 
-    def reseed(self, seed: int) -> None:
-        """Restart every split's augmentation stream from ``seed``.
-
-        Called at each epoch start with a seed derived from (run seed, epoch), so an epoch's
-        augmentations do not depend on the epochs before it and a resumed run repeats them exactly.
-        """
-        for split, dataset in self.datasets.items():
-            dataset.pipeline.reseed(derive_seed(seed, SPLITS.index(split)))
-
     def dataloader(self, split: str) -> DataLoader:
-        """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train."""
+        """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train.
+
+        Its :class:`EpochSampler` makes the order and the augmentations a function of (seed, epoch), and
+        shards the split across ranks in distributed runs.
+        """
         dataset = self.dataset(split)
         train = split == "train"
         if train and self.drop_last and len(dataset) < self.batch_size:
@@ -182,15 +177,15 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
                 f"drop_last with batch_size {self.batch_size} but only {len(dataset)} training samples: "
                 "no batch would be left"
             )
+        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.split_seed(split), even_shards=train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            worker_init_fn=seed_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

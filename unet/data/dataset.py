@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
+from unet.data.sampling import EpochIndex
 from unet.data.sources import SampleSource
 from unet.data.transforms import SamplePipeline
 
 
 class SegmentationDataset(Dataset):
-    """Item ``i`` is ``(image float32 (C, H, W) normalised, mask int64 (H, W))``."""
+    """Item ``i`` (or ``(epoch, i)``) is ``(image float32 (C, H, W) normalised, mask int64 (H, W))``.
+
+    The key ``(epoch, i)`` comes from :class:`unet.data.sampling.EpochSampler`; it seeds sample ``i``'s
+    augmentations for that epoch. A plain ``i`` is epoch 0.
+    """
 
     def __init__(self, source: SampleSource, pipeline: SamplePipeline) -> None:
         self.source = source
@@ -22,22 +24,7 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | EpochIndex) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         image, mask = self.source[index]
-        return self.pipeline(image, mask)
-
-
-def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: give each DataLoader worker its own augmentation stream.
-
-    albumentations keeps its own random state, copied unchanged into every forked worker, so without this
-    all workers would draw the same augmentations. The worker's torch seed (base seed of the epoch's
-    iterator + worker id) is reproducible under ``seed_everything``.
-    """
-    info = get_worker_info()
-    seed = info.seed % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-    dataset = info.dataset
-    if isinstance(dataset, SegmentationDataset):
-        dataset.pipeline.reseed(seed)
+        return self.pipeline(image, mask, epoch, index)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from unet.data.errors import DataError
+from unet.data.sampling import derive_seed
 
 
 def as_transform_list(transforms: Any) -> list[Any]:
@@ -61,23 +62,24 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
 
 
 class SamplePipeline:
-    """Callable ``(image (H, W, C), mask (H, W)) -> (float32 (C, H, W), int64 (H, W))``."""
+    """Callable ``(image (H, W, C), mask (H, W), seed) -> (float32 (C, H, W), int64 (H, W))``.
 
-    def __init__(
-        self, transforms: Any, mean: Sequence[float], std: Sequence[float], seed: int | None = None
-    ) -> None:
+    The augmentations are re-seeded for every sample from ``(seed, epoch, index)``, so what a sample
+    looks like never depends on which worker process drew it or on what was drawn before.
+    """
+
+    def __init__(self, transforms: Any, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> None:
         transforms = as_transform_list(transforms)
         self.compose = A.Compose(transforms, seed=seed) if transforms else None
+        self.seed = int(seed)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
-    def reseed(self, seed: int) -> None:
-        """Give the augmentations a new random state (each DataLoader worker needs its own)."""
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, epoch: int = 0, index: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.compose is not None:
-            self.compose.set_random_seed(seed)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.compose is not None:
+            self.compose.set_random_seed(derive_seed(self.seed, epoch, index))
             out = self.compose(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         return to_tensors(image, mask, self.mean, self.std)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from unet.data.sampling import derive_seed
 from unet.training.visualize import comparison_panel
 
 
@@ -103,22 +105,24 @@ class MetricsHistory(L.Callback):
         self._time_offset = self.history[-1]["time_s"] if self.history else 0.0
 
 
-class EpochSeeding(L.Callback):
-    """Seeds every epoch's randomness (shuffling, augmentation, dropout) from ``(seed, epoch)``.
+class StepSeeding(L.Callback):
+    """Seeds the random state of every training step (dropout, random layers) from ``(seed, epoch, batch)``.
 
-    An epoch then does not depend on the random draws of the epochs before it, so a run resumed
-    from an epoch-end checkpoint repeats exactly what the uninterrupted run would have done.
+    Data order and augmentations are already functions of ``(seed, epoch)`` (see
+    :class:`unet.data.sampling.EpochSampler`); with this, a step does not depend on the random draws
+    before it either, so a run resumed from a checkpoint repeats exactly what the uninterrupted run did.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
-        L.seed_everything(epoch_seed, workers=True, verbose=False)
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "reseed"):
-            datamodule.reseed(epoch_seed)
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step_seed = derive_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+        random.seed(step_seed)
+        np.random.seed(step_seed)
+        torch.manual_seed(step_seed)
 
 
 class SaveOnSigterm(L.Callback):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from unet.evaluation.boundary import BoundaryF1
@@ -60,42 +61,46 @@ class SegmentationScores(MulticlassConfusionMatrix):
 
 
 class SplitMetrics(nn.Module):
-    """Every epoch metric of one split: class scores, and for evaluation splits boundary F1 and checkerboard.
+    """Every epoch metric of one split: loss and class scores, and for evaluation splits boundary F1 and checkerboard.
 
     Boundary F1 (within ``boundary_tolerance`` pixels) and the checkerboard score of the logits tell
     upsampling methods apart where mIoU barely moves: edge placement and stride-2 artefacts.
-    They are left out of training, where they would only cost time.
+    They are left out of training, where they would only cost time. Every value is a metric state that
+    synchronises across processes, so a distributed evaluation scores exactly like a single process.
     """
 
     def __init__(
         self,
         class_names: Sequence[str],
         ignore_index: int | None = None,
-        shape_metrics: bool = True,
+        evaluation: bool = True,
         boundary_tolerance: int = 2,
     ) -> None:
         super().__init__()
+        self.loss = MeanMetric()
         self.scores = SegmentationScores(class_names, ignore_index)
-        self.boundary_f1 = (
-            BoundaryF1(len(class_names), boundary_tolerance, ignore_index) if shape_metrics else None
-        )
-        self.checkerboard = CheckerboardScore() if shape_metrics else None
+        self.evaluation = evaluation
+        if evaluation:
+            self.boundary_f1 = BoundaryF1(len(class_names), boundary_tolerance, ignore_index)
+            self.checkerboard = CheckerboardScore()
 
-    def update(self, logits: torch.Tensor, masks: torch.Tensor) -> None:
-        """Add a batch: logits ``(B, K, H, W)``, masks ``(B, H, W)``."""
+    def update(self, logits: torch.Tensor, masks: torch.Tensor, loss: torch.Tensor) -> None:
+        """Add a batch: logits ``(B, K, H, W)``, masks ``(B, H, W)`` and the batch's mean loss."""
         predictions = logits.argmax(dim=1)
+        self.loss.update(loss, weight=len(masks))
         self.scores.update(predictions, masks)
-        if self.boundary_f1 is not None:
+        if self.evaluation:
             self.boundary_f1.update(predictions, masks)
             self.checkerboard.update(logits)
 
     def compute_and_reset(self) -> dict[str, float]:
-        """The epoch's values (keys ``miou``, ``iou/<class>``, ``boundary_f1``, ...), then start afresh."""
-        values = self.scores.compute()
+        """The epoch's values (keys ``miou``, ``iou/<class>``, ``loss``, ``boundary_f1``, ...), then start afresh."""
+        values = {"loss": float(self.loss.compute()), **self.scores.compute()}
+        self.loss.reset()
         self.scores.reset()
-        if self.boundary_f1 is not None:
-            values["boundary_f1"] = float(self.boundary_f1.compute())
-            values["checkerboard"] = float(self.checkerboard.compute())
-            self.boundary_f1.reset()
-            self.checkerboard.reset()
+        if self.evaluation:
+            for name in ("boundary_f1", "checkerboard"):
+                metric = getattr(self, name)
+                values[name] = float(metric.compute())
+                metric.reset()
         return values

@@ -108,7 +108,7 @@ class SegmentationModule(L.LightningModule):
             setattr(
                 self,
                 f"{split}_metrics",
-                SplitMetrics(class_names, ignore_index, shape_metrics=split != "train"),
+                SplitMetrics(class_names, ignore_index, evaluation=split != "train"),
             )
 
     @property
@@ -128,15 +128,13 @@ class SegmentationModule(L.LightningModule):
                 f"{split} loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
                 "lower the learning rate or check the data. The last good checkpoint is kept."
             )
-        self.metrics(split).update(logits.detach(), masks)
-        self.log(
-            f"{split}/loss",
-            loss,
-            on_step=split == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(images),
-        )
+        self.metrics(split).update(logits.detach(), masks, loss.detach())
+        if split == "train":
+            # The step's own loss, for the curve. Every `<split>/loss` is an exact epoch mean (SplitMetrics),
+            # so no logged value needs a collective that only some processes would run.
+            self.log(
+                "train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(images)
+            )
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -153,7 +151,7 @@ class SegmentationModule(L.LightningModule):
 
     def _log_scores(self, split: str) -> None:
         for name, value in self.metrics(split).compute_and_reset().items():
-            self.log(f"{split}/{name}", value, prog_bar=split == "val" and name == "miou")
+            self.log(f"{split}/{name}", value, prog_bar=split == "val" and name in ("miou", "loss"))
 
     def on_train_epoch_end(self) -> None:
         self._log_scores("train")
