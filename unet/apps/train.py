@@ -15,7 +15,10 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -112,6 +115,23 @@ def check_resumable(ckpt_path: str, datamodule: SegmentationDataModule) -> None:
         raise CheckpointError(f"checkpoint {ckpt_path} does not fit the data: " + "; ".join(problems))
 
 
+def check_launchable(trainer: L.Trainer) -> None:
+    """Refuse a local sweep of DDP runs: Lightning would start each run's processes by re-running the
+    whole command, sweep included. Launchers that start the processes themselves (SLURM's ``srun``,
+    ``torchrun``) and ``ddp_spawn`` are fine."""
+    launcher = trainer.strategy.launcher
+    if (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
+        raise ValueError(
+            "a local sweep (-m) cannot start DDP processes per run; use hydra/launcher=slurm, "
+            "or trainer.strategy=ddp_spawn"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -129,6 +149,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resumable(ckpt_path, datamodule)
     module = build_module(cfg.model, datamodule)
     trainer = build_trainer(cfg, [StoreRunConfig(config)])
+    check_launchable(trainer)
     log.info(
         "training %s (%s parameters) in %s",
         cfg.model.upsample,

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from unet.models.blocks import ConvBlock
 from unet.models.upsamplers import get_upsampler
 
 FUSIONS = ("concat", "add", "none")
+
+
+@contextmanager
+def buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Leave ``module``'s buffers (BatchNorm running statistics) as they were on entry.
+
+    Checkpointing runs a block's forward a second time during backward; in training mode that
+    second run would update the running statistics (and ``num_batches_tracked``) a second time.
+    """
+    saved = [(buffer, buffer.detach().clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 class DecoderStage(nn.Module):
@@ -61,6 +80,9 @@ class UNet(nn.Module):
         dropout: channel dropout at the end of every conv block.
         decoder_width: multiplier of the decoder stages' widths (1: mirror the encoder). Comparisons
             use it to give every method the same parameter count (see ``unet.models.sizing``).
+        checkpoint_encoder: gradient checkpointing of the encoder blocks, in training only: trades
+            compute for memory on large images (their activations are recomputed during backward
+            instead of kept). Outputs, gradients and BatchNorm statistics are those without it.
     """
 
     def __init__(
@@ -76,6 +98,7 @@ class UNet(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         decoder_width: float = 1.0,
+        checkpoint_encoder: bool = False,
     ) -> None:
         super().__init__()
         upsampler_cls = get_upsampler(upsample)
@@ -91,6 +114,7 @@ class UNet(nn.Module):
         if decoder_width <= 0:
             raise ValueError(f"decoder_width must be positive, got {decoder_width}")
         self.depth = depth
+        self.checkpoint_encoder = checkpoint_encoder
         self.save_indices = upsampler_cls.needs_pool_indices
         block_options = {"norm": norm, "activation": activation, "dropout": dropout}
         widths = [base_channels * 2**level for level in range(depth + 1)]
@@ -120,6 +144,19 @@ class UNet(nn.Module):
         """Smallest height/width the network accepts: every pooling level needs at least one pixel."""
         return 2**self.depth
 
+    def _encode(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not (self.checkpoint_encoder and self.training and torch.is_grad_enabled()):
+            return block(x)
+        # The RNG state is restored for the recomputation (the same dropout masks), and the
+        # recomputation leaves the BatchNorm running statistics alone (updated once per step).
+        return checkpoint(
+            block,
+            x,
+            use_reentrant=False,
+            preserve_rng_state=True,
+            context_fn=lambda: (nullcontext(), buffers_kept(block)),
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             not torch.compiler.is_compiling()
@@ -139,7 +176,7 @@ class UNet(nn.Module):
                 else:
                     x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2), None
                 indices.append(level_indices)
-            x = block(x)
+            x = self._encode(block, x)
             if level < self.depth:
                 skips.append(x)
         for stage in self.decoder:

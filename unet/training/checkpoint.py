@@ -17,8 +17,8 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unsafe to unpickle or not one of this framework's."""
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+def load_safely(path: str | Path) -> Any:
+    """Read a file written by ``torch.save`` with ``torch.load(weights_only=True)``.
 
     A file that needs arbitrary code to unpickle is refused rather than executed.
     """
@@ -34,6 +34,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint of this framework (weights and hyper-parameters), read by :func:`load_safely`."""
+    checkpoint = load_safely(path)
     if (
         not isinstance(checkpoint, dict)
         or "state_dict" not in checkpoint

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet.training.checkpoint import load_checkpoint
+from unet.training.checkpoint import load_safely
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -40,4 +40,4 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: str | Path, map_location: Callable | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        return load_checkpoint(path)
+        return load_safely(path)  # also Lightning's own files, e.g. ddp_spawn's weight transfer

@@ -6,6 +6,7 @@ checkpoint's hyper-parameters alone rebuild the model and load without unpicklin
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,11 @@ DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight"
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
 DEFAULT_SCHEDULER = {"_target_": "unet.training.schedules.WarmupCosine", "warmup_steps": 0}
 SPLITS = ("train", "val", "test")
+# Epoch scores are torchmetrics states, already reduced over processes when logged; Lightning cannot
+# tell and recommends `sync_dist=True`, which would only repeat the reduction.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+# Layouts of activations and weights (channels_last: NHWC, which some convolution kernels prefer).
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def to_plain(value: Any) -> Any:
@@ -48,6 +54,8 @@ class SegmentationModule(L.LightningModule):
     ``total_steps`` and ``time_budget_s`` and may be ``None`` for a constant learning rate.
     ``network`` (a ``_target_`` dict mapping ``(B, C, H, W)`` to ``(B, K, H, W)`` logits) trains another
     architecture in place of the U-Net through the same data, loss, metrics and budget: a baseline.
+    ``memory_format`` (``contiguous`` or ``channels_last``) and ``compile`` (``torch.compile`` of the
+    network) are speed levers with no effect on the numbers; ``scripts/benchmark.py`` measures them.
     """
 
     def __init__(
@@ -67,10 +75,13 @@ class SegmentationModule(L.LightningModule):
         activation: str = "relu",
         dropout: float = 0.0,
         decoder_width: float = 1.0,
+        checkpoint_encoder: bool = False,
         loss: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
         network: Mapping[str, Any] | None = None,
+        memory_format: str = "contiguous",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
@@ -84,6 +95,8 @@ class SegmentationModule(L.LightningModule):
         optimizer = dict(to_plain(optimizer) or DEFAULT_OPTIMIZER)
         scheduler = to_plain(scheduler)
         network = to_plain(network)
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
         self.save_hyperparameters(logger=False)
         self.net = (
             instantiate(network)
@@ -100,8 +113,13 @@ class SegmentationModule(L.LightningModule):
                 activation=activation,
                 dropout=dropout,
                 decoder_width=decoder_width,
+                checkpoint_encoder=checkpoint_encoder,
             )
         )
+        self.memory_format = MEMORY_FORMATS[memory_format]
+        self.net.to(memory_format=self.memory_format)
+        if compile:
+            self.net.compile()  # in place: the state dict keeps its keys
         self.loss_fn = instantiate(self.hparams.loss, ignore_index=ignore_index)
         # One set of epoch metrics per split (attributes, since ModuleDict reserves the key "train").
         for split in SPLITS:
@@ -117,7 +135,7 @@ class SegmentationModule(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` normalised images to ``(B, K, H, W)`` logits."""
-        return self.net(images)
+        return self.net(images.contiguous(memory_format=self.memory_format))
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         images, masks = batch
