@@ -10,6 +10,7 @@ delivers batches compared with how fast training consumes them.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -21,31 +22,40 @@ import torch
 from torch import nn
 
 from unet.data import SyntheticDataModule
+from unet.data.base import default_num_workers
 from unet.evaluation.profiling import (
     count_parameters,
     flops_per_image,
     inference_latency,
+    median_seconds,
     peak_memory_bytes,
     training_flops_per_image,
     training_step,
     training_throughput,
 )
 from unet.models import UPSAMPLERS, UNet
+from unet.models.fusion import fold_batch_norms
+
+# Memory formats every model is trained in; its row reports the faster one.
+LAYOUTS = ("contiguous", "channels_last")
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """This machine's fp32 matrix-multiply rate: the ceiling convolutions can approach."""
+def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 3, rounds: int = 3) -> float:
+    """This machine's fp32 matrix-multiply rate: the ceiling convolutions can approach.
+
+    The best of ``rounds`` timings of ``repeats`` products: the peak is what the hardware can do.
+    """
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    for _ in range(2):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+    def products() -> None:
+        for _ in range(repeats):
+            a @ b
+
+    best = min(
+        median_seconds(products, repeats=1, warmup=1 if index == 0 else 0, device=device)
+        for index in range(rounds)
+    )
+    return 2 * size**3 * repeats / best / 1e9
 
 
 def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn.Module]]:
@@ -74,9 +84,14 @@ def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn
 
 
 def measure_model(
-    name: str, model: nn.Module, args: argparse.Namespace, device: torch.device, peak_gflops: float
+    name: str, model: nn.Module, args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
-    """Every number of one model, training in whichever memory format is faster for it."""
+    """Every number of one model, training in whichever memory format is faster for it.
+
+    The matmul peak is measured again right before the model, so its share of the peak is not skewed
+    when a shared machine speeds up or slows down during the run.
+    """
+    peak = matmul_peak_gflops(device, size=256 if args.quick else 2048)
     shape = (args.in_channels, args.num_classes, args.size, args.size)
     throughput = {
         layout: training_throughput(
@@ -88,13 +103,12 @@ def measure_model(
             device=device,
             channels_last=layout == "channels_last",
         )  # fmt: skip
-        for layout in ("contiguous", "channels_last")
+        for layout in LAYOUTS
     }
     layout = max(throughput, key=throughput.get)
+    channels_last = layout == "channels_last"
     train_flops = training_flops_per_image(model, args.in_channels, args.num_classes, args.size, args.size)
-    step = training_step(
-        model, args.batch_size, *shape, device=device, channels_last=layout == "channels_last"
-    )
+    step = training_step(model, args.batch_size, *shape, device=device, channels_last=channels_last)
     achieved = throughput[layout] * train_flops / 1e9
     return {
         "model": name,
@@ -103,60 +117,110 @@ def measure_model(
         "train_gflops_per_image": train_flops / 1e9,
         "memory_format": layout,
         "train_images_per_s": throughput[layout],
-        "train_images_per_s_contiguous": throughput["contiguous"],
-        "train_images_per_s_channels_last": throughput["channels_last"],
+        **{f"train_images_per_s_{key}": value for key, value in throughput.items()},
         "train_gflops_per_s": achieved,
-        "fraction_of_matmul_peak": achieved / peak_gflops,
-        "latency_ms": 1e3
-        * inference_latency(
-            model,
-            args.in_channels,
-            args.size,
-            args.size,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            device=device,
-            channels_last=layout == "channels_last",
-        ),  # fmt: skip
+        "matmul_peak_gflops": peak,
+        "fraction_of_matmul_peak": achieved / peak,
+        "latency_ms": 1e3 * latency(model, args, device, channels_last),
         "peak_memory_mb": peak_memory_bytes(step, device) / 2**20,
     }
 
 
-def data_throughput(args: argparse.Namespace, batches: int) -> float:
-    """Images/s the default synthetic datamodule delivers (augmentation included) at the benchmark size."""
+def latency(model: nn.Module, args: argparse.Namespace, device: torch.device, channels_last: bool) -> float:
+    """Seconds per image at batch 1 (see :func:`inference_latency`)."""
+    return inference_latency(
+        model, args.in_channels, args.size, args.size, repeats=args.repeats, warmup=args.warmup, device=device,
+        channels_last=channels_last,
+    )  # fmt: skip
+
+
+def data_throughput(args: argparse.Namespace, batches: int, num_workers: int) -> float:
+    """Images/s the default synthetic datamodule delivers (augmentation included) at the benchmark size.
+
+    Timed over a second epoch, as in training: worker processes persist, so their start-up is paid once per run.
+    """
     datamodule = SyntheticDataModule(
         num_train=args.batch_size * batches, num_val=1, num_test=0, image_size=args.size,
-        in_channels=args.in_channels, batch_size=args.batch_size, num_workers=0,
+        in_channels=args.in_channels, batch_size=args.batch_size, num_workers=num_workers,
     )  # fmt: skip
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
+    sum(len(images) for images, _ in loader)
     start = time.perf_counter()
     count = sum(len(images) for images, _ in loader)
     return count / (time.perf_counter() - start)
+
+
+def without_inplace_activations(model: nn.Module) -> nn.Module:
+    """A copy whose activations allocate their outputs instead of overwriting their inputs."""
+    copy_ = copy.deepcopy(model)
+    for module in copy_.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    return copy_
+
+
+def measure_levers(
+    model: nn.Module, baseline: dict[str, Any], args: argparse.Namespace, device: torch.device
+) -> list[dict[str, Any]]:
+    """Each speed lever against the baseline (fp32, eager, the model's better memory format).
+
+    Training levers are compared in images/s, inference ones in latency, data ones in images/s.
+    """
+    shape = (args.in_channels, args.num_classes, args.size, args.size)
+    channels_last = baseline["memory_format"] == "channels_last"
+
+    def train(candidate: nn.Module = model, **options: Any) -> float:
+        options = {"channels_last": channels_last, **options}
+        return training_throughput(
+            candidate, args.batch_size, *shape, steps=args.steps, warmup=args.warmup, device=device, **options
+        )
+
+    base_train = train()
+    rows = [
+        {"lever": "channels_last memory format", "kind": "train", "value": baseline["train_images_per_s_channels_last"], "baseline": baseline["train_images_per_s_contiguous"]},
+        {"lever": "bf16 autocast", "kind": "train", "value": train(autocast_dtype=torch.bfloat16), "baseline": base_train},
+        {"lever": "in-place activations off", "kind": "train", "value": train(without_inplace_activations(model)), "baseline": base_train},
+    ]  # fmt: skip
+    if args.compile:
+        rows.append(
+            {"lever": "torch.compile", "kind": "train", "value": train(compile=True), "baseline": base_train}
+        )
+    base_latency = latency(model, args, device, channels_last)
+    rows.append(
+        {"lever": "conv-BatchNorm folding", "kind": "latency", "value": latency(fold_batch_norms(model), args, device, channels_last), "baseline": base_latency}
+    )  # fmt: skip
+    batches = 2 if args.quick else 20
+    workers = default_num_workers()
+    rows.append(
+        {"lever": f"{workers} data-loader workers", "kind": "data", "value": data_throughput(args, batches, workers), "baseline": data_throughput(args, batches, 0)}
+    )  # fmt: skip
+    for row in rows:
+        row["speedup"] = (
+            row["baseline"] / row["value"] if row["kind"] == "latency" else row["value"] / row["baseline"]
+        )
+    return rows
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements of one invocation, as the JSON the script writes."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    peak = matmul_peak_gflops(device, size=256 if args.quick else 2048)
     methods = args.methods or sorted(UPSAMPLERS)
     models: dict[str, Callable[[], nn.Module]] = {
         method: (lambda m=method: UNet(args.in_channels, args.num_classes, upsample=m, depth=args.depth, base_channels=args.base_channels))
         for method in methods
     }  # fmt: skip
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
-    results = [
-        measure_model(name, build().to(device), args, device, peak)
-        for name, build in {**models, **peers}.items()
-    ]
-    fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
-    data_rate = data_throughput(args, batches=2 if args.quick else 20)
+    built = {name: build().to(device) for name, build in {**models, **peers}.items()}
+    results = [measure_model(name, model, args, device) for name, model in built.items()]
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)
             row[f"gflops_ratio_vs_{peer}"] = row["train_gflops_per_s"] / peer_row["train_gflops_per_s"]
-    return {
+    fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
+    data_rate = data_throughput(args, batches=2 if args.quick else 20, num_workers=default_num_workers())
+    report = {
         "machine": {
             "device": str(device),
             "cpu": platform.processor() or platform.machine(),
@@ -164,11 +228,17 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": max(row["matmul_peak_gflops"] for row in results),
         "data_images_per_s": data_rate,
         "data_to_training_ratio": data_rate / fastest_training,
         "results": results,
     }
+    if args.levers:
+        # The framework's default method, when it was measured.
+        method = "bilinear" if "bilinear" in methods else methods[0]
+        report["levers_model"] = method
+        report["levers"] = measure_levers(built[method], results[methods.index(method)], args, device)
+    return report
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -177,15 +247,36 @@ def format_table(report: dict[str, Any]) -> str:
         ("train_images_per_s", "{:.1f}"), ("train_gflops_per_s", "{:.1f}"), ("fraction_of_matmul_peak", "{:.0%}"),
         ("latency_ms", "{:.1f}"), ("peak_memory_mb", "{:.0f}"),
     ]  # fmt: skip
-    rows = [[fmt.format(row[key]) for key, fmt in columns] for row in report["results"]]
-    widths = [max(len(key), *(len(r[i]) for r in rows)) for i, (key, _) in enumerate(columns)]
-    lines = ["  ".join(key.rjust(w) for (key, _), w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    columns += [(key, "{:.2f}x") for key in report["results"][0] if key.startswith("gflops_ratio_vs_")]
+    lines = aligned(columns, report["results"])
     lines.append(
-        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s; data pipeline: "
+        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (best of the run); data pipeline: "
         f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training"
     )
+    if "levers" in report:
+        lines += [
+            "",
+            f"speed levers ({report['levers_model']}; train and data: images/s, latency: ms per image):",
+        ]
+        levers = [{**row, "value": row["value"] * (1e3 if row["kind"] == "latency" else 1),
+                   "baseline": row["baseline"] * (1e3 if row["kind"] == "latency" else 1)} for row in report["levers"]]  # fmt: skip
+        columns = [
+            ("lever", "{}"),
+            ("kind", "{}"),
+            ("baseline", "{:.2f}"),
+            ("value", "{:.2f}"),
+            ("speedup", "{:.2f}x"),
+        ]
+        lines += aligned(columns, levers)
     return "\n".join(lines)
+
+
+def aligned(columns: list[tuple[str, str]], records: list[dict[str, Any]]) -> list[str]:
+    """Records as right-aligned text columns under a header line."""
+    rows = [[fmt.format(record[key]) for key, fmt in columns] for record in records]
+    widths = [max(len(key), *(len(r[i]) for r in rows)) for i, (key, _) in enumerate(columns)]
+    lines = ["  ".join(key.rjust(w) for (key, _), w in zip(columns, widths, strict=True))]
+    return lines + ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
 
 
 def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespace:
@@ -200,10 +291,17 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     parser.add_argument("--num-classes", type=int, default=2)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--base-channels", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per memory format")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument(
+        "--levers", action="store_true",
+        help="also measure each speed lever (memory format, bf16, in-place activations, BatchNorm folding, workers)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true", help="with --levers, also time torch.compile (slow to build)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one step: checks that it runs")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(arguments)

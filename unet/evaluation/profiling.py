@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -100,20 +101,52 @@ def training_step(
     width: int,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    compile: bool = False,
 ) -> Callable[[], None]:
-    """A closure running one forward + cross-entropy backward + AdamW step on a copy, on fixed random data."""
+    """A closure running one forward + cross-entropy backward + AdamW step on a copy, on fixed random data.
+
+    ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the forward under mixed-precision autocast;
+    ``compile`` compiles the copy with ``torch.compile`` (the first call then pays the compilation).
+    """
     device = torch.device(device)
     working = _working_copy(model, device, channels_last).train()
+    if compile:
+        working.compile()
     optimizer = torch.optim.AdamW(working.parameters(), lr=1e-3)
     images = _random_images(batch_size, in_channels, height, width, device, channels_last)
     target = torch.randint(0, num_classes, (batch_size, height, width), device=device)
+    precision = (
+        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+    )
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(working(images), target).backward()
+        with precision:
+            loss = F.cross_entropy(working(images), target)
+        loss.backward()
         optimizer.step()
 
     return step
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.device) -> float:
+    """Median wall-clock seconds of ``repeats`` calls after ``warmup`` untimed ones.
+
+    The median, not the mean: on a shared machine one slow call (another process, a page fault)
+    should not move the figure.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    times = []
+    for index in range(warmup + repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def training_throughput(
@@ -127,20 +160,24 @@ def training_throughput(
     warmup: int = 3,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    compile: bool = False,
 ) -> float:
-    """Training images per second: forward, cross-entropy backward and AdamW step, after ``warmup`` steps."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    """Training images per second (forward, cross-entropy backward, AdamW step): batch / median step time."""
     device = torch.device(device)
-    step = training_step(model, batch_size, in_channels, num_classes, height, width, device, channels_last)
-    for _ in range(warmup):
-        step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _synchronize(device)
-    return batch_size * steps / (time.perf_counter() - start)
+    step = training_step(
+        model,
+        batch_size,
+        in_channels,
+        num_classes,
+        height,
+        width,
+        device,
+        channels_last,
+        autocast_dtype,
+        compile,
+    )
+    return batch_size / median_seconds(step, steps, warmup, device)
 
 
 def inference_latency(
@@ -154,21 +191,11 @@ def inference_latency(
     channels_last: bool = False,
 ) -> float:
     """Seconds per image at batch 1 in eval and inference mode: the median of ``repeats`` timed calls."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = torch.device(device)
     working = _working_copy(model, device, channels_last).eval()
     image = _random_images(1, in_channels, height, width, device, channels_last)
-    times = []
     with torch.inference_mode():
-        for index in range(warmup + repeats):
-            _synchronize(device)
-            start = time.perf_counter()
-            working(image)
-            _synchronize(device)
-            if index >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return median_seconds(lambda: working(image), repeats, warmup, device)
 
 
 def _resident_bytes() -> int:
