@@ -8,7 +8,7 @@ from unet.models import UPSAMPLERS
 
 def test_quick_benchmark_writes_json_for_every_method(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    report = main(["--quick", "--json", str(path)])
+    report = main(["--quick", "--levers", "--json", str(path)])
     written = json.loads(path.read_text())
     assert written == json.loads(json.dumps(report))
     assert sorted(row["model"] for row in written["results"]) == sorted(UPSAMPLERS)
@@ -18,4 +18,9 @@ def test_quick_benchmark_writes_json_for_every_method(tmp_path, capsys):
         assert 0 < row["fraction_of_matmul_peak"] and row["memory_format"] in ("contiguous", "channels_last")
         assert row["latency_ms"] > 0 and row["peak_memory_mb"] >= 0
     assert written["matmul_peak_gflops"] > 0 and written["data_images_per_s"] > 0
-    assert "fp32 matmul peak" in capsys.readouterr().out
+    levers = {row["lever"]: row for row in written["levers"]}
+    assert {"channels_last memory format", "bf16 autocast", "conv-BatchNorm folding"} <= set(levers)
+    for row in levers.values():
+        assert row["value"] > 0 and row["baseline"] > 0 and row["speedup"] > 0
+    out = capsys.readouterr().out
+    assert "fp32 matmul peak" in out and "speed levers (bilinear" in out

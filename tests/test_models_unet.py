@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from unet.models import UPSAMPLERS, UNet
+from unet.models.fusion import fold_batch_norms
 
 METHODS = sorted(UPSAMPLERS)
 
@@ -122,3 +123,19 @@ def test_decoder_width_scales_the_decoder_for_every_method(method, decoder_width
     assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters())
     encoder = [p.numel() for p in tiny_unet(method).encoder.parameters()]
     assert [p.numel() for p in wide.encoder.parameters()] == encoder
+
+
+@pytest.mark.parametrize("method", ["bilinear", "maxunpool", "transposed"])
+def test_batch_norm_folding_keeps_the_outputs_and_leaves_the_model_alone(method):
+    torch.manual_seed(0)
+    model = UNet(1, 3, upsample=method, depth=2, base_channels=8)
+    model.train()
+    for _ in range(3):  # running statistics away from their initial values
+        model(torch.randn(4, 1, 32, 32) * 2 + 1)
+    model.eval()
+    image = torch.randn(2, 1, 32, 32)
+    folded = fold_batch_norms(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(image), model(image), atol=1e-4, rtol=1e-4)

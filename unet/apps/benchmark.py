@@ -213,7 +213,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
     built = {name: build().to(device) for name, build in {**models, **peers}.items()}
-    results = [measure_model(name, model, args, device) for name, model in built.items()]
+    results = []
+    for name, model in built.items():
+        results.append(measure_model(name, model, args, device))
+        row = results[-1]
+        print(
+            f"measured {name}: {row['train_images_per_s']:.2f} images/s ({row['memory_format']}), "
+            f"{row['fraction_of_matmul_peak']:.0%} of the matmul peak",
+            flush=True,
+        )
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)

@@ -1,0 +1,28 @@
+"""Speed options of the Lightning module change the layout, never the numbers or the checkpoint."""
+
+import pytest
+import torch
+
+from unet.training.module import SegmentationModule
+
+SMALL = {"in_channels": 1, "num_classes": 2, "depth": 2, "base_channels": 8}
+
+
+def test_channels_last_module_computes_the_same_and_its_checkpoint_loads_anywhere():
+    torch.manual_seed(0)
+    contiguous = SegmentationModule(**SMALL).eval()
+    channels_last = SegmentationModule(**SMALL, memory_format="channels_last").eval()
+    channels_last.load_state_dict(contiguous.state_dict())
+    conv = next(
+        m for m in channels_last.net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(2, 1, 32, 32)  # plain NCHW input, as the datamodule serves it
+    with torch.no_grad():
+        torch.testing.assert_close(channels_last(images), contiguous(images), atol=1e-5, rtol=1e-5)
+    contiguous.load_state_dict(channels_last.state_dict())  # same keys, either way
+
+
+def test_unknown_memory_format_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown memory_format 'nhwc'; valid: contiguous, channels_last"):
+        SegmentationModule(**SMALL, memory_format="nhwc")
