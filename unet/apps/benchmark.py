@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import platform
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,31 +84,47 @@ def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn
     return peers
 
 
-def measure_model(
-    name: str, model: nn.Module, args: argparse.Namespace, device: torch.device
-) -> dict[str, Any]:
-    """Every number of one model, training in whichever memory format is faster for it.
+def interleaved_training_rates(
+    built: dict[str, nn.Module], args: argparse.Namespace, device: torch.device
+) -> tuple[dict[tuple[str, str], float], float]:
+    """Training images/s of every (model, memory format), and the matmul peak, measured in rounds.
 
-    The matmul peak is measured again right before the model, so its share of the peak is not skewed
-    when a shared machine speeds up or slows down during the run.
+    Each round times every model in turn and the matmul peak, and each figure is the median over the
+    rounds: on a shared machine whose speed drifts during the run, every model and the peak are then
+    sampled over the same stretches of time, so their ratios are fair.
     """
-    peak = matmul_peak_gflops(device, size=256 if args.quick else 2048)
     shape = (args.in_channels, args.num_classes, args.size, args.size)
-    throughput = {
-        layout: training_throughput(
-            model,
-            args.batch_size,
-            *shape,
-            steps=args.steps,
-            warmup=args.warmup,
-            device=device,
-            channels_last=layout == "channels_last",
-        )  # fmt: skip
+    steps = {
+        (name, layout): training_step(model, args.batch_size, *shape, device=device, channels_last=layout == "channels_last")
+        for name, model in built.items()
         for layout in LAYOUTS
-    }
+    }  # fmt: skip
+    seconds: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
+    peaks = []
+    for round_index in range(args.rounds):
+        peaks.append(matmul_peak_gflops(device, size=256 if args.quick else 2048))
+        for key, step in steps.items():
+            warmup = args.warmup if round_index == 0 else 0
+            seconds[key].append(median_seconds(step, args.steps, warmup, device))
+        print(f"round {round_index + 1}/{args.rounds} timed", flush=True)
+    rates = {key: args.batch_size / statistics.median(values) for key, values in seconds.items()}
+    return rates, statistics.median(peaks)
+
+
+def measure_model(
+    name: str,
+    model: nn.Module,
+    rates: dict[tuple[str, str], float],
+    peak: float,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Every number of one model, in whichever memory format trains it faster."""
+    throughput = {layout: rates[(name, layout)] for layout in LAYOUTS}
     layout = max(throughput, key=throughput.get)
     channels_last = layout == "channels_last"
     train_flops = training_flops_per_image(model, args.in_channels, args.num_classes, args.size, args.size)
+    shape = (args.in_channels, args.num_classes, args.size, args.size)
     step = training_step(model, args.batch_size, *shape, device=device, channels_last=channels_last)
     achieved = throughput[layout] * train_flops / 1e9
     return {
@@ -119,7 +136,6 @@ def measure_model(
         "train_images_per_s": throughput[layout],
         **{f"train_images_per_s_{key}": value for key, value in throughput.items()},
         "train_gflops_per_s": achieved,
-        "matmul_peak_gflops": peak,
         "fraction_of_matmul_peak": achieved / peak,
         "latency_ms": 1e3 * latency(model, args, device, channels_last),
         "peak_memory_mb": peak_memory_bytes(step, device) / 2**20,
@@ -213,21 +229,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
     built = {name: build().to(device) for name, build in {**models, **peers}.items()}
-    results = []
-    for name, model in built.items():
-        results.append(measure_model(name, model, args, device))
-        row = results[-1]
-        print(
-            f"measured {name}: {row['train_images_per_s']:.2f} images/s ({row['memory_format']}), "
-            f"{row['fraction_of_matmul_peak']:.0%} of the matmul peak",
-            flush=True,
-        )
+    rates, peak = interleaved_training_rates(built, args, device)
+    results = [measure_model(name, model, rates, peak, args, device) for name, model in built.items()]
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)
             row[f"gflops_ratio_vs_{peer}"] = row["train_gflops_per_s"] / peer_row["train_gflops_per_s"]
     fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
-    data_rate = data_throughput(args, batches=2 if args.quick else 20, num_workers=default_num_workers())
+    # In the training process, as the synthetic preset loads (data.num_workers=0; see the levers).
+    data_rate = data_throughput(args, batches=2 if args.quick else 20, num_workers=0)
     report = {
         "machine": {
             "device": str(device),
@@ -236,7 +246,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
-        "matmul_peak_gflops": max(row["matmul_peak_gflops"] for row in results),
+        "matmul_peak_gflops": peak,
         "data_images_per_s": data_rate,
         "data_to_training_ratio": data_rate / fastest_training,
         "results": results,
@@ -258,7 +268,7 @@ def format_table(report: dict[str, Any]) -> str:
     columns += [(key, "{:.2f}x") for key in report["results"][0] if key.startswith("gflops_ratio_vs_")]
     lines = aligned(columns, report["results"])
     lines.append(
-        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (best of the run); data pipeline: "
+        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (median of the rounds); data pipeline: "
         f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training"
     )
     if "levers" in report:
@@ -299,7 +309,10 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     parser.add_argument("--num-classes", type=int, default=2)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--base-channels", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per measurement (median)")
+    parser.add_argument(
+        "--steps", type=int, default=2, help="timed training steps per model and round (median)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all models (median of the rounds)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -315,7 +328,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     args = parser.parse_args(arguments)
     if args.quick:
         args.size, args.batch_size, args.depth, args.base_channels = 32, 2, 2, 8
-        args.steps, args.warmup, args.repeats = 1, 1, 1
+        args.steps, args.warmup, args.repeats, args.rounds = 1, 1, 1, 1
     return args
 
 
