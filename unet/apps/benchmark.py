@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unet.allocator import reuse_freed_memory
 from unet.data import SyntheticDataModule
 from unet.data.base import default_num_workers
 from unet.evaluation.profiling import (
@@ -193,7 +194,11 @@ def measure_levers(
         )
 
     base_train = train()
+    reuse_freed_memory(False)
+    system_allocator = train()
+    reuse_freed_memory(not args.system_allocator)
     rows = [
+        {"lever": "freed-memory reuse (reuse_freed_memory)", "kind": "train", "value": base_train, "baseline": system_allocator},
         {"lever": "channels_last memory format", "kind": "train", "value": baseline["train_images_per_s_channels_last"], "baseline": baseline["train_images_per_s_contiguous"]},
         {"lever": "bf16 autocast", "kind": "train", "value": train(autocast_dtype=torch.bfloat16), "baseline": base_train},
         {"lever": "in-place activations off", "kind": "train", "value": train(without_inplace_activations(model)), "baseline": base_train},
@@ -222,6 +227,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements of one invocation, as the JSON the script writes."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
+    reuse_freed_memory(not args.system_allocator)  # as unet-train does by default
     methods = args.methods or sorted(UPSAMPLERS)
     models: dict[str, Callable[[], nn.Module]] = {
         method: (lambda m=method: UNet(args.in_channels, args.num_classes, upsample=m, depth=args.depth, base_channels=args.base_channels))
@@ -316,6 +322,10 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument(
+        "--system-allocator", action="store_true",
+        help="leave glibc's malloc defaults (as unet-train reuse_freed_memory=false)",
+    )  # fmt: skip
     parser.add_argument(
         "--levers", action="store_true",
         help="also measure each speed lever (memory format, bf16, in-place activations, BatchNorm folding, workers)",

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from unet.allocator import reuse_freed_memory
 from unet.apps import CONFIG_PATH
 from unet.apps.check_data import check_data
 from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit, write_json
@@ -134,6 +135,7 @@ def check_launchable(trainer: L.Trainer) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+    reuse_freed_memory(cfg.get("reuse_freed_memory", True))
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
     L.seed_everything(cfg.seed, workers=True)
