@@ -114,6 +114,7 @@ def interleaved_training_rates(
 
 def measure_model(
     name: str,
+    memory_mb: float,
     model: nn.Module,
     rates: dict[tuple[str, str], float],
     peak: float,
@@ -125,8 +126,6 @@ def measure_model(
     layout = max(throughput, key=throughput.get)
     channels_last = layout == "channels_last"
     train_flops = training_flops_per_image(model, args.in_channels, args.num_classes, args.size, args.size)
-    shape = (args.in_channels, args.num_classes, args.size, args.size)
-    step = training_step(model, args.batch_size, *shape, device=device, channels_last=channels_last)
     achieved = throughput[layout] * train_flops / 1e9
     return {
         "model": name,
@@ -139,8 +138,18 @@ def measure_model(
         "train_gflops_per_s": achieved,
         "fraction_of_matmul_peak": achieved / peak,
         "latency_ms": 1e3 * latency(model, args, device, channels_last),
-        "peak_memory_mb": peak_memory_bytes(step, device) / 2**20,
+        "peak_memory_mb": memory_mb,
     }
+
+
+def peak_memory_mb(model: nn.Module, args: argparse.Namespace, device: torch.device) -> float:
+    """Peak memory of one training step from scratch (see :func:`peak_memory_bytes`).
+
+    Measured first, with glibc's default allocator: once freed memory is kept for reuse it stays
+    resident, and the resident-set sampling on CPU would no longer see a step's working set.
+    """
+    shape = (args.in_channels, args.num_classes, args.size, args.size)
+    return peak_memory_bytes(training_step(model, args.batch_size, *shape, device=device), device) / 2**20
 
 
 def latency(model: nn.Module, args: argparse.Namespace, device: torch.device, channels_last: bool) -> float:
@@ -227,7 +236,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements of one invocation, as the JSON the script writes."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    reuse_freed_memory(not args.system_allocator)  # as unet-train does by default
+
     methods = args.methods or sorted(UPSAMPLERS)
     models: dict[str, Callable[[], nn.Module]] = {
         method: (lambda m=method: UNet(args.in_channels, args.num_classes, upsample=m, depth=args.depth, base_channels=args.base_channels))
@@ -235,8 +244,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
     built = {name: build().to(device) for name, build in {**models, **peers}.items()}
+    reuse_freed_memory(False)
+    memory = {name: peak_memory_mb(model, args, device) for name, model in built.items()}
+    reuse_freed_memory(not args.system_allocator)  # as unet-train does by default
     rates, peak = interleaved_training_rates(built, args, device)
-    results = [measure_model(name, model, rates, peak, args, device) for name, model in built.items()]
+    results = [
+        measure_model(name, memory[name], model, rates, peak, args, device) for name, model in built.items()
+    ]
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)

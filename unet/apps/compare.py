@@ -22,7 +22,6 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.allocator import reuse_freed_memory
 from unet.apps.runs import plain_config, user_errors_exit, write_json
 from unet.compare import write_report
 from unet.evaluation.profiling import model_costs
@@ -168,7 +167,6 @@ def measure_costs(
     Measured once per method and kept in ``costs.json``, so rebuilding a report does not re-measure.
     """
     costs = read_json(cache) or {}
-    reuse_freed_memory()  # as the training runs do (train.yaml's reuse_freed_memory)
     for method, path in checkpoints.items():
         if method in costs:
             continue
