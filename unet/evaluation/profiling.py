@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from unet.allocator import release_freed_memory
 from unet.models import UNet
 
 # The cost columns of the comparison report, in the order :func:`model_costs` returns them.
@@ -220,6 +221,7 @@ def _peak_cuda_bytes(fn: Callable[[], Any], device: torch.device) -> int:
 
 
 def _peak_cpu_bytes(fn: Callable[[], Any], interval_s: float) -> int:
+    release_freed_memory()  # memory kept for reuse would otherwise serve fn() without growing the RSS
     baseline = _resident_bytes()
     peak = baseline
     done = threading.Event()
