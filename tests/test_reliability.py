@@ -207,18 +207,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
 
 DETERMINISTIC_RUN = [
+    *TINY_RUN,  # later overrides win
     "data.num_train=480",
-    "data.num_val=16",
-    "data.num_test=16",
-    "data.image_size=32",
-    "data.batch_size=16",
-    "model.base_channels=8",
-    "model.depth=2",
     "model.dropout=0.1",  # random draws in every step, and the synthetic preset augments
     "trainer.max_epochs=3",
-    "trainer.accelerator=cpu",
     "trainer.deterministic=true",
-    "callbacks.progress_bar=null",
 ]
 
 

@@ -114,7 +114,6 @@ def interleaved_training_rates(
 
 def measure_model(
     name: str,
-    memory_mb: float,
     model: nn.Module,
     rates: dict[tuple[str, str], float],
     peak: float,
@@ -138,15 +137,14 @@ def measure_model(
         "train_gflops_per_s": achieved,
         "fraction_of_matmul_peak": achieved / peak,
         "latency_ms": 1e3 * latency(model, args, device, channels_last),
-        "peak_memory_mb": memory_mb,
+        "peak_memory_mb": peak_memory_mb(model, args, device),
     }
 
 
 def peak_memory_mb(model: nn.Module, args: argparse.Namespace, device: torch.device) -> float:
     """Peak memory of one training step from scratch (see :func:`peak_memory_bytes`).
 
-    Measured first, with glibc's default allocator: once freed memory is kept for reuse it stays
-    resident, and the resident-set sampling on CPU would no longer see a step's working set.
+    Memory kept for reuse is handed back first (see :func:`peak_memory_bytes`), so the step's working set shows.
     """
     shape = (args.in_channels, args.num_classes, args.size, args.size)
     return peak_memory_bytes(training_step(model, args.batch_size, *shape, device=device), device) / 2**20
@@ -244,13 +242,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
     built = {name: build().to(device) for name, build in {**models, **peers}.items()}
-    reuse_freed_memory(False)
-    memory = {name: peak_memory_mb(model, args, device) for name, model in built.items()}
     reuse_freed_memory(not args.system_allocator)  # as unet-train does by default
     rates, peak = interleaved_training_rates(built, args, device)
-    results = [
-        measure_model(name, memory[name], model, rates, peak, args, device) for name, model in built.items()
-    ]
+    results = [measure_model(name, model, rates, peak, args, device) for name, model in built.items()]
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)
