@@ -20,6 +20,8 @@ def test_quick_benchmark_writes_json_for_every_method(tmp_path, capsys):
     assert written["matmul_peak_gflops"] > 0 and written["data_images_per_s"] > 0
     levers = {row["lever"]: row for row in written["levers"]}
     assert {"channels_last memory format", "bf16 autocast", "conv-BatchNorm folding"} <= set(levers)
+    assert "decoded-image caching (PNG folder)" in levers
+    assert [row["kind"] for row in levers.values()].count("data") >= 3  # workers twice, caching
     for row in levers.values():
         assert row["value"] > 0 and row["baseline"] > 0 and row["speedup"] > 0
     out = capsys.readouterr().out

@@ -14,17 +14,20 @@ import copy
 import json
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from unet.allocator import reuse_freed_memory
-from unet.data import SyntheticDataModule
-from unet.data.base import default_num_workers
+from unet.data import FolderDataModule, SyntheticDataModule
+from unet.data.base import SegmentationDataModule, default_num_workers
+from unet.data.shapes import CLASS_NAMES
 from unet.evaluation.profiling import (
     count_parameters,
     flops_per_image,
@@ -158,20 +161,62 @@ def latency(model: nn.Module, args: argparse.Namespace, device: torch.device, ch
     )  # fmt: skip
 
 
-def data_throughput(args: argparse.Namespace, batches: int, num_workers: int) -> float:
-    """Images/s the default synthetic datamodule delivers (augmentation included) at the benchmark size.
+def synthetic_datamodule(args: argparse.Namespace, batches: int, **options: Any) -> SegmentationDataModule:
+    """The default synthetic datamodule at the benchmark's size: ``batches`` training batches, in memory.
 
-    Timed over a second epoch, as in training: worker processes persist, so their start-up is paid once per run.
+    ``options``: the datamodule's loader keywords (``num_workers``, 0 unless given; ``pin_memory``).
     """
-    datamodule = SyntheticDataModule(
+    return SyntheticDataModule(
         num_train=args.batch_size * batches, num_val=1, num_test=0, image_size=args.size,
-        in_channels=args.in_channels, batch_size=args.batch_size, num_workers=num_workers,
+        in_channels=args.in_channels, batch_size=args.batch_size, **{"num_workers": 0, **options},
     )  # fmt: skip
+
+
+def write_png_folder(root: Path, args: argparse.Namespace, batches: int) -> Path:
+    """Synthetic images and masks as PNG files in ``root/{train,val}/{images,masks}``, as users' data arrives."""
+    for split, count in (("train", args.batch_size * batches), ("val", 1)):
+        source = synthetic_datamodule(args, batches).split_source(split)
+        for kind in ("images", "masks"):
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image, mask = source[index]
+            Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+                root / split / "images" / f"{index:05d}.png"
+            )
+            Image.fromarray(mask).save(root / split / "masks" / f"{index:05d}.png")
+    return root
+
+
+def folder_datamodule(root: Path, args: argparse.Namespace, **options: Any) -> SegmentationDataModule:
+    """The folder datamodule over :func:`write_png_folder`'s files (``options``: cache, num_workers, ...)."""
+    return FolderDataModule(
+        root=str(root), num_classes=len(CLASS_NAMES), in_channels=args.in_channels, batch_size=args.batch_size, **options
+    )  # fmt: skip
+
+
+def data_throughput(datamodule: SegmentationDataModule, device: torch.device | None = None) -> float:
+    """Images/s the datamodule's training loader delivers (augmentation included), onto ``device`` if given.
+
+    Timed over a second epoch, as in training: worker processes persist, so their start-up is paid once per
+    run. With a CUDA ``device`` every batch is copied to it (asynchronously from pinned memory).
+    """
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
-    sum(len(images) for images, _ in loader)
+
+    def epoch() -> int:
+        count = 0
+        for images, masks in loader:
+            if device is not None:
+                images = images.to(device, non_blocking=datamodule.pin_memory)
+                masks = masks.to(device, non_blocking=datamodule.pin_memory)
+            count += len(images)
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return count
+
+    epoch()
     start = time.perf_counter()
-    count = sum(len(images) for images, _ in loader)
+    count = epoch()
     return count / (time.perf_counter() - start)
 
 
@@ -218,15 +263,46 @@ def measure_levers(
     rows.append(
         {"lever": "conv-BatchNorm folding", "kind": "latency", "value": latency(fold_batch_norms(model), args, device, channels_last), "baseline": base_latency}
     )  # fmt: skip
-    batches = 2 if args.quick else 20
-    workers = default_num_workers()
-    rows.append(
-        {"lever": f"{workers} data-loader workers", "kind": "data", "value": data_throughput(args, batches, workers), "baseline": data_throughput(args, batches, 0)}
-    )  # fmt: skip
+    rows += measure_data_levers(args, device)
     for row in rows:
         row["speedup"] = (
             row["baseline"] / row["value"] if row["kind"] == "latency" else row["value"] / row["baseline"]
         )
+    return rows
+
+
+def measure_data_levers(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Loader workers, decoded-image caching and (on CUDA) pinned memory, in delivered images/s.
+
+    Workers are measured on in-memory data and on PNG files decoded on access, where decoding is the work
+    they could share; caching and decoding use a temporary folder of synthetic PNGs at the benchmark size.
+    """
+    batches = 2 if args.quick else 20
+    workers = default_num_workers()
+
+    def synthetic(**options: Any) -> float:
+        return data_throughput(synthetic_datamodule(args, batches, **options))
+
+    rows = [
+        {"lever": f"{workers} data-loader workers (in-memory data)", "kind": "data", "value": synthetic(num_workers=workers), "baseline": synthetic()},
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="unet-benchmark-") as directory:
+        root = write_png_folder(Path(directory), args, batches)
+
+        def folder(**options: Any) -> float:
+            return data_throughput(folder_datamodule(root, args, **{"num_workers": 0, **options}))
+
+        decoded = folder(cache=False)
+        rows += [
+            {"lever": "decoded-image caching (PNG folder)", "kind": "data", "value": folder(cache=True), "baseline": decoded},
+            {"lever": f"{workers} data-loader workers (PNG folder, decoded on access)", "kind": "data", "value": folder(cache=False, num_workers=workers), "baseline": decoded},
+        ]  # fmt: skip
+    if device.type == "cuda":
+        copied = {
+            pin: data_throughput(synthetic_datamodule(args, batches, pin_memory=pin), device)
+            for pin in (True, False)
+        }
+        rows.append({"lever": "pinned memory (batches copied to the GPU)", "kind": "data", "value": copied[True], "baseline": copied[False]})  # fmt: skip
     return rows
 
 
@@ -251,7 +327,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             row[f"gflops_ratio_vs_{peer}"] = row["train_gflops_per_s"] / peer_row["train_gflops_per_s"]
     fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
     # In the training process, as the synthetic preset loads (data.num_workers=0; see the levers).
-    data_rate = data_throughput(args, batches=2 if args.quick else 20, num_workers=0)
+    data_rate = data_throughput(synthetic_datamodule(args, batches=2 if args.quick else 20))
     report = {
         "machine": {
             "device": str(device),
@@ -336,7 +412,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     )  # fmt: skip
     parser.add_argument(
         "--levers", action="store_true",
-        help="also measure each speed lever (memory format, bf16, in-place activations, BatchNorm folding, workers)",
+        help="also measure each speed lever (allocator, memory format, bf16, in-place activations, BatchNorm folding, loader workers, image caching)",
     )  # fmt: skip
     parser.add_argument(
         "--compile", action="store_true", help="with --levers, also time torch.compile (slow to build)"
