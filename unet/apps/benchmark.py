@@ -16,11 +16,14 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
@@ -45,22 +48,64 @@ from unet.models.fusion import fold_batch_norms
 LAYOUTS = ("contiguous", "channels_last")
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 3, rounds: int = 3) -> float:
-    """This machine's fp32 matrix-multiply rate: the ceiling convolutions can approach.
+def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 5) -> float:
+    """This machine's fp32 matrix-multiply rate right now, the ceiling convolutions can approach.
 
-    The best of ``rounds`` timings of ``repeats`` products: the peak is what the hardware can do.
+    The best of ``repeats`` products: the rate the hardware reaches when nothing gets in the way.
     """
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    best = min(median_seconds(lambda: a @ b, repeats=1, warmup=0, device=device) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
 
-    def products() -> None:
-        for _ in range(repeats):
-            a @ b
 
-    best = min(
-        median_seconds(products, repeats=1, warmup=1 if index == 0 else 0, device=device)
-        for index in range(rounds)
+@dataclass(frozen=True)
+class StepSample:
+    """One timed training step and the matmul rate measured around it (the mean of the probes before and after)."""
+
+    seconds: float
+    matmul_gflops: float
+
+
+def interleaved_samples(
+    steps: Mapping[Hashable, Callable[[], None]], args: argparse.Namespace, device: torch.device, label: str
+) -> tuple[dict[Hashable, list[StepSample]], list[float]]:
+    """``args.rounds`` samples of every step, taken in turn, each between two matmul probes; and all the probes.
+
+    The reference machine is a shared VM whose speed drifts by ±15 % within minutes, so a step timed now
+    and another timed a minute later compare badly. Taking the steps in turn samples them over the same
+    stretches of time, and dividing each step's rate by the matmul rate measured around it cancels what
+    drift remains (see :func:`efficiency`): measured so, ratios between models repeat within a few percent.
+    """
+    probe_size = 256 if args.quick else 1024
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    samples: dict[Hashable, list[StepSample]] = {key: [] for key in steps}
+    probes = [matmul_gflops(device, probe_size)]
+    for round_index in range(args.rounds):
+        for key, step in steps.items():
+            seconds = median_seconds(step, repeats=1, warmup=0, device=device)
+            probes.append(matmul_gflops(device, probe_size))
+            samples[key].append(StepSample(seconds, (probes[-2] + probes[-1]) / 2))
+        print(f"{label}: round {round_index + 1}/{args.rounds} timed", flush=True)
+    return samples, probes
+
+
+def images_per_s(samples: Sequence[StepSample], batch_size: int) -> float:
+    """Training images/s: the batch over the median step time."""
+    return batch_size / statistics.median(sample.seconds for sample in samples)
+
+
+def efficiency(samples: Sequence[StepSample], flops_per_step: float = 1.0) -> float:
+    """The median over samples of each step's FLOP/s divided by the matmul rate measured around it.
+
+    With the FLOPs of a step it is the share of the matmul peak; with the default 1 it is a drift-corrected
+    step rate, whose ratios between two steps are their speed ratio on a machine of constant speed.
+    """
+    return statistics.median(
+        flops_per_step / sample.seconds / 1e9 / sample.matmul_gflops for sample in samples
     )
-    return 2 * size**3 * repeats / best / 1e9
 
 
 def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn.Module]]:
@@ -88,58 +133,46 @@ def peer_models(in_channels: int, num_classes: int) -> dict[str, Callable[[], nn
     return peers
 
 
-def interleaved_training_rates(
+def training_samples(
     built: dict[str, nn.Module], args: argparse.Namespace, device: torch.device
-) -> tuple[dict[tuple[str, str], float], float]:
-    """Training images/s of every (model, memory format), and the matmul peak, measured in rounds.
-
-    Each round times every model in turn and the matmul peak, and each figure is the median over the
-    rounds: on a shared machine whose speed drifts during the run, every model and the peak are then
-    sampled over the same stretches of time, so their ratios are fair.
-    """
+) -> tuple[dict[Hashable, list[StepSample]], list[float]]:
+    """Samples of a training step of every (model, memory format), taken in turn (see :func:`interleaved_samples`)."""
     shape = (args.in_channels, args.num_classes, args.size, args.size)
     steps = {
         (name, layout): training_step(model, args.batch_size, *shape, device=device, channels_last=layout == "channels_last")
         for name, model in built.items()
         for layout in LAYOUTS
     }  # fmt: skip
-    seconds: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
-    peaks = []
-    for round_index in range(args.rounds):
-        peaks.append(matmul_peak_gflops(device, size=256 if args.quick else 2048))
-        for key, step in steps.items():
-            warmup = args.warmup if round_index == 0 else 0
-            seconds[key].append(median_seconds(step, args.steps, warmup, device))
-        print(f"round {round_index + 1}/{args.rounds} timed", flush=True)
-    rates = {key: args.batch_size / statistics.median(values) for key, values in seconds.items()}
-    return rates, statistics.median(peaks)
+    return interleaved_samples(steps, args, device, "models")
 
 
 def measure_model(
     name: str,
     model: nn.Module,
-    rates: dict[tuple[str, str], float],
-    peak: float,
+    samples: dict[Hashable, list[StepSample]],
     args: argparse.Namespace,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Every number of one model, in whichever memory format trains it faster."""
-    throughput = {layout: rates[(name, layout)] for layout in LAYOUTS}
-    layout = max(throughput, key=throughput.get)
-    channels_last = layout == "channels_last"
+    """Every number of one model, in whichever memory format trains it faster (drift-corrected)."""
+    by_layout = {layout: samples[(name, layout)] for layout in LAYOUTS}
+    layout = max(LAYOUTS, key=lambda key: efficiency(by_layout[key]))
     train_flops = training_flops_per_image(model, args.in_channels, args.num_classes, args.size, args.size)
-    achieved = throughput[layout] * train_flops / 1e9
+    step_flops = train_flops * args.batch_size
+    chosen = by_layout[layout]
     return {
         "model": name,
         "params": count_parameters(model),
         "forward_gflops_per_image": flops_per_image(model, args.in_channels, args.size, args.size) / 1e9,
         "train_gflops_per_image": train_flops / 1e9,
         "memory_format": layout,
-        "train_images_per_s": throughput[layout],
-        **{f"train_images_per_s_{key}": value for key, value in throughput.items()},
-        "train_gflops_per_s": achieved,
-        "fraction_of_matmul_peak": achieved / peak,
-        "latency_ms": 1e3 * latency(model, args, device, channels_last),
+        "train_images_per_s": images_per_s(chosen, args.batch_size),
+        **{
+            f"train_images_per_s_{key}": images_per_s(value, args.batch_size)
+            for key, value in by_layout.items()
+        },
+        "train_gflops_per_s": statistics.median(step_flops / sample.seconds / 1e9 for sample in chosen),
+        "fraction_of_matmul_peak": efficiency(chosen, step_flops),
+        "latency_ms": 1e3 * latency(model, args, device, layout == "channels_last"),
         "peak_memory_mb": peak_memory_mb(model, args, device),
     }
 
@@ -161,14 +194,24 @@ def latency(model: nn.Module, args: argparse.Namespace, device: torch.device, ch
     )  # fmt: skip
 
 
+def preset_train_transforms() -> list[Any]:
+    """The default data preset's training augmentation (``configs/data/synthetic.yaml``), instantiated.
+
+    Data delivery is timed with the augmentation training really runs, whatever the preset says.
+    """
+    with initialize_config_module("unet.configs", version_base="1.3"):
+        return instantiate(compose("train").data.train_transforms) or []
+
+
 def synthetic_datamodule(args: argparse.Namespace, batches: int, **options: Any) -> SegmentationDataModule:
     """The default synthetic datamodule at the benchmark's size: ``batches`` training batches, in memory.
 
-    ``options``: the datamodule's loader keywords (``num_workers``, 0 unless given; ``pin_memory``).
+    ``options``: the datamodule's keywords (``num_workers``, 0 unless given; ``pin_memory``, ...).
     """
     return SyntheticDataModule(
         num_train=args.batch_size * batches, num_val=1, num_test=0, image_size=args.size,
-        in_channels=args.in_channels, batch_size=args.batch_size, **{"num_workers": 0, **options},
+        in_channels=args.in_channels, batch_size=args.batch_size,
+        **{"num_workers": 0, "train_transforms": preset_train_transforms(), **options},
     )  # fmt: skip
 
 
@@ -190,12 +233,13 @@ def write_png_folder(root: Path, args: argparse.Namespace, batches: int) -> Path
 def folder_datamodule(root: Path, args: argparse.Namespace, **options: Any) -> SegmentationDataModule:
     """The folder datamodule over :func:`write_png_folder`'s files (``options``: cache, num_workers, ...)."""
     return FolderDataModule(
-        root=str(root), num_classes=len(CLASS_NAMES), in_channels=args.in_channels, batch_size=args.batch_size, **options
+        root=str(root), num_classes=len(CLASS_NAMES), in_channels=args.in_channels, batch_size=args.batch_size,
+        train_transforms=preset_train_transforms(), **options,
     )  # fmt: skip
 
 
 def data_throughput(datamodule: SegmentationDataModule, device: torch.device | None = None) -> float:
-    """Images/s the datamodule's training loader delivers (augmentation included), onto ``device`` if given.
+    """Images/s the datamodule's training loader delivers (its augmentation included), onto ``device`` if given.
 
     Timed over a second epoch, as in training: worker processes persist, so their start-up is paid once per
     run. With a CUDA ``device`` every batch is copied to it (asynchronously from pinned memory).
@@ -230,45 +274,73 @@ def without_inplace_activations(model: nn.Module) -> nn.Module:
 
 
 def measure_levers(
-    model: nn.Module, baseline: dict[str, Any], args: argparse.Namespace, device: torch.device
+    name: str,
+    model: nn.Module,
+    samples: dict[Hashable, list[StepSample]],
+    args: argparse.Namespace,
+    device: torch.device,
 ) -> list[dict[str, Any]]:
     """Each speed lever against the baseline (fp32, eager, the model's better memory format).
 
-    Training levers are compared in images/s, inference ones in latency, data ones in images/s.
+    Training levers are compared in images/s, inference ones in latency, data ones in images/s. Training
+    levers are sampled in turn with the baseline, and their speedups are ratios of drift-corrected rates
+    (see :func:`efficiency`); bf16 on a CPU without bf16 instructions is so slow that one step tells.
     """
     shape = (args.in_channels, args.num_classes, args.size, args.size)
-    channels_last = baseline["memory_format"] == "channels_last"
+    layout = max(LAYOUTS, key=lambda key: efficiency(samples[(name, key)]))
+    channels_last = layout == "channels_last"
+    reuse = not args.system_allocator
 
-    def train(candidate: nn.Module = model, **options: Any) -> float:
-        options = {"channels_last": channels_last, **options}
-        return training_throughput(
-            candidate, args.batch_size, *shape, steps=args.steps, warmup=args.warmup, device=device, **options
+    def step(candidate: nn.Module = model, **options: Any) -> Callable[[], None]:
+        return training_step(
+            candidate, args.batch_size, *shape, device=device, channels_last=channels_last, **options
         )
 
-    base_train = train()
-    reuse_freed_memory(False)
-    system_allocator = train()
-    reuse_freed_memory(not args.system_allocator)
+    def allocator(reuse_memory: bool, run: Callable[[], None]) -> Callable[[], None]:
+        def with_allocator() -> None:
+            reuse_freed_memory(reuse_memory)
+            try:
+                run()
+            finally:
+                reuse_freed_memory(reuse)
+
+        return with_allocator
+
+    baseline = step()
+    steps = {"reuse on": allocator(True, baseline), "reuse off": allocator(False, baseline)}
+    steps["in-place off"] = step(without_inplace_activations(model))
+    if args.compile:
+        steps["compile"] = step(compile=True)
+    levers, _ = interleaved_samples(steps, args, device, "levers")
+    levers["baseline"] = levers["reuse on" if reuse else "reuse off"]
+
+    def trained(lever: str, candidate: str, reference: str = "baseline") -> dict[str, Any]:
+        value, base = (images_per_s(levers[key], args.batch_size) for key in (candidate, reference))
+        speedup = efficiency(levers[candidate]) / efficiency(levers[reference])
+        return {"lever": lever, "kind": "train", "value": value, "baseline": base, "speedup": speedup}
+
+    base_rate = images_per_s(levers["baseline"], args.batch_size)
+    bf16 = training_throughput(
+        model, args.batch_size, *shape, steps=1, warmup=1, device=device, channels_last=channels_last,
+        autocast_dtype=torch.bfloat16,
+    )  # fmt: skip
+    layouts = {key: samples[(name, key)] for key in LAYOUTS}
     rows = [
-        {"lever": "freed-memory reuse (reuse_freed_memory)", "kind": "train", "value": base_train, "baseline": system_allocator},
-        {"lever": "channels_last memory format", "kind": "train", "value": baseline["train_images_per_s_channels_last"], "baseline": baseline["train_images_per_s_contiguous"]},
-        {"lever": "bf16 autocast", "kind": "train", "value": train(autocast_dtype=torch.bfloat16), "baseline": base_train},
-        {"lever": "in-place activations off", "kind": "train", "value": train(without_inplace_activations(model)), "baseline": base_train},
+        trained("freed-memory reuse (reuse_freed_memory)", "reuse on", "reuse off"),
+        {"lever": "channels_last memory format", "kind": "train",
+         "value": images_per_s(layouts["channels_last"], args.batch_size), "baseline": images_per_s(layouts["contiguous"], args.batch_size),
+         "speedup": efficiency(layouts["channels_last"]) / efficiency(layouts["contiguous"])},
+        {"lever": "bf16 autocast", "kind": "train", "value": bf16, "baseline": base_rate, "speedup": bf16 / base_rate},
+        trained("in-place activations off", "in-place off"),
     ]  # fmt: skip
     if args.compile:
-        rows.append(
-            {"lever": "torch.compile", "kind": "train", "value": train(compile=True), "baseline": base_train}
-        )
+        rows.append(trained("torch.compile", "compile"))
     base_latency = latency(model, args, device, channels_last)
+    folded = latency(fold_batch_norms(model), args, device, channels_last)
     rows.append(
-        {"lever": "conv-BatchNorm folding", "kind": "latency", "value": latency(fold_batch_norms(model), args, device, channels_last), "baseline": base_latency}
+        {"lever": "conv-BatchNorm folding", "kind": "latency", "value": folded, "baseline": base_latency, "speedup": base_latency / folded}
     )  # fmt: skip
-    rows += measure_data_levers(args, device)
-    for row in rows:
-        row["speedup"] = (
-            row["baseline"] / row["value"] if row["kind"] == "latency" else row["value"] / row["baseline"]
-        )
-    return rows
+    return rows + measure_data_levers(args, device)
 
 
 def measure_data_levers(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -303,7 +375,7 @@ def measure_data_levers(args: argparse.Namespace, device: torch.device) -> list[
             for pin in (True, False)
         }
         rows.append({"lever": "pinned memory (batches copied to the GPU)", "kind": "data", "value": copied[True], "baseline": copied[False]})  # fmt: skip
-    return rows
+    return [{**row, "speedup": row["value"] / row["baseline"]} for row in rows]
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -319,12 +391,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     peers = peer_models(args.in_channels, args.num_classes) if args.peers else {}
     built = {name: build().to(device) for name, build in {**models, **peers}.items()}
     reuse_freed_memory(not args.system_allocator)  # as unet-train does by default
-    rates, peak = interleaved_training_rates(built, args, device)
-    results = [measure_model(name, model, rates, peak, args, device) for name, model in built.items()]
+    samples, probes = training_samples(built, args, device)
+    results = [measure_model(name, model, samples, args, device) for name, model in built.items()]
     for row in results:
         for peer in peers:
             peer_row = next(r for r in results if r["model"] == peer)
-            row[f"gflops_ratio_vs_{peer}"] = row["train_gflops_per_s"] / peer_row["train_gflops_per_s"]
+            # Drift-corrected: the ratio of shares of the matmul rate measured around each step.
+            row[f"gflops_ratio_vs_{peer}"] = (
+                row["fraction_of_matmul_peak"] / peer_row["fraction_of_matmul_peak"]
+            )
     fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
     # In the training process, as the synthetic preset loads (data.num_workers=0; see the levers).
     data_rate = data_throughput(synthetic_datamodule(args, batches=2 if args.quick else 20))
@@ -336,7 +411,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": statistics.median(probes),
         "data_images_per_s": data_rate,
         "data_to_training_ratio": data_rate / fastest_training,
         "results": results,
@@ -345,7 +420,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # The framework's default method, when it was measured.
         method = "bilinear" if "bilinear" in methods else methods[0]
         report["levers_model"] = method
-        report["levers"] = measure_levers(built[method], results[methods.index(method)], args, device)
+        report["levers"] = measure_levers(method, built[method], samples, args, device)
     return report
 
 
@@ -358,7 +433,7 @@ def format_table(report: dict[str, Any]) -> str:
     columns += [(key, "{:.2f}x") for key in report["results"][0] if key.startswith("gflops_ratio_vs_")]
     lines = aligned(columns, report["results"])
     lines.append(
-        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (median of the rounds); data pipeline: "
+        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (median of the probes); data pipeline: "
         f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training"
     )
     if "levers" in report:
@@ -400,9 +475,11 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--base-channels", type=int, default=32)
     parser.add_argument(
-        "--steps", type=int, default=2, help="timed training steps per model and round (median)"
+        "--rounds",
+        type=int,
+        default=5,
+        help="timed training steps per model, taken in turn (median of the rounds)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all models (median of the rounds)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -422,7 +499,7 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     args = parser.parse_args(arguments)
     if args.quick:
         args.size, args.batch_size, args.depth, args.base_channels = 32, 2, 2, 8
-        args.steps, args.warmup, args.repeats, args.rounds = 1, 1, 1, 1
+        args.warmup, args.repeats, args.rounds = 1, 1, 1
     return args
 
 
