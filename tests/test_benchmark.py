@@ -2,7 +2,9 @@
 
 import json
 
-from unet.apps.benchmark import main
+import pytest
+
+from unet.apps.benchmark import StepSample, efficiency, main
 from unet.models import UPSAMPLERS
 
 
@@ -26,3 +28,15 @@ def test_quick_benchmark_writes_json_for_every_method(tmp_path, capsys):
         assert row["value"] > 0 and row["baseline"] > 0 and row["speedup"] > 0
     out = capsys.readouterr().out
     assert "fp32 matmul peak" in out and "speed levers (bilinear" in out
+
+
+def test_efficiency_cancels_the_machine_slowing_down_between_samples():
+    # The same step on a machine that ran at half speed (matmul probes at half rate) takes twice as long.
+    fast = [StepSample(seconds=1.0, matmul_gflops=100.0), StepSample(seconds=1.1, matmul_gflops=95.0)]
+    slow = [StepSample(seconds=2.0, matmul_gflops=50.0), StepSample(seconds=2.2, matmul_gflops=47.5)]
+    step_flops = 50e9
+    assert efficiency(slow, step_flops) == pytest.approx(efficiency(fast, step_flops))
+    # 50 GFLOP in 1 s at 100 GFLOP/s is 0.5; the median of two samples is their mean.
+    assert efficiency(fast, step_flops) == pytest.approx((0.5 + 50 / 1.1 / 95) / 2)
+    # A step that is really twice as slow shows half the efficiency whatever the machine did.
+    assert efficiency([StepSample(4.0, 50.0)]) / efficiency([StepSample(1.0, 100.0)]) == pytest.approx(0.5)
