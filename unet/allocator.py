@@ -2,8 +2,8 @@
 
 A training step allocates and frees activations of tens of megabytes each. glibc serves blocks that
 large with fresh ``mmap`` pages and unmaps them on ``free``, so every step pays page faults and the
-kernel's zeroing of every page again (on a 2-core CPU this was a third of a step's time, measured by
-``scripts/benchmark.py --levers``). With ``mmap`` off and trimming raised, freed blocks are reused.
+kernel's zeroing of every page again (reusing them made training 1.10x faster on a 2-core CPU,
+measured by ``scripts/benchmark.py --levers``). With ``mmap`` off and trimming raised, freed blocks are reused.
 The process keeps its peak memory instead of shrinking between steps.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import statistics
@@ -194,13 +195,19 @@ def latency(model: nn.Module, args: argparse.Namespace, device: torch.device, ch
     )  # fmt: skip
 
 
+@functools.cache
+def _preset_train_transforms_config() -> Any:
+    with initialize_config_module("unet.configs", version_base="1.3"):
+        return compose("train").data.train_transforms
+
+
 def preset_train_transforms() -> list[Any]:
     """The default data preset's training augmentation (``configs/data/synthetic.yaml``), instantiated.
 
-    Data delivery is timed with the augmentation training really runs, whatever the preset says.
+    Data delivery is timed with the augmentation training really runs, whatever the preset says. The
+    config is composed once per process; every datamodule gets transforms of its own.
     """
-    with initialize_config_module("unet.configs", version_base="1.3"):
-        return instantiate(compose("train").data.train_transforms) or []
+    return instantiate(_preset_train_transforms_config()) or []
 
 
 def synthetic_datamodule(args: argparse.Namespace, batches: int, **options: Any) -> SegmentationDataModule:
@@ -217,8 +224,9 @@ def synthetic_datamodule(args: argparse.Namespace, batches: int, **options: Any)
 
 def write_png_folder(root: Path, args: argparse.Namespace, batches: int) -> Path:
     """Synthetic images and masks as PNG files in ``root/{train,val}/{images,masks}``, as users' data arrives."""
+    datamodule = synthetic_datamodule(args, batches)
     for split, count in (("train", args.batch_size * batches), ("val", 1)):
-        source = synthetic_datamodule(args, batches).split_source(split)
+        source = datamodule.split_source(split)
         for kind in ("images", "masks"):
             (root / split / kind).mkdir(parents=True, exist_ok=True)
         for index in range(count):
@@ -274,9 +282,10 @@ def without_inplace_activations(model: nn.Module) -> nn.Module:
 
 
 def measure_levers(
-    name: str,
+    result: dict[str, Any],
     model: nn.Module,
     samples: dict[Hashable, list[StepSample]],
+    data_rate: float,
     args: argparse.Namespace,
     device: torch.device,
 ) -> list[dict[str, Any]]:
@@ -285,10 +294,11 @@ def measure_levers(
     Training levers are compared in images/s, inference ones in latency, data ones in images/s. Training
     levers are sampled in turn with the baseline, and their speedups are ratios of drift-corrected rates
     (see :func:`efficiency`); bf16 on a CPU without bf16 instructions is so slow that one step tells.
+    ``result`` is the model's row (:func:`measure_model`), ``data_rate`` the in-process delivery rate.
     """
+    name = result["model"]
     shape = (args.in_channels, args.num_classes, args.size, args.size)
-    layout = max(LAYOUTS, key=lambda key: efficiency(samples[(name, key)]))
-    channels_last = layout == "channels_last"
+    channels_last = result["memory_format"] == "channels_last"
     reuse = not args.system_allocator
 
     def step(candidate: nn.Module = model, **options: Any) -> Callable[[], None]:
@@ -340,12 +350,15 @@ def measure_levers(
     rows.append(
         {"lever": "conv-BatchNorm folding", "kind": "latency", "value": folded, "baseline": base_latency, "speedup": base_latency / folded}
     )  # fmt: skip
-    return rows + measure_data_levers(args, device)
+    return rows + measure_data_levers(data_rate, args, device)
 
 
-def measure_data_levers(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+def measure_data_levers(
+    in_process_rate: float, args: argparse.Namespace, device: torch.device
+) -> list[dict[str, Any]]:
     """Loader workers, decoded-image caching and (on CUDA) pinned memory, in delivered images/s.
 
+    ``in_process_rate`` is the synthetic datamodule's rate without workers, already measured.
     Workers are measured on in-memory data and on PNG files decoded on access, where decoding is the work
     they could share; caching and decoding use a temporary folder of synthetic PNGs at the benchmark size.
     """
@@ -356,7 +369,7 @@ def measure_data_levers(args: argparse.Namespace, device: torch.device) -> list[
         return data_throughput(synthetic_datamodule(args, batches, **options))
 
     rows = [
-        {"lever": f"{workers} data-loader workers (in-memory data)", "kind": "data", "value": synthetic(num_workers=workers), "baseline": synthetic()},
+        {"lever": f"{workers} data-loader workers (in-memory data)", "kind": "data", "value": synthetic(num_workers=workers), "baseline": in_process_rate},
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="unet-benchmark-") as directory:
         root = write_png_folder(Path(directory), args, batches)
@@ -420,7 +433,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # The framework's default method, when it was measured.
         method = "bilinear" if "bilinear" in methods else methods[0]
         report["levers_model"] = method
-        report["levers"] = measure_levers(method, built[method], samples, args, device)
+        result = results[methods.index(method)]
+        report["levers"] = measure_levers(result, built[method], samples, data_rate, args, device)
     return report
 
 
