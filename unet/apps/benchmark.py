@@ -28,7 +28,6 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-from unet.allocator import reuse_freed_memory
 from unet.data import FolderDataModule, SyntheticDataModule
 from unet.data.base import SegmentationDataModule, default_num_workers
 from unet.data.shapes import CLASS_NAMES
@@ -44,6 +43,7 @@ from unet.evaluation.profiling import (
 )
 from unet.models import UPSAMPLERS, UNet
 from unet.models.fusion import fold_batch_norms
+from unet.utils.allocator import reuse_freed_memory
 
 # Memory formats every model is trained in; its row reports the faster one.
 LAYOUTS = ("contiguous", "channels_last")

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit, write_json
+from unet.apps.runs import user_errors_exit
 from unet.data.inspect import format_summary, summarize_data
+from unet.utils.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ failed is reported as failed, never dropped.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -22,13 +21,14 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.runs import plain_config, user_errors_exit, write_json
+from unet.apps.runs import plain_config, user_errors_exit
 from unet.compare import write_report
 from unet.evaluation.profiling import model_costs
 from unet.models import UPSAMPLERS
 from unet.models.sizing import decoder_width_for, parameter_count
 from unet.training.checkpoint import RUN_CONFIG_KEY, module_from_checkpoint
-from unet.training.visualize import denormalize
+from unet.utils.files import read_json, write_json
+from unet.utils.visualize import denormalize
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "compare.json"
@@ -113,10 +113,6 @@ def run_sweep(
     ]
     log.info("running %d trainings: %s", len(methods) * len(seeds), " ".join(command[2:]))
     return subprocess.run(command, check=False).returncode
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def collect_records(runs_dir: Path, methods: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:

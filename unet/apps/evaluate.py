@@ -11,11 +11,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit, write_json
+from unet.apps.runs import user_errors_exit
 from unet.data.base import SegmentationDataModule
 from unet.training.checkpoint import RUN_CONFIG_KEY, CheckpointError, module_from_checkpoint
 from unet.training.metrics import metric_key
 from unet.training.module import SegmentationModule
+from unet.utils.files import write_json
+from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,19 @@ def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:
 
 def format_table(metrics: dict[str, float], class_names: list[str], split: str) -> str:
     """Per-class IoU and Dice, then the means and pixel accuracy, as an aligned text table."""
-    width = max(len("mean"), *(len(name) for name in class_names))
-    lines = [f"{'class':<{width}}  {'IoU':>7}  {'Dice':>7}", "-" * (width + 18)]
-    for name in class_names:
-        key = metric_key(name)
-        lines.append(
-            f"{name:<{width}}  {metrics[f'{split}/iou/{key}']:7.4f}  {metrics[f'{split}/dice/{key}']:7.4f}"
-        )
-    lines.append("-" * (width + 18))
-    lines.append(f"{'mean':<{width}}  {metrics[f'{split}/miou']:7.4f}  {metrics[f'{split}/dice']:7.4f}")
-    lines.append(f"pixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}")
-    return "\n".join(lines)
+    records = [
+        {
+            "class": name,
+            "iou": metrics[f"{split}/iou/{metric_key(name)}"],
+            "dice": metrics[f"{split}/dice/{metric_key(name)}"],
+        }
+        for name in class_names
+    ]
+    records.append({"class": "mean", "iou": metrics[f"{split}/miou"], "dice": metrics[f"{split}/dice"]})
+    table = text_table(
+        [("class", "class", "{}"), ("IoU", "iou", "{:.4f}"), ("Dice", "dice", "{:.4f}")], records, rule=True
+    )
+    return f"{table}\npixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -41,28 +37,6 @@ def user_errors_exit() -> Iterator[None]:
 def report_and_exit(error: BaseException) -> NoReturn:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf (undefined scores) become ``null``: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename) so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(json_safe(data), handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
-    return path
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:

@@ -23,15 +23,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from unet.allocator import reuse_freed_memory
 from unet.apps import CONFIG_PATH
 from unet.apps.check_data import check_data
-from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit, write_json
+from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit
 from unet.data.base import SegmentationDataModule
 from unet.training.callbacks import tensorboard_logger
 from unet.training.checkpoint import CheckpointError, load_checkpoint
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
+from unet.utils.allocator import reuse_freed_memory
+from unet.utils.files import write_json
 
 log = logging.getLogger(__name__)
 # What a process ended by SIGTERM conventionally exits with (128 + 15).

@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from unet.utils.visualize import colourize
+
 
 def _save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
@@ -110,9 +112,6 @@ def plot_qualitative(qualitative: Mapping[str, Any], methods: Sequence[str], pat
     ``{method: (H, W)}`` and optionally ``ignore_index``. Predictions of methods not in ``methods``
     follow at the end, so none is dropped.
     """
-    # Imported here: ``unet.training`` pulls in Lightning, which only this figure needs.
-    from unet.training.visualize import colourize
-
     ignore_index = qualitative.get("ignore_index")
     predictions = qualitative["predictions"]
     order = [m for m in methods if m in predictions] + [m for m in predictions if m not in methods]

@@ -9,7 +9,6 @@ dropped: they are counted per method, listed with their errors, and kept in the 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from unet.compare.figures import plot_bars, plot_curves, plot_qualitative
 from unet.evaluation.profiling import COST_KEYS
+from unet.utils.files import atomic_write, json_safe, write_json, write_text
 
 CURVE_METRIC = "val/miou"
 COST_COLUMNS = (*COST_KEYS[:2], "upsampler_share", *COST_KEYS[2:])
@@ -111,21 +111,6 @@ def summarize(
     return sorted(rows, key=rank)
 
 
-def _plain(value: Any) -> Any:
-    """JSON/YAML-safe copy: NaN and infinities to ``None``, tensors and arrays to numbers or lists."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and scalars
-        return _plain(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)
-
-
 def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """The summary rows; missing values (NaN, None) as empty cells, seeds space-separated."""
     columns = list(rows[0]) if rows else ["method"]
@@ -135,14 +120,14 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             return " ".join(str(item) for item in value)
         return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
-    with open(path, "w", newline="") as file:
+    with atomic_write(path) as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows({column: cell(row.get(column)) for column in columns} for row in rows)
     return path
 
 
-def write_json(
+def write_json_report(
     rows: Sequence[Mapping[str, Any]],
     records: Sequence[Mapping[str, Any]],
     command: str,
@@ -159,8 +144,7 @@ def write_json(
         "runs": [{field: record.get(field) for field in run_fields} for record in records],
         "config": config,
     }
-    path.write_text(json.dumps(_plain(document), indent=2, allow_nan=False) + "\n")
-    return path
+    return write_json(path, document)
 
 
 def _number(value: float) -> str:
@@ -250,12 +234,11 @@ def write_markdown(
         "## Config",
         "",
         "```yaml",
-        yaml.safe_dump(_plain(config), sort_keys=False).rstrip(),
+        yaml.safe_dump(json_safe(config), sort_keys=False).rstrip(),
         "```",
         "",
     ]
-    path.write_text("\n".join(text))
-    return path
+    return write_text(path, "\n".join(text))
 
 
 def write_report(
@@ -283,7 +266,9 @@ def write_report(
         figures["qualitative"] = plot_qualitative(qualitative, methods, output_dir / "qualitative.png")
     written = {name: path for name, path in figures.items() if path is not None}
     written["csv"] = write_csv(rows, output_dir / "comparison.csv")
-    written["json"] = write_json(rows, records, command, config, sort_by, output_dir / "comparison.json")
+    written["json"] = write_json_report(
+        rows, records, command, config, sort_by, output_dir / "comparison.json"
+    )
     pngs = [path for path in written.values() if path.suffix == ".png"]
     written["markdown"] = write_markdown(
         rows, records, command, config, sort_by, pngs, output_dir / "comparison.md"

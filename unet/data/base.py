@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader
 
 from unet.data.dataset import SegmentationDataset
 from unet.data.errors import DataError, DataNotFoundError
-from unet.data.sampling import EpochSampler, derive_seed
+from unet.data.sampling import EpochSampler
 from unet.data.sources import SampleSource
 from unet.data.transforms import SamplePipeline, as_transform_list
+from unet.utils.seeding import derive_seed
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

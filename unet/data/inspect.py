@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from unet.data.base import SPLITS, SegmentationDataModule
+from unet.utils.tables import text_table
 
 
 def split_summary(datamodule: SegmentationDataModule, split: str) -> dict[str, Any]:
@@ -51,20 +52,19 @@ def summarize_data(datamodule: SegmentationDataModule) -> dict[str, dict[str, An
 
 def format_summary(summary: dict[str, dict[str, Any]], class_names: list[str]) -> str:
     """A plain-text table: one row per split, class frequencies as percentages."""
-    width = max(10, *(len(name) for name in class_names))
-    header = f"{'split':<6} {'images':>7} {'sizes (HxW)':>23}  " + "  ".join(
-        f"{n:>{width}}" for n in class_names
-    )
-    lines = [header + "  ignored", "-" * (len(header) + 9)]
+    records = []
     for split, info in summary.items():
         low, high = info["min_size"], info["max_size"]
         sizes = (
-            "-" if low is None else f"{low[0]}x{low[1]}" + ("" if low == high else f" .. {high[0]}x{high[1]}")
+            None
+            if low is None
+            else f"{low[0]}x{low[1]}" + ("" if low == high else f" .. {high[0]}x{high[1]}")
         )
-        fractions = "  ".join(
-            f"{100 * info['class_pixel_fraction'][n]:>{width - 1}.2f}%" for n in class_names
+        fractions = {f"class/{name}": 100 * info["class_pixel_fraction"][name] for name in class_names}
+        ignored = 100 * info["ignored_pixel_fraction"]
+        records.append(
+            {"split": split, "images": info["images"], "sizes": sizes, **fractions, "ignored": ignored}
         )
-        lines.append(
-            f"{split:<6} {info['images']:>7} {sizes:>23}  {fractions}  {100 * info['ignored_pixel_fraction']:6.2f}%"
-        )
-    return "\n".join(lines)
+    columns = [("split", "split", "{}"), ("images", "images", "{}"), ("sizes (HxW)", "sizes", "{}")]
+    columns += [(name, f"class/{name}", "{:.2f}%") for name in class_names]
+    return text_table([*columns, ("ignored", "ignored", "{:.2f}%")], records, rule=True)

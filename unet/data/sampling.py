@@ -16,18 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from unet.utils.seeding import derive_seed
+
 # What the sampler yields and :class:`unet.data.dataset.SegmentationDataset` accepts.
 EpochIndex = tuple[int, int]
-
-
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 32-bit seed for one purpose (a split, an epoch, a sample) derived from the user's ``seed``."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
 def process_group_shape() -> tuple[int, int]:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from unet.data.errors import DataError
-from unet.data.sampling import derive_seed
+from unet.utils.normalization import channel_tensor
+from unet.utils.seeding import derive_seed
 
 
 def as_transform_list(transforms: Any) -> list[Any]:
@@ -72,8 +73,8 @@ class SamplePipeline:
         transforms = as_transform_list(transforms)
         self.compose = A.Compose(transforms, seed=seed) if transforms else None
         self.seed = int(seed)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.mean = channel_tensor(mean)
+        self.std = channel_tensor(std)
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, epoch: int = 0, index: int = 0

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from unet.allocator import release_freed_memory
 from unet.models import UNet
+from unet.utils.allocator import release_freed_memory
 
 # The cost columns of the comparison report, in the order :func:`model_costs` returns them.
 COST_KEYS = ("params", "upsampler_params", "gflops", "train_images_per_s", "latency_ms", "peak_memory_mb")

@@ -6,8 +6,6 @@ an odd size and must match PyTorch's logits within ``tolerance``, or the export 
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from torch import nn
 
 from unet.export.metadata import model_metadata, write_metadata
 from unet.training.checkpoint import module_from_checkpoint
+from unet.utils.files import read_json
 
 EXPORTERS: dict[str, Callable[[nn.Module, Path, dict[str, Any], float], None]] = {}
 DEFAULT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "weights": ".weights.pt"}
@@ -126,13 +125,7 @@ def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], toler
 
 def training_metrics(ckpt_path: Path) -> dict[str, Any]:
     """``metrics.json`` of the run the checkpoint belongs to (``<run>/checkpoints/x.ckpt``), if any."""
-    path = ckpt_path.resolve().parent.parent / "metrics.json"
-    if not path.is_file():
-        return {}
-    metrics = json.loads(path.read_text())
-    return {
-        key: value for key, value in metrics.items() if not (isinstance(value, float) and math.isnan(value))
-    }
+    return read_json(ckpt_path.resolve().parent.parent / "metrics.json") or {}
 
 
 def export_checkpoint(

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 import unet
+from unet.utils.files import write_json
 
 SIDECAR_SUFFIX = ".json"
 
@@ -51,9 +52,7 @@ def model_metadata(
 
 
 def write_metadata(exported: str | Path, metadata: dict[str, Any]) -> Path:
-    path = sidecar_path(exported)
-    path.write_text(json.dumps(metadata, indent=2, allow_nan=False) + "\n")
-    return path
+    return write_json(sidecar_path(exported), metadata)
 
 
 def read_metadata(exported: str | Path) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from unet.data.io import IMAGE_EXTENSIONS, read_image
 from unet.data.transforms import normalize_image
 from unet.inference.predictors import Predictor
 from unet.inference.tiling import predict_probabilities
-from unet.training.visualize import colourize
+from unet.utils.normalization import channel_tensor
+from unet.utils.visualize import colourize
 
 
 def collect_inputs(spec: str) -> list[Path]:
@@ -91,8 +92,7 @@ def predict_files(
     metadata = predictor.metadata
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)
-    mean = torch.tensor(metadata["mean"], dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(metadata["std"], dtype=torch.float32).view(-1, 1, 1)
+    mean, std = channel_tensor(metadata["mean"]), channel_tensor(metadata["std"])
     start = time.perf_counter()
     for path in tqdm(inputs, desc="predict", unit="image"):
         image = read_image(path, metadata["in_channels"])

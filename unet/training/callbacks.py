@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -14,8 +13,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from unet.data.sampling import derive_seed
-from unet.training.visualize import comparison_panel
+from unet.utils.files import write_json
+from unet.utils.seeding import derive_seed
+from unet.utils.visualize import comparison_panel
 
 
 def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -92,10 +92,7 @@ class MetricsHistory(L.Callback):
             {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")}
         )
         self.history.append(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(self.history, indent=1))
-        temporary.replace(self.path)
+        write_json(self.path, self.history)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

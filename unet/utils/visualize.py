@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from unet.utils.normalization import channel_tensor
+
 # Distinct, colour-blind-friendly colours (Okabe-Ito, then Tableau); class 0 is black.
 PALETTE = torch.tensor(
     [
@@ -32,9 +34,7 @@ def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     ``mean`` and ``std`` are in units of the 0..1 intensity range (the albumentations convention).
     """
     image = image.detach().float().cpu()
-    mean_t = torch.as_tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.as_tensor(std, dtype=torch.float32)[:, None, None]
-    image = image * std_t + mean_t
+    image = image * channel_tensor(std) + channel_tensor(mean)
     image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
 
