@@ -1,7 +1,4 @@
-"""Benchmark every upsampling method (and, with --peers, MONAI and smp U-Nets) on this machine.
-
-python scripts/benchmark.py [--peers] [--size 256] [--batch-size 8] [--json out.json]
-"""
+"""Same as `unet-benchmark`: how fast each upsampling method trains and infers. All arguments are Hydra overrides."""
 
 from unet.apps.benchmark import main
 

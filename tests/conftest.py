@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
+
+from unet.utils.config import compose_config as compose
 
 
 def find_isbi_root() -> Path:
@@ -35,8 +36,8 @@ TINY_RUN = [
     "data.num_test=16",
     "data.image_size=32",
     "data.batch_size=16",
-    "model.base_channels=8",
-    "model.depth=2",
+    "model.net.base_channels=8",
+    "model.net.depth=2",
     "trainer.max_epochs=2",
     "trainer.accelerator=cpu",
     "callbacks.progress_bar=null",
@@ -54,8 +55,7 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose an app's config as the command line would, writing into ``tmp_path``."""
 
     def _compose(config_name: str, *overrides: str, output_dir: Path | None = None) -> DictConfig:
-        with initialize_config_module("unet.configs", version_base="1.3"):
-            return compose(config_name, overrides=[f"paths.output_dir={output_dir or tmp_path}", *overrides])
+        return compose(config_name, [f"paths.output_dir={output_dir or tmp_path}", *overrides])
 
     return _compose
 

@@ -10,9 +10,10 @@ import torch
 from conftest import TINY_RUN, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from unet.apps.evaluate import evaluate
-from unet.apps.train import train
 from unet.models import UPSAMPLERS
+from unet.training.evaluate import evaluate
+from unet.training.run import train
+from unet.utils.config import compose_config
 
 
 def event_tags(directory: Path) -> dict[str, list[str]]:
@@ -39,8 +40,8 @@ LEARNING_RUN = [
     "data.num_test=32",
     "data.image_size=48",
     "data.batch_size=16",
-    "model.base_channels=8",
-    "model.depth=3",
+    "model.net.base_channels=8",
+    "model.net.depth=3",
     "model.optimizer.lr=0.01",
     "trainer.max_epochs=12",
     "trainer.accelerator=cpu",
@@ -52,11 +53,8 @@ LEARNING_RUN = [
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """The learning run, shared by the tests that inspect its outputs."""
-    from hydra import compose, initialize_config_module
-
     output_dir = tmp_path_factory.mktemp("run")
-    with initialize_config_module("unet.configs", version_base="1.3"):
-        train(compose("train", overrides=[f"paths.output_dir={output_dir}", *LEARNING_RUN]))
+    train(compose_config("train", [f"paths.output_dir={output_dir}", *LEARNING_RUN]))
     return output_dir
 
 

@@ -1,33 +1,53 @@
-"""The benchmark runs (quick mode) and writes valid JSON with every method."""
+"""The benchmark: the library in quick mode (every method, the levers), the command, drift correction."""
 
 import json
 
 import pytest
+from conftest import run_cli
 
-from unet.apps.benchmark import StepSample, efficiency, main
-from unet.models import UPSAMPLERS
+from unet.models import UPSAMPLERS, UNet
+from unet.profiling import BenchmarkSettings, StepSample, efficiency, format_report, run_benchmark
 
 
-def test_quick_benchmark_writes_json_for_every_method(tmp_path, capsys):
-    path = tmp_path / "bench.json"
-    report = main(["--quick", "--levers", "--json", str(path)])
-    written = json.loads(path.read_text())
-    assert written == json.loads(json.dumps(report))
-    assert sorted(row["model"] for row in written["results"]) == sorted(UPSAMPLERS)
-    for row in written["results"]:
+def test_quick_benchmark_measures_every_method_and_each_lever():
+    settings = BenchmarkSettings(quick=True, levers=True)
+    nets = {method: (lambda m=method, **sizes: UNet(upsample=m, **sizes)) for method in sorted(UPSAMPLERS)}
+    report = run_benchmark(settings, nets, peers={}, train_transforms=[])
+    assert report == json.loads(json.dumps(report))  # JSON as it is
+    assert report["settings"]["size"] == 32 and report["settings"]["net_options"] == {
+        "depth": 2,
+        "base_channels": 8,
+    }
+    assert sorted(row["model"] for row in report["results"]) == sorted(UPSAMPLERS)
+    for row in report["results"]:
         assert row["train_images_per_s"] > 0 and row["train_gflops_per_s"] > 0
         assert row["train_gflops_per_image"] > 2 * row["forward_gflops_per_image"]
         assert 0 < row["fraction_of_matmul_peak"] and row["memory_format"] in ("contiguous", "channels_last")
         assert row["latency_ms"] > 0 and row["peak_memory_mb"] >= 0
-    assert written["matmul_peak_gflops"] > 0 and written["data_images_per_s"] > 0
-    levers = {row["lever"]: row for row in written["levers"]}
+    assert report["matmul_peak_gflops"] > 0 and report["data_images_per_s"] > 0
+    levers = {row["lever"]: row for row in report["levers"]}
     assert {"channels_last memory format", "bf16 autocast", "conv-BatchNorm folding"} <= set(levers)
     assert "decoded-image caching (PNG folder)" in levers
     assert [row["kind"] for row in levers.values()].count("data") >= 3  # workers twice, caching
     for row in levers.values():
         assert row["value"] > 0 and row["baseline"] > 0 and row["speedup"] > 0
-    out = capsys.readouterr().out
-    assert "fp32 matmul peak" in out and "speed levers (bilinear" in out
+    text = format_report(report)
+    assert "fp32 matmul peak" in text and "speed levers (bilinear" in text
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="unknown upsampling method"):
+        run_benchmark(BenchmarkSettings(quick=True, methods=("bilinearr",)), {"bilinear": UNet}, {}, [])
+
+
+def test_unet_benchmark_command_writes_the_report_into_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("unet-benchmark", "quick=true", "levers=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((run_dir / "benchmark.json").read_text())
+    assert sorted(row["model"] for row in written["results"]) == sorted(UPSAMPLERS)
+    assert "levers" in written
+    assert "fp32 matmul peak" in result.stdout and "speed levers (bilinear" in result.stdout
 
 
 def test_efficiency_cancels_the_machine_slowing_down_between_samples():

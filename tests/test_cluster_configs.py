@@ -18,9 +18,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.compare import split_arguments, train_config
-from unet.apps.sweeps import FailedRunError, NanResultIsFailure
+from unet.compare import run_overrides
 from unet.models import UPSAMPLERS
+from unet.training.sweeps import FailedRunError, NanResultIsFailure
+from unet.utils.config import compose_config
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
@@ -72,13 +73,18 @@ def test_slurm_tasks_follow_the_ddp_trainer(submitit_plugin):
     assert (launcher.partition, launcher.timeout_min) == ("gpu", 30)
 
 
-def test_unet_compare_passes_the_launcher_to_its_runs(submitit_plugin, tmp_path):
-    own, train = split_arguments(
-        ["methods=[nearest]", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "model.depth=3"]
-    )
-    assert own == ["methods=[nearest]"]
-    assert train == ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "model.depth=3"]
-    train_config(train, tmp_path)  # what equal_params=true composes: the launcher overrides compose
+def test_unet_compare_passes_the_launcher_to_its_runs(submitit_plugin):
+    arguments = [
+        "methods=[nearest]",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "model.net.depth=3",
+    ]
+    cfg = compose_config("compare", arguments, return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == SLURM_LAUNCHER  # unet-compare composes the launcher itself
+    train = run_overrides(cfg.hydra.overrides.task, cfg.hydra.overrides.hydra)
+    assert train == ["model.net.depth=3", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
+    assert train_with_hydra(*train).hydra.launcher.partition == "gpu"  # and each run gets it
 
 
 def write_fake_slurm(bin_dir: Path) -> None:
@@ -134,6 +140,7 @@ def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, mon
     assert "fake sbatch: not submitted" in result.stderr
     report = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "nearest" in report and "maxunpool" in report
+    assert not (tmp_path / "cmp" / ".hydra").exists()  # unet-compare's own Hydra files stay out of it
 
 
 def test_optuna_sweeper_composes_with_our_search_space(optuna_plugin):
@@ -146,11 +153,11 @@ def test_optuna_sweeper_composes_with_our_search_space(optuna_plugin):
     assert sweeper.sampler.seed == 42
     params = sweeper.params
     assert params["model.optimizer.lr"] == "tag(log, interval(1e-4, 1e-2))"
-    assert params["model.base_channels"] == "choice(16, 32, 64)"
+    assert params["model.net.base_channels"] == "choice(16, 32, 64)"
     upsample = re.fullmatch(r"choice\((.*)\)", params["model.upsample"]).group(1)
     assert {name.strip() for name in upsample.split(",")} == set(UPSAMPLERS)
     assert params["record_failures"] == "true"
-    assert cfg.hydra.callbacks.nan_result_is_failure._target_ == "unet.apps.sweeps.NanResultIsFailure"
+    assert cfg.hydra.callbacks.nan_result_is_failure._target_ == "unet.training.sweeps.NanResultIsFailure"
     # The trials can be SLURM jobs too.
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cfg = train_with_hydra("hydra/sweeper=optuna_miou", "hydra/launcher=slurm")
@@ -178,7 +185,7 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path):
         "hydra/sweeper=optuna_miou",
         "hydra.sweeper.n_trials=4",
         f"hydra.sweep.dir={sweep_dir}",
-        "model.dropout=choice(0.0,1.5)",
+        "model.net.dropout=choice(0.0,1.5)",
         *TINY_RUN,
         cwd=tmp_path,
         timeout=120,
@@ -186,8 +193,8 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     # base_channels is fixed by TINY_RUN, so it is not searched.
-    assert set(results["best_params"]) == {"model.optimizer.lr", "model.upsample", "model.dropout"}
-    assert results["best_params"]["model.dropout"] == 0.0
+    assert set(results["best_params"]) == {"model.optimizer.lr", "model.upsample", "model.net.dropout"}
+    assert results["best_params"]["model.net.dropout"] == 0.0
     assert results["best_params"]["model.upsample"] in UPSAMPLERS
     trials = sorted(path for path in sweep_dir.iterdir() if path.is_dir())
     assert len(trials) == 4

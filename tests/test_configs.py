@@ -11,9 +11,10 @@ from hydra.utils import instantiate
 from PIL import Image
 from test_data_oxford_pet import make_fake_pets
 
-from unet.apps.train import train
+from unet.training.run import train
+from unet.utils.config import compose_config as compose
 
-TINY_MODEL = ["model.base_channels=8", "model.depth=2", "callbacks.progress_bar=null"]
+TINY_MODEL = ["model.net.base_channels=8", "model.net.depth=2", "callbacks.progress_bar=null"]
 
 
 def dry_run(compose_config, *overrides: str) -> dict[str, float]:
@@ -108,3 +109,75 @@ def test_objects_are_built_from_their_target(compose_config):
     loss = instantiate(cfg.model.loss)
     assert type(loss).__name__ == "SegmentationLoss"
     assert instantiate(cfg.data).num_classes == 4
+
+
+@pytest.mark.parametrize("data", ["synthetic", "folder", "isbi2012", "oxford_pet"])
+def test_choosing_data_leaves_the_model_and_trainer_defaults_alone(compose_config, data):
+    """`data=` only selects data: the defaults read in configs/model/ and configs/trainer/ are the run's."""
+    default, chosen = compose_config("train"), compose_config("train", f"data={data}")
+    assert chosen.model == default.model and chosen.trainer == default.trainer
+
+
+def test_the_default_run_trains_the_network_its_config_file_describes(compose_config):
+    import yaml
+
+    net_file = yaml.safe_load(
+        (Path(__file__).parents[1] / "configs" / "model" / "net" / "unet.yaml").read_text()
+    )
+    cfg = compose_config("train")
+    for key, value in net_file.items():
+        if not str(value).startswith("${"):
+            assert cfg.model.net[key] == value, key
+
+
+def test_the_isbi2012_experiment_selects_its_data_and_tunes_the_run(compose_config):
+    cfg = compose_config("train", "experiment=isbi2012")
+    assert cfg.data._target_ == "unet.data.ISBI2012DataModule"
+    assert cfg.model.optimizer.lr == 2.0e-3 and cfg.trainer.check_val_every_n_epoch == 20
+
+
+def test_common_trainer_arguments_override_without_a_plus(compose_config):
+    overrides = {
+        "max_steps": 7, "limit_train_batches": 3, "limit_val_batches": 0.5, "gradient_clip_val": 1.0,
+        "accumulate_grad_batches": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 0,
+    }  # fmt: skip
+    cfg = compose_config("train", *(f"trainer.{key}={value}" for key, value in overrides.items()))
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert trainer.max_steps == 7 and trainer.limit_train_batches == 3 and trainer.limit_val_batches == 0.5
+    assert trainer.gradient_clip_val == 1.0 and trainer.accumulate_grad_batches == 2
+    assert trainer.val_check_interval == 0.5 and trainer.num_sanity_val_steps == 0
+
+
+def test_runs_are_filed_under_the_method_or_the_peer_network(compose_config):
+    assert compose_config("train", "model.upsample=maxunpool").logger.tensorboard.name == "maxunpool"
+    cfg = compose_config("train", "experiment=isbi2012_monai_basicunet")
+    assert cfg.model.upsample is None and cfg.model.net._target_ == "unet.models.peers.monai_basicunet"
+    assert cfg.logger.tensorboard.name == "monai_basicunet"
+    assert cfg.data._target_ == "unet.data.ISBI2012DataModule" and cfg.model.optimizer.lr == 2.0e-3
+
+
+def test_a_newly_registered_upsampler_needs_no_config_change(compose_config):
+    """The README's "Adding a method": one registered class, and configs and sweeps list it."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='needs pip install -e ".[cluster]"')
+    import torch.nn.functional as F
+    from torch import nn
+
+    from unet.models import UPSAMPLERS
+    from unet.models.upsamplers.base import Upsampler, register_upsampler
+
+    @register_upsampler("bicubic_test")
+    class BicubicUpsampler(Upsampler):
+        def __init__(self, in_channels: int, out_channels: int) -> None:
+            super().__init__(in_channels, out_channels)
+            self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+        def forward(self, x, size, indices=None):
+            return F.interpolate(self.project(x), size=size, mode="bicubic", align_corners=False)
+
+    try:
+        sweeper = compose("train", ["hydra/sweeper=optuna_miou"], return_hydra_config=True).hydra.sweeper
+        assert "bicubic_test" in sweeper.params["model.upsample"]
+        metrics = dry_run(compose_config, *TINY_RUN, "model.upsample=bicubic_test")
+        assert 0 <= metrics["val/miou"] <= 1
+    finally:
+        del UPSAMPLERS["bicubic_test"]

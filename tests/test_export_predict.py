@@ -11,12 +11,10 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
-from unet.apps.export import export
-from unet.apps.predict import predict
-from unet.apps.runs import key_value_config
 from unet.export import ExportError, export_checkpoint, read_metadata
 from unet.export.exporters import DEFAULT_SUFFIXES
-from unet.inference import load_predictor, predict_probabilities
+from unet.inference import load_predictor, predict_files, predict_probabilities
+from unet.inference.files import collect_inputs
 from unet.models import UPSAMPLERS
 from unet.training.module import SegmentationModule
 
@@ -31,8 +29,7 @@ def save_checkpoint(path: Path, upsample: str, in_channels: int = 1) -> Path:
         mean=[0.5] * in_channels,
         std=[0.25] * in_channels,
         upsample=upsample,
-        depth=2,
-        base_channels=8,
+        net={"_target_": "unet.models.UNet", "depth": 2, "base_channels": 8},
     )
     # Non-trivial batch-norm statistics, so eval mode differs from a fresh model.
     module.train()
@@ -41,7 +38,9 @@ def save_checkpoint(path: Path, upsample: str, in_channels: int = 1) -> Path:
             module(torch.randn(4, in_channels, 32, 32))
     module.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)  # the format and version keys unet-train writes
+    torch.save(checkpoint, path)
     return path
 
 
@@ -103,12 +102,17 @@ def test_a_parity_failure_is_an_error_and_leaves_no_file(checkpoints, tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_export_app_defaults_beside_the_checkpoint(checkpoints):
-    path, sidecar = export(
-        key_value_config("export", [f"ckpt_path={checkpoints['dysample']}", "format=torchscript"])
-    )
-    assert path == checkpoints["dysample"].with_suffix(".pt")
-    assert json.loads(sidecar.read_text())["format"] == "torchscript"
+def test_export_cli_writes_beside_the_checkpoint_and_sweeps_formats(checkpoints, tmp_path):
+    checkpoint = checkpoints["dysample"]
+    result = run_cli(
+        "unet-export", "-m", f"ckpt_path={checkpoint}", "format=torchscript,weights",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for suffix, export_format in [(".pt", "torchscript"), (".weights.pt", "weights")]:
+        path = checkpoint.with_name(checkpoint.stem + suffix)
+        assert f"wrote {path}" in result.stdout
+        assert json.loads(Path(f"{path}.json").read_text())["format"] == export_format
 
 
 def constant_predictor(num_classes: int = 3):
@@ -164,12 +168,9 @@ def images(tmp_path) -> Path:
 
 
 def test_predict_writes_mask_overlay_and_probabilities_for_any_size(checkpoints, images, tmp_path):
-    cfg = key_value_config(
-        "predict",
-        [f"model={checkpoints['transposed']}", f"input={images}", f"output={tmp_path / 'out'}", "tile_size=64",
-         "save_probabilities=true", "tta=true"],
-    )  # fmt: skip
-    summary = predict(cfg)
+    predictor, inputs = load_predictor(checkpoints["transposed"]), collect_inputs(str(images))
+    options = {"tile_size": 64, "save_probabilities": True, "tta": True}
+    summary = predict_files(predictor, inputs, tmp_path / "out", **options)
     assert summary["images"] == 2
     out = tmp_path / "out"
     for stem, size in [("slice", (233, 150)), ("photo", (30, 40))]:
@@ -180,7 +181,7 @@ def test_predict_writes_mask_overlay_and_probabilities_for_any_size(checkpoints,
         probabilities = np.load(out / f"{stem}_probs.npy")
         assert probabilities.shape == (3, size[1], size[0])
     with pytest.raises(FileExistsError):
-        predict(cfg)
+        predict_files(predictor, inputs, tmp_path / "out", **options)
 
 
 def test_onnx_and_torchscript_predictions_equal_the_checkpoints(checkpoints, images, tmp_path):
@@ -189,8 +190,13 @@ def test_onnx_and_torchscript_predictions_equal_the_checkpoints(checkpoints, ima
     for name, model in [("ckpt", ckpt), ("onnx", export_checkpoint(ckpt, "onnx", tmp_path / "m.onnx")[0]),
                         ("ts", export_checkpoint(ckpt, "torchscript", tmp_path / "m.pt")[0])]:  # fmt: skip
         out = tmp_path / name
-        predict(key_value_config("predict", [f"model={model}", f"input={images}/*.png", f"output={out}",
-                                             "tile_size=64", "save_probabilities=true"]))  # fmt: skip
+        predict_files(
+            load_predictor(model),
+            collect_inputs(f"{images}/*.png"),
+            out,
+            tile_size=64,
+            save_probabilities=True,
+        )
         outputs[name] = np.load(out / "slice_probs.npy").astype(np.float32)
     np.testing.assert_allclose(outputs["onnx"], outputs["ckpt"], atol=1e-3)
     np.testing.assert_allclose(outputs["ts"], outputs["ckpt"], atol=1e-3)
@@ -198,7 +204,9 @@ def test_onnx_and_torchscript_predictions_equal_the_checkpoints(checkpoints, ima
 
 def test_cli_errors_name_the_problem(tmp_path):
     result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", "tile=3", cwd=tmp_path)
-    assert result.returncode == 2 and "tile" in result.stderr and "tile_size" in result.stderr
+    assert result.returncode != 0 and "Could not override 'tile'" in result.stderr
+    result = run_cli("unet-predict", "--help", cwd=tmp_path)  # lists the keys
+    assert result.returncode == 0 and "tile_size: 512" in result.stdout
     result = run_cli("unet-export", "format=onnx", cwd=tmp_path)
     assert result.returncode == 2 and "ckpt_path" in result.stderr
     result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", cwd=tmp_path)

@@ -20,7 +20,8 @@ from PIL import Image
 from unet.apps import check_data as check_data_app
 from unet.apps import evaluate as evaluate_app
 from unet.apps import train as train_app
-from unet.apps.train import train
+from unet.training.run import train
+from unet.utils.config import compose_config
 
 TINY_MODEL = [o for o in TINY_RUN if not o.startswith("data.")]
 
@@ -133,13 +134,8 @@ def test_unknown_data_set_lists_the_valid_ones(tmp_path):
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory) -> Path:
     """A finished tiny run on synthetic data (4 classes, 1 channel)."""
-    from hydra import compose, initialize_config_module
-
     output_dir = tmp_path_factory.mktemp("small")
-    with initialize_config_module("unet.configs", version_base="1.3"):
-        train(
-            compose("train", overrides=[f"paths.output_dir={output_dir}", *TINY_RUN, "trainer.max_epochs=1"])
-        )
+    train(compose_config("train", [f"paths.output_dir={output_dir}", *TINY_RUN, "trainer.max_epochs=1"]))
     return output_dir / "checkpoints" / "last.ckpt"
 
 
@@ -209,7 +205,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 DETERMINISTIC_RUN = [
     *TINY_RUN,  # later overrides win
     "data.num_train=480",
-    "model.dropout=0.1",  # random draws in every step, and the synthetic preset augments
+    "model.net.dropout=0.1",  # random draws in every step, and the synthetic preset augments
     "trainer.max_epochs=3",
     "trainer.deterministic=true",
 ]

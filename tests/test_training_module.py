@@ -5,7 +5,11 @@ import torch
 
 from unet.training.module import SegmentationModule
 
-SMALL = {"in_channels": 1, "num_classes": 2, "depth": 2, "base_channels": 8}
+SMALL = {
+    "in_channels": 1,
+    "num_classes": 2,
+    "net": {"_target_": "unet.models.UNet", "depth": 2, "base_channels": 8},
+}
 
 
 def test_channels_last_module_computes_the_same_and_its_checkpoint_loads_anywhere():

@@ -1,4 +1,10 @@
-"""Command-line applications: thin Hydra entry points over functions that tests call directly."""
+"""Command-line applications: thin Hydra entry points over library functions that tests call directly.
+
+Every command is a Hydra app with its own config file: ``key=value`` overrides, ``-m`` sweeps,
+``--help`` (the config's keys), ``--cfg job`` (the composed config). See docs/architecture.md.
+"""
 
 # Configs ship inside the package (see pyproject.toml), so installed entry points find them.
 CONFIG_PATH = "pkg://unet.configs"
+# Commands on a trained model file, whose `model=<file>` key must not select the `model` group.
+DEPLOY_CONFIG_PATH = "pkg://unet.configs.deploy"

@@ -1,204 +1,35 @@
-"""``unet-train``: train a U-Net from the composed Hydra config and write the run's outputs.
-
-The run directory receives ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` and
-``checkpoints/last.ckpt``, TensorBoard logs under ``tensorboard/<upsample>/``, and ``metrics.json``.
-"""
+"""``unet-train``: train a network from the composed config (``configs/train.yaml``); see :mod:`unet.training.run`."""
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
-import traceback
-from pathlib import Path
-from typing import Any
 
 import hydra
-import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unet.apps import CONFIG_PATH
-from unet.apps.check_data import check_data
-from unet.apps.runs import flatten, plain_config, refuse_to_overwrite, user_errors_exit
-from unet.data.base import SegmentationDataModule
-from unet.training.callbacks import tensorboard_logger
-from unet.training.checkpoint import CheckpointError, load_checkpoint
-from unet.training.module import SegmentationModule
-from unet.training.run_config import StoreRunConfig
-from unet.utils.allocator import reuse_freed_memory
-from unet.utils.files import write_json
+from unet.apps.runs import user_errors_exit
+from unet.data.inspect import check_data
+from unet.training.run import train, train_or_record_failure
+from unet.utils.runtime import apply_runtime
 
-log = logging.getLogger(__name__)
 # What a process ended by SIGTERM conventionally exits with (128 + 15).
 SIGTERM_EXIT_CODE = 143
-
-
-def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
-    return instantiate(data_cfg)
-
-
-def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> SegmentationModule:
-    """The Lightning module, with the data-dependent sizes taken from the datamodule."""
-    return instantiate(
-        model_cfg,
-        in_channels=datamodule.in_channels,
-        num_classes=datamodule.num_classes,
-        class_names=list(datamodule.class_names),
-        ignore_index=datamodule.ignore_index,
-        mean=list(datamodule.mean),
-        std=list(datamodule.std),
-        _recursive_=False,
-    )
-
-
-def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
-
-
-def final_metrics(
-    trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
-) -> dict[str, float]:
-    """Validation (and test) scores of the best checkpoint, or of the final weights without one."""
-    checkpoint = trainer.checkpoint_callback
-    ckpt_path = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
-    metrics: dict[str, float] = {}
-    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
-        metrics.update(result)
-    if run_test and datamodule.has_test:
-        for result in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
-            metrics.update(result)
-    metrics = {key: float(value) for key, value in sorted(metrics.items())}
-    metrics["epochs"] = trainer.current_epoch
-    metrics["global_step"] = trainer.global_step
-    return metrics
-
-
-def log_hparams(trainer: L.Trainer, config: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Write the run's hyper-parameters and final metrics to TensorBoard's HParams tab."""
-    logger = tensorboard_logger(trainer)
-    if logger is None:
-        return
-    params = {
-        key: value for key, value in flatten(config).items() if not key.startswith(("paths.", "hydra."))
-    }
-    logger.log_hyperparams(params, metrics={f"hparams/{key}": value for key, value in metrics.items()})
-    logger.finalize("success")
-
-
-def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``last`` -> this run directory's ``checkpoints/last.ckpt``; a run directory -> its ``last.ckpt``."""
-    if ckpt_path is None:
-        return None
-    path = output_dir if ckpt_path == "last" else Path(ckpt_path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
-    return str(path)
-
-
-def check_resumable(ckpt_path: str, datamodule: SegmentationDataModule) -> None:
-    """A checkpoint can only continue on data with its classes and input channels."""
-    hparams = load_checkpoint(ckpt_path)["hyper_parameters"]
-    problems = [
-        f"{hparams[key]} {what} in the checkpoint, {getattr(datamodule, key)} in the data"
-        for key, what in (("num_classes", "classes"), ("in_channels", "input channels"))
-        if hparams.get(key) != getattr(datamodule, key)
-    ]
-    if problems:
-        raise CheckpointError(f"checkpoint {ckpt_path} does not fit the data: " + "; ".join(problems))
-
-
-def check_launchable(trainer: L.Trainer) -> None:
-    """Refuse a local sweep of DDP runs: Lightning would start each run's processes by re-running the
-    whole command, sweep included. Launchers that start the processes themselves (SLURM's ``srun``,
-    ``torchrun``) and ``ddp_spawn`` are fine."""
-    launcher = trainer.strategy.launcher
-    if (
-        HydraConfig.initialized()
-        and HydraConfig.get().mode == RunMode.MULTIRUN
-        and isinstance(launcher, _SubprocessScriptLauncher)
-        and not launcher.cluster_environment.creates_processes_externally
-    ):
-        raise ValueError(
-            "a local sweep (-m) cannot start DDP processes per run; use hydra/launcher=slurm, "
-            "or trainer.strategy=ddp_spawn"
-        )
-
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
-    reuse_freed_memory(cfg.get("reuse_freed_memory", True))
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    config = plain_config(cfg)
-    # In a distributed run every process runs this; only the first writes (the others join its run).
-    if rank_zero_only.rank == 0:
-        refuse_to_overwrite(output_dir, ckpt_path)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-
-    datamodule = build_datamodule(cfg.data)
-    if ckpt_path is not None:
-        check_resumable(ckpt_path, datamodule)
-    module = build_module(cfg.model, datamodule)
-    trainer = build_trainer(cfg, [StoreRunConfig(config)])
-    check_launchable(trainer)
-    log.info(
-        "training %s (%s parameters) in %s",
-        cfg.model.upsample,
-        f"{sum(p.numel() for p in module.parameters()):,}",
-        output_dir,
-    )
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException:
-        log.warning("stopped by SIGTERM; resume with ckpt_path=%s", output_dir)
-        raise
-
-    metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
-    if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
-        log_hparams(trainer, config, metrics)
-        log.info("metrics written to %s", output_dir / "metrics.json")
-    return metrics
-
-
-def train_or_record_failure(cfg: DictConfig) -> dict[str, float] | None:
-    """``train``, but an error is written to ``error.json`` in the run directory instead of raised.
-
-    Used by sweeps (``record_failures=true``) so one failed run shows up as failed in a report
-    instead of stopping the runs after it.
-    """
-    try:
-        return train(cfg)
-    except Exception as error:  # noqa: BLE001 -- every failure is recorded, none is hidden
-        write_json(
-            Path(cfg.paths.output_dir) / "error.json",
-            {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()},
-        )
-        log.error("run failed, recorded in %s: %s", Path(cfg.paths.output_dir) / "error.json", error)
-        return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
     with user_errors_exit():
-        if cfg.get("check_data_only"):
-            check_data(cfg)
+        apply_runtime(cfg.runtime)
+        if cfg.check_data_only:
+            check_data(instantiate(cfg.data), cfg.paths.output_dir)
             return math.nan
         try:
-            metrics = train_or_record_failure(cfg) if cfg.get("record_failures") else train(cfg)
+            metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)
         except SIGTERMException:
             sys.exit(SIGTERM_EXIT_CODE)
         return math.nan if metrics is None else metrics["val/miou"]

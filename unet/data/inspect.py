@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from unet.data.base import SPLITS, SegmentationDataModule
+from unet.utils.files import write_json
 from unet.utils.tables import text_table
 
 
@@ -68,3 +70,16 @@ def format_summary(summary: dict[str, dict[str, Any]], class_names: list[str]) -
     columns = [("split", "split", "{}"), ("images", "images", "{}"), ("sizes (HxW)", "sizes", "{}")]
     columns += [(name, f"class/{name}", "{:.2f}%") for name in class_names]
     return text_table([*columns, ("ignored", "ignored", "{:.2f}%")], records, rule=True)
+
+
+def check_data(datamodule: SegmentationDataModule, output_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Read every sample, print the summary table and write it to ``<output_dir>/data_summary.json``."""
+    summary = summarize_data(datamodule)
+    print(
+        f"\n{type(datamodule).__name__}: {datamodule.num_classes} classes, {datamodule.in_channels} channel(s)"
+    )
+    print(format_summary(summary, list(datamodule.class_names)))
+    print("all samples read and checked\n")
+    path = write_json(Path(output_dir) / "data_summary.json", summary)
+    print(f"summary written to {path}")
+    return summary

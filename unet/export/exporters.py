@@ -115,7 +115,8 @@ def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], t
 def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
     """The network's state dict alone (tensors only: loads with ``torch.load(weights_only=True)``).
 
-    Rebuild with ``UNet(**metadata["unet"])`` and ``load_state_dict``; the sidecar holds those options.
+    Rebuild with ``unet.models.build_network(metadata["net"])`` and ``load_state_dict``: the sidecar holds
+    the network's complete config.
     """
     torch.save({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}, path)
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -143,10 +144,8 @@ def export_checkpoint(
         raise FileExistsError(f"{output} already exists; choose another output=")
     module, _ = module_from_checkpoint(ckpt_path)
     model = module.net.eval()
-    hparams = dict(module.hparams)
-    metadata = model_metadata(hparams, training_metrics(ckpt_path), export_format)
+    metadata = model_metadata(module, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
-    metadata["unet"] = {key: hparams[key] for key in UNET_KEYS if key in hparams}
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         EXPORTERS[export_format](model, output, metadata, tolerance)
@@ -155,18 +154,3 @@ def export_checkpoint(
         raise
     return output, write_metadata(output, metadata)
 
-
-# The UNet constructor options kept in a checkpoint's hyper-parameters (to rebuild from plain weights).
-UNET_KEYS = (
-    "in_channels",
-    "num_classes",
-    "upsample",
-    "upsample_options",
-    "depth",
-    "base_channels",
-    "fuse",
-    "norm",
-    "activation",
-    "dropout",
-    "decoder_width",
-)

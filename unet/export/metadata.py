@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 import unet
+from unet.models.networks import min_input_size
 from unet.utils.files import write_json
 
 SIDECAR_SUFFIX = ".json"
@@ -21,13 +22,14 @@ def sidecar_path(exported: str | Path) -> Path:
 
 
 def model_metadata(
-    hparams: dict[str, Any], metrics: dict[str, Any] | None, export_format: str
+    module: Any, metrics: dict[str, Any] | None, export_format: str
 ) -> dict[str, Any]:
-    """Input channels, normalisation, classes, method and training metrics of a trained model.
+    """Input channels, normalisation, classes, the network and training metrics of a trained module.
 
-    ``min_size`` is the smallest height/width the network takes (``2**depth``); predictors pad
-    smaller images to it.
+    ``net`` is the network's complete config (``unet.models.build_network(sidecar["net"])`` rebuilds
+    it); ``min_size`` is the smallest height/width it takes; predictors pad smaller images to it.
     """
+    hparams, network = module.hparams, module.network_config
     return {
         "format": export_format,
         "in_channels": int(hparams["in_channels"]),
@@ -36,10 +38,10 @@ def model_metadata(
         "ignore_index": hparams.get("ignore_index"),
         "mean": [float(value) for value in hparams["mean"]],
         "std": [float(value) for value in hparams["std"]],
-        "upsample": hparams.get("upsample"),
-        "upsample_options": dict(hparams.get("upsample_options") or {}),
-        "depth": int(hparams.get("depth", 4)),
-        "min_size": 2 ** int(hparams.get("depth", 4)),
+        "upsample": network.get("upsample"),
+        "upsample_options": dict(network.get("upsample_options") or {}),
+        "net": network,
+        "min_size": min_input_size(module.net),
         "input": {
             "name": "images",
             "shape": ["batch", hparams["in_channels"], "height", "width"],

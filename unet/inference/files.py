@@ -81,7 +81,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, ignore_index: int | None, alpha
 def predict_files(
     predictor: Predictor,
     inputs: Sequence[Path],
-    output_dir: Path,
+    output_dir: str | Path,
     tile_size: int = 512,
     overlap: float = 0.25,
     tta: bool = False,
@@ -90,6 +90,7 @@ def predict_files(
 ) -> dict[str, Any]:
     """Segment every input into ``output_dir``; returns a summary (images, seconds, images/s)."""
     metadata = predictor.metadata
+    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)
     mean, std = channel_tensor(metadata["mean"]), channel_tensor(metadata["std"])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from unet.export.metadata import model_metadata, read_metadata
-from unet.models import UNet
+from unet.models.networks import build_network
 from unet.training.checkpoint import module_from_checkpoint
 
 
@@ -46,7 +46,7 @@ def torch_runner(model: torch.nn.Module, device: str) -> Callable[[np.ndarray], 
 
 def from_checkpoint(path: Path, device: str) -> Predictor:
     module, _ = module_from_checkpoint(path)
-    metadata = model_metadata(dict(module.hparams), None, "checkpoint")
+    metadata = model_metadata(module, None, "checkpoint")
     return Predictor(torch_runner(module.net, device), metadata, path)
 
 
@@ -71,7 +71,9 @@ def from_torch_file(path: Path, device: str) -> Predictor:
     """A ``.pt`` from unet-export: TorchScript, or plain weights rebuilt into a UNet from the sidecar."""
     metadata = read_metadata(path)
     if metadata.get("format") == "weights":
-        model = UNet(**metadata["unet"])
+        # unet 0.1's sidecars held the U-Net's options as "unet".
+        config = metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
+        model = build_network(config)
         model.load_state_dict(load_checkpoint_weights(path))
     else:
         with warnings.catch_warnings():

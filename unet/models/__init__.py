@@ -1,6 +1,15 @@
 """Plain-torch models: usable and exportable without Lightning, Hydra or the data layer."""
 
+from unet.models.networks import build_network, network_config, network_name
 from unet.models.unet import UNet
 from unet.models.upsamplers import UPSAMPLERS, Upsampler, register_upsampler
 
-__all__ = ["UNet", "UPSAMPLERS", "Upsampler", "register_upsampler"]
+__all__ = [
+    "UNet",
+    "UPSAMPLERS",
+    "Upsampler",
+    "build_network",
+    "network_config",
+    "network_name",
+    "register_upsampler",
+]

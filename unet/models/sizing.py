@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from unet.models.unet import UNet
 
 
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of ``model``, trainable or not."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
 def parameter_count(**unet_options: Any) -> int:
-    """Learnable parameters of ``UNet(**unet_options)``."""
-    return sum(parameter.numel() for parameter in UNet(**unet_options).parameters())
+    """Parameters of ``UNet(**unet_options)``."""
+    return count_parameters(UNet(**unet_options))
 
 
 def decoder_width_for(target_parameters: int, tolerance: float = 0.02, **unet_options: Any) -> float:

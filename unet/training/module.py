@@ -1,4 +1,4 @@
-"""The Lightning module: a U-Net, its loss and its epoch metrics, configured by plain values.
+"""The Lightning module: a network (the U-Net by default), its loss and its epoch metrics, configured by plain values.
 
 Every constructor argument is a plain value (numbers, strings, lists, dicts with ``_target_``), so a
 checkpoint's hyper-parameters alone rebuild the model and load without unpickling code.
@@ -17,13 +17,19 @@ from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from unet.models import UNet
+import unet
+from unet.models.networks import DEFAULT_NET, build_network, network_config
 from unet.training.metrics import SplitMetrics
 
 DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
 DEFAULT_SCHEDULER = {"_target_": "unet.training.schedules.WarmupCosine", "warmup_steps": 0}
 SPLITS = ("train", "val", "test")
+# The layout of the hyper-parameters a checkpoint holds: 1 (unet 0.1) had the U-Net's options at the
+# top level, 2 has them under ``net`` (unet.training.checkpoint upgrades 1 when loading).
+CHECKPOINT_FORMAT = 2
+FORMAT_KEY = "unet_checkpoint_format"
+VERSION_KEY = "unet_version"
 # Epoch scores are torchmetrics states, already reduced over processes when logged; Lightning cannot
 # tell and recommends `sync_dist=True`, which would only repeat the reduction.
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
@@ -45,17 +51,19 @@ def training_time_budget(trainer: L.Trainer) -> float | None:
 
 
 class SegmentationModule(L.LightningModule):
-    """Trains :class:`unet.models.UNet` with a configurable loss, optimizer and schedule.
+    """Trains a network (:class:`unet.models.UNet` by default) with a configurable loss, optimizer and schedule.
 
     Data-dependent arguments (``in_channels``, ``num_classes``, ``class_names``, ``ignore_index``,
     ``mean``, ``std``) are filled in from the datamodule by the training app and stored in the
     checkpoint, so evaluation, prediction and export need nothing but the checkpoint.
     ``loss``, ``optimizer`` and ``scheduler`` are ``_target_`` dicts; ``scheduler`` gets the run's
     ``total_steps`` and ``time_budget_s`` and may be ``None`` for a constant learning rate.
-    ``network`` (a ``_target_`` dict mapping ``(B, C, H, W)`` to ``(B, K, H, W)`` logits) trains another
-    architecture in place of the U-Net through the same data, loss, metrics and budget: a baseline.
+    ``net`` is the network's config (``configs/model/net/``: a ``_target_`` and its options); it gets
+    ``in_channels``, ``num_classes`` and the decoder's ``upsample`` method (with ``upsample_options``)
+    from here (see :func:`unet.models.networks.network_config`). ``upsample=None`` for a network with
+    no decoder choice, e.g. a peer trained through the same data, loss, metrics and budget as a baseline.
     ``memory_format`` (``contiguous`` or ``channels_last``) and ``compile`` (``torch.compile`` of the
-    network) are speed levers with no effect on the numbers; ``scripts/benchmark.py`` measures them.
+    network) are speed levers with no effect on the numbers; ``unet-benchmark`` measures them.
     """
 
     def __init__(
@@ -66,20 +74,12 @@ class SegmentationModule(L.LightningModule):
         ignore_index: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        upsample: str = "bilinear",
+        net: Mapping[str, Any] | None = None,
+        upsample: str | None = "bilinear",
         upsample_options: Mapping[str, Any] | None = None,
-        depth: int = 4,
-        base_channels: int = 32,
-        fuse: str = "concat",
-        norm: str = "batch",
-        activation: str = "relu",
-        dropout: float = 0.0,
-        decoder_width: float = 1.0,
-        checkpoint_encoder: bool = False,
         loss: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
-        network: Mapping[str, Any] | None = None,
         memory_format: str = "contiguous",
         compile: bool = False,
     ) -> None:
@@ -94,28 +94,11 @@ class SegmentationModule(L.LightningModule):
         loss = dict(to_plain(loss) or DEFAULT_LOSS)
         optimizer = dict(to_plain(optimizer) or DEFAULT_OPTIMIZER)
         scheduler = to_plain(scheduler)
-        network = to_plain(network)
+        net = dict(to_plain(net) or DEFAULT_NET)
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
         self.save_hyperparameters(logger=False)
-        self.net = (
-            instantiate(network)
-            if network
-            else UNet(
-                in_channels=in_channels,
-                num_classes=num_classes,
-                upsample=upsample,
-                upsample_options=self.hparams.upsample_options,
-                depth=depth,
-                base_channels=base_channels,
-                fuse=fuse,
-                norm=norm,
-                activation=activation,
-                dropout=dropout,
-                decoder_width=decoder_width,
-                checkpoint_encoder=checkpoint_encoder,
-            )
-        )
+        self.net = build_network(self.network_config)
         self.memory_format = MEMORY_FORMATS[memory_format]
         self.net.to(memory_format=self.memory_format)
         if compile:
@@ -132,6 +115,18 @@ class SegmentationModule(L.LightningModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams.class_names)
+
+    @property
+    def network_config(self) -> dict[str, Any]:
+        """The network's complete config: what rebuilds it alone (export sidecars store it)."""
+        hparams = self.hparams
+        return network_config(
+            hparams.net, hparams.in_channels, hparams.num_classes, hparams.upsample, hparams.upsample_options
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
+        checkpoint[VERSION_KEY] = unet.__version__
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` normalised images to ``(B, K, H, W)`` logits."""

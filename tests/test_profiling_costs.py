@@ -4,18 +4,19 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from unet.evaluation.profiling import (
+from unet.models import UNet
+from unet.models.sizing import count_parameters
+from unet.profiling import (
     COST_KEYS,
-    count_parameters,
     flops_per_image,
     inference_latency,
-    model_costs,
+    measure_costs,
     peak_memory_bytes,
     training_throughput,
     upsampler_parameters,
 )
-from unet.models import UNet
 
 
 def tiny(upsample: str = "nearest") -> UNet:
@@ -55,11 +56,34 @@ def test_peak_memory_sees_a_200_megabyte_tensor():
     assert peak_memory_bytes(lambda: torch.ones(50_000_000)) >= 150e6  # 50M float32 = 200 MB
 
 
-def test_model_costs_fills_every_report_column():
+def test_measure_costs_fills_every_report_column():
     model = tiny("transposed")
-    costs = model_costs(model, 3, 2, 32, 32, batch_size=2, steps=1, warmup=0, repeats=1)
-    assert tuple(costs) == COST_KEYS
-    assert costs["params"] == count_parameters(model)
-    assert costs["upsampler_params"] == upsampler_parameters(model)
-    assert costs["gflops"] == pytest.approx(flops_per_image(model, 3, 32, 32) / 1e9)
-    assert all(value > 0 for value in costs.values())
+    costs = measure_costs({"transposed": model}, 3, 2, 32, 32, batch_size=2, rounds=1, warmup=0, repeats=1)
+    assert list(costs) == ["transposed"]
+    cost = costs["transposed"]
+    assert tuple(cost) == COST_KEYS
+    assert cost["params"] == count_parameters(model)
+    assert cost["upsampler_params"] == upsampler_parameters(model)
+    assert cost["gflops"] == pytest.approx(flops_per_image(model, 3, 32, 32) / 1e9)
+    assert all(value > 0 for value in cost.values())
+
+
+def test_measure_costs_times_several_models_together():
+    # A network that is not our U-Net has no upsampler count: NaN, not a misleading 0.
+    other = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    costs = measure_costs(
+        {"nearest": tiny("nearest"), "other": other},
+        3,
+        2,
+        32,
+        32,
+        batch_size=2,
+        rounds=2,
+        warmup=1,
+        repeats=1,
+    )
+    assert list(costs) == ["nearest", "other"]
+    for cost in costs.values():
+        assert tuple(cost) == COST_KEYS
+        assert 0 < cost["train_images_per_s"] < math.inf
+    assert math.isnan(costs["other"]["upsampler_params"])

@@ -8,13 +8,13 @@ train/eval mode and its parameters (an optimizer step on the original would chan
 from __future__ import annotations
 
 import copy
+import math
 import os
 import resource
 import statistics
 import sys
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -24,15 +24,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from unet.models import UNet
-from unet.utils.allocator import release_freed_memory
+from unet.models.sizing import count_parameters
+from unet.profiling.timing import efficiency, interleaved_samples, median_seconds
+from unet.utils.runtime import release_freed_memory
 
-# The cost columns of the comparison report, in the order :func:`model_costs` returns them.
+# The cost columns of the comparison report, in the order :func:`measure_costs` returns them.
 COST_KEYS = ("params", "upsampler_params", "gflops", "train_images_per_s", "latency_ms", "peak_memory_mb")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """All parameters, trainable or not."""
-    return sum(parameter.numel() for parameter in model.parameters())
 
 
 def upsampler_parameters(model: UNet) -> int:
@@ -46,15 +43,10 @@ def _working_copy(model: nn.Module, device: str | torch.device, channels_last: b
     return working.to(memory_format=torch.channels_last) if channels_last else working
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so that wall-clock time covers the work (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _random_images(
     batch_size: int, in_channels: int, height: int, width: int, device: torch.device, channels_last: bool
 ) -> torch.Tensor:
+    """A ``(B, C, H, W)`` batch of standard-normal images in the asked memory format."""
     images = torch.randn(batch_size, in_channels, height, width, device=device)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
@@ -131,25 +123,6 @@ def training_step(
     return step
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.device) -> float:
-    """Median wall-clock seconds of ``repeats`` calls after ``warmup`` untimed ones.
-
-    The median, not the mean: on a shared machine one slow call (another process, a page fault)
-    should not move the figure.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    times = []
-    for index in range(warmup + repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def training_throughput(
     model: nn.Module,
     batch_size: int,
@@ -164,7 +137,10 @@ def training_throughput(
     autocast_dtype: torch.dtype | None = None,
     compile: bool = False,
 ) -> float:
-    """Training images per second (forward, cross-entropy backward, AdamW step): batch / median step time."""
+    """Training images per second (forward, cross-entropy backward, AdamW step): batch / median step time.
+
+    Not drift-corrected: for comparisons between models use :func:`measure_costs`.
+    """
     device = torch.device(device)
     step = training_step(
         model,
@@ -253,7 +229,7 @@ def peak_memory_bytes(
     approximation from the process's resident set size, sampled every ``interval_s`` by a
     background thread: a spike shorter than the interval can be missed, memory other threads
     allocate meanwhile is counted, and memory the allocator keeps cached after an earlier call is
-    not counted again.
+    not counted again (memory kept for reuse is handed back first, so the call's working set shows).
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -261,37 +237,59 @@ def peak_memory_bytes(
     return _peak_cpu_bytes(fn, interval_s)
 
 
-def model_costs(
-    model: UNet,
+def training_peak_memory_mb(
+    model: nn.Module,
+    batch_size: int,
+    in_channels: int,
+    num_classes: int,
+    height: int,
+    width: int,
+    device: str | torch.device = "cpu",
+) -> float:
+    """Peak memory (MiB) of a model copy's first training step: activations, gradients and AdamW state.
+
+    The copy's weights and the batch are in place before the step, so they are not counted.
+    """
+    step = training_step(model, batch_size, in_channels, num_classes, height, width, device=device)
+    return peak_memory_bytes(step, device) / 2**20
+
+
+def measure_costs(
+    models: Mapping[str, nn.Module],
     in_channels: int,
     num_classes: int,
     height: int,
     width: int,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
-    channels_last: bool = False,
-    steps: int = 10,
-    warmup: int = 3,
+    rounds: int = 5,
+    warmup: int = 2,
     repeats: int = 20,
-) -> dict[str, float]:
-    """Every cost column of the comparison report (:data:`COST_KEYS`) for one model.
+) -> dict[str, dict[str, float]]:
+    """Every cost column of the comparison report (:data:`COST_KEYS`, in that order) for each model.
 
-    Peak memory is that of one training step at ``batch_size`` from scratch: the model copy,
-    activations, gradients and AdamW state.
+    The models' training steps (contiguous layout) are timed in turn, ``rounds`` times, each between two
+    matmul probes (:func:`~unet.profiling.timing.interleaved_samples`), so ``train_images_per_s``
+    compares models fairly on a machine whose speed drifts: it is each model's drift-corrected rate
+    (:func:`~unet.profiling.timing.efficiency`) at the run's median matmul rate. ``upsampler_params``
+    is NaN ("not applicable") for a network that is not a :class:`~unet.models.UNet`. Latency is the
+    median of ``repeats`` batch-1 calls after ``warmup``; peak memory is that of one training step
+    (:func:`training_peak_memory_mb`).
     """
-
-    def first_training_step() -> None:
-        training_step(model, batch_size, in_channels, num_classes, height, width, device, channels_last)()
-
-    costs = {
-        "params": count_parameters(model),
-        "upsampler_params": upsampler_parameters(model),
-        "gflops": flops_per_image(model, in_channels, height, width) / 1e9,
-        "train_images_per_s": training_throughput(
-            model, batch_size, in_channels, num_classes, height, width, steps, warmup, device, channels_last
-        ),
-        "latency_ms": 1e3
-        * inference_latency(model, in_channels, height, width, repeats, warmup, device, channels_last),
-        "peak_memory_mb": peak_memory_bytes(first_training_step, device) / 2**20,
-    }
-    return {key: costs[key] for key in COST_KEYS}
+    device = torch.device(device)
+    shape = (in_channels, num_classes, height, width)
+    steps = {name: training_step(model, batch_size, *shape, device=device) for name, model in models.items()}
+    samples, probes = interleaved_samples(steps, rounds, warmup, device, label="costs")
+    median_matmul_gflops = statistics.median(probes)
+    costs = {}
+    for name, model in models.items():
+        costs[name] = {
+            "params": count_parameters(model),
+            "upsampler_params": upsampler_parameters(model) if isinstance(model, UNet) else math.nan,
+            "gflops": flops_per_image(model, in_channels, height, width) / 1e9,
+            # Images per step-FLOP-of-matmul (drift-corrected), times the median matmul FLOP/s.
+            "train_images_per_s": efficiency(samples[name], batch_size) * median_matmul_gflops * 1e9,
+            "latency_ms": 1e3 * inference_latency(model, in_channels, height, width, repeats, warmup, device),
+            "peak_memory_mb": training_peak_memory_mb(model, batch_size, *shape, device=device),
+        }
+    return costs

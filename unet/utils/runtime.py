@@ -1,9 +1,11 @@
-"""Keep freed memory in the process instead of returning it to the system (glibc only).
+"""Process-wide settings, applied once when a command starts: freed-memory reuse (glibc only).
+
+Keep freed memory in the process instead of returning it to the system.
 
 A training step allocates and frees activations of tens of megabytes each. glibc serves blocks that
 large with fresh ``mmap`` pages and unmaps them on ``free``, so every step pays page faults and the
 kernel's zeroing of every page again (reusing them made training 1.10x faster on a 2-core CPU,
-measured by ``scripts/benchmark.py --levers``). With ``mmap`` off and trimming raised, freed blocks are reused.
+measured by ``unet-benchmark levers=true``). With ``mmap`` off and trimming raised, freed blocks are reused.
 The process keeps its peak memory instead of shrinking between steps.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+from collections.abc import Mapping
+from typing import Any
 
 # mallopt parameters (malloc.h) and glibc's defaults.
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -41,3 +45,12 @@ def release_freed_memory() -> None:
     """
     if platform.libc_ver()[0] == "glibc":
         ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+
+
+def apply_runtime(runtime: Mapping[str, Any] | None) -> None:
+    """Apply the ``runtime`` config group (``configs/runtime/default.yaml``) to this process.
+
+    Commands call it once at start-up, before any work; library functions never switch process-wide state.
+    """
+    runtime = runtime or {}
+    reuse_freed_memory(bool(runtime.get("reuse_freed_memory", True)))

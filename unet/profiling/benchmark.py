@@ -1,0 +1,232 @@
+"""How fast each upsampling method (and each peer network) trains and infers on this machine.
+
+One process, one run: for every method (and with ``peers``, the peer networks) it measures training
+throughput in its better memory format, inference latency, peak memory, FLOPs per image, and achieved
+training GFLOP/s as a share of this machine's fp32 matrix-multiply peak, measured in the same run; plus
+how fast the datamodule delivers batches compared with how fast training consumes them, and (with
+``levers``) each speed lever. ``unet-benchmark`` is the command; this module takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import statistics
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from unet.models.sizing import count_parameters
+from unet.profiling.costs import (
+    flops_per_image,
+    training_flops_per_image,
+    training_peak_memory_mb,
+    training_step,
+)
+from unet.profiling.data import data_throughput, synthetic_datamodule
+from unet.profiling.levers import LAYOUTS, latency_s, measure_levers
+from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
+from unet.utils.tables import text_table
+
+log = logging.getLogger(__name__)
+
+# What ``quick`` sets: tiny sizes and one step, to check that everything runs.
+QUICK = {"size": 32, "batch_size": 2, "warmup": 1, "repeats": 1, "rounds": 1, "net_options": {"depth": 2, "base_channels": 8}}  # fmt: skip
+# The framework's default method: the one the levers are measured on, when it was measured.
+LEVERS_METHOD = "bilinear"
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What to measure and how long (the keys of ``configs/benchmark.yaml`` but the networks).
+
+    ``quick`` overrides the sizes and repetitions with :data:`QUICK`, here and nowhere else.
+    """
+
+    methods: tuple[str, ...] | None = None  # upsampling methods to measure; None: every one given
+    peers: bool = False  # also measure the peer networks given
+    size: int = 256  # height and width of the input
+    batch_size: int = 8
+    in_channels: int = 1
+    num_classes: int = 2
+    rounds: int = 5  # timed training steps per model, taken in turn (median of the rounds)
+    warmup: int = 2
+    repeats: int = 10  # timed inference calls
+    device: str | None = None  # cpu or cuda; None: cuda when present
+    levers: bool = False  # also measure each speed lever
+    compile: bool = False  # with levers, also time torch.compile (slow to build)
+    # The process's freed-memory reuse (runtime.reuse_freed_memory): the allocator lever's baseline.
+    reuse_freed_memory: bool = True
+    quick: bool = False  # tiny sizes and one step: checks that it runs
+    net_options: Mapping[str, Any] = field(default_factory=dict)  # keywords for every measured U-Net
+
+    def __post_init__(self) -> None:
+        if self.methods is not None:
+            object.__setattr__(self, "methods", tuple(self.methods))
+        if self.quick:
+            for key, value in QUICK.items():
+                object.__setattr__(self, key, value)
+
+    @property
+    def probe_size(self) -> int:
+        """Side of the matmul probes: small in quick mode, where the steps are tiny too."""
+        return 256 if self.quick else 1024
+
+    @property
+    def data_batches(self) -> int:
+        """Training batches of the data whose delivery is timed."""
+        return 2 if self.quick else 20
+
+
+def _training_samples(
+    built: Mapping[str, nn.Module], settings: BenchmarkSettings, device: torch.device
+) -> tuple[dict[Hashable, list[StepSample]], list[float]]:
+    """Samples of a training step of every (model, memory format), taken in turn (see :func:`interleaved_samples`)."""
+    shape = (settings.in_channels, settings.num_classes, settings.size, settings.size)
+    steps = {
+        (name, layout): training_step(model, settings.batch_size, *shape, device=device, channels_last=layout == "channels_last")
+        for name, model in built.items()
+        for layout in LAYOUTS
+    }  # fmt: skip
+    return interleaved_samples(steps, settings.rounds, settings.warmup, device, settings.probe_size, "models")
+
+
+def _measure_model(
+    name: str,
+    model: nn.Module,
+    samples: dict[Hashable, list[StepSample]],
+    settings: BenchmarkSettings,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Every number of one model, in whichever memory format trains it faster (drift-corrected)."""
+    by_layout = {layout: samples[(name, layout)] for layout in LAYOUTS}
+    layout = max(LAYOUTS, key=lambda key: efficiency(by_layout[key]))
+    s = settings
+    train_flops = training_flops_per_image(model, s.in_channels, s.num_classes, s.size, s.size)
+    step_flops = train_flops * s.batch_size
+    chosen = by_layout[layout]
+    return {
+        "model": name,
+        "params": count_parameters(model),
+        "forward_gflops_per_image": flops_per_image(model, s.in_channels, s.size, s.size) / 1e9,
+        "train_gflops_per_image": train_flops / 1e9,
+        "memory_format": layout,
+        "train_images_per_s": images_per_s(chosen, s.batch_size),
+        **{
+            f"train_images_per_s_{key}": images_per_s(value, s.batch_size) for key, value in by_layout.items()
+        },
+        "train_gflops_per_s": statistics.median(step_flops / sample.seconds / 1e9 for sample in chosen),
+        "fraction_of_matmul_peak": efficiency(chosen, step_flops),
+        "latency_ms": 1e3 * latency_s(model, s, device, layout == "channels_last"),
+        "peak_memory_mb": training_peak_memory_mb(
+            model, s.batch_size, s.in_channels, s.num_classes, s.size, s.size, device
+        ),
+    }
+
+
+def _build_peers(
+    peers: Mapping[str, Callable[..., nn.Module]], sizes: Mapping[str, int]
+) -> dict[str, nn.Module]:
+    """The peers whose packages are installed; the others are skipped with a warning."""
+    built = {}
+    for name, build in peers.items():
+        try:
+            built[name] = build(**sizes)
+        except ImportError as error:
+            log.warning("skipping peer %s: %s", name, error)
+    return built
+
+
+def run_benchmark(
+    settings: BenchmarkSettings,
+    nets: Mapping[str, Callable[..., nn.Module]],
+    peers: Mapping[str, Callable[..., nn.Module]],
+    train_transforms: Sequence[Any],
+) -> dict[str, Any]:
+    """All measurements of one run, as the JSON report ``unet-benchmark`` writes.
+
+    ``nets``: a network builder per upsampling method, ``peers``: one per peer network; each takes the
+    keywords ``in_channels`` and ``num_classes`` (the network contract of ``configs/model/net/``), the
+    nets also ``settings.net_options``. ``train_transforms``: the instantiated training augmentation
+    the data delivery is timed with. Freed-memory reuse is the caller's process setting
+    (``settings.reuse_freed_memory`` says which it is).
+    """
+    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    methods = list(settings.methods or nets)
+    unknown = [method for method in methods if method not in nets]
+    if unknown:
+        raise ValueError(f"unknown upsampling method(s) {unknown}; valid names: {', '.join(nets)}")
+    sizes = {"in_channels": settings.in_channels, "num_classes": settings.num_classes}
+    built = {method: nets[method](**sizes, **settings.net_options) for method in methods}
+    peer_models = _build_peers(peers, sizes) if settings.peers else {}
+    built = {name: model.to(device) for name, model in {**built, **peer_models}.items()}
+    samples, probes = _training_samples(built, settings, device)
+    results = [_measure_model(name, model, samples, settings, device) for name, model in built.items()]
+    for row in results:
+        for peer in peer_models:
+            peer_row = next(r for r in results if r["model"] == peer)
+            # Drift-corrected: the ratio of shares of the matmul rate measured around each step.
+            row[f"gflops_ratio_vs_{peer}"] = (
+                row["fraction_of_matmul_peak"] / peer_row["fraction_of_matmul_peak"]
+            )
+    fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
+    # In the training process, as the synthetic preset loads (data.num_workers=0; see the levers).
+    data_rate = data_throughput(
+        synthetic_datamodule(
+            settings.size, settings.in_channels, settings.batch_size, settings.data_batches, train_transforms
+        )
+    )
+    report = {
+        "machine": {
+            "device": str(device),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "settings": dataclasses.asdict(settings),
+        "matmul_peak_gflops": statistics.median(probes),
+        "data_images_per_s": data_rate,
+        "data_to_training_ratio": data_rate / fastest_training,
+        "results": results,
+    }
+    if settings.levers:
+        method = LEVERS_METHOD if LEVERS_METHOD in methods else methods[0]
+        report["levers_model"] = method
+        result = results[methods.index(method)]
+        report["levers"] = measure_levers(
+            result, built[method], samples, data_rate, settings, device, train_transforms
+        )
+    return report
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report as text tables: one row per model, then (with levers) one per lever."""
+    formats = {
+        "model": "{}", "params": "{:,}", "train_gflops_per_image": "{:.2f}", "memory_format": "{}",
+        "train_images_per_s": "{:.1f}", "train_gflops_per_s": "{:.1f}", "fraction_of_matmul_peak": "{:.0%}",
+        "latency_ms": "{:.1f}", "peak_memory_mb": "{:.0f}",
+    }  # fmt: skip
+    formats |= {key: "{:.2f}x" for key in report["results"][0] if key.startswith("gflops_ratio_vs_")}
+    lines = [
+        text_table([(key, key, fmt) for key, fmt in formats.items()], report["results"]),
+        f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (median of the probes); data pipeline: "
+        f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training",
+    ]
+    if "levers" in report:
+        scale = {"latency": 1e3}  # seconds -> ms; rates stay as they are
+        levers = [
+            {**row, "value": row["value"] * scale.get(row["kind"], 1), "baseline": row["baseline"] * scale.get(row["kind"], 1)}
+            for row in report["levers"]
+        ]  # fmt: skip
+        formats = {"lever": "{}", "kind": "{}", "baseline": "{:.2f}", "value": "{:.2f}", "speedup": "{:.2f}x"}
+        lines += [
+            "",
+            f"speed levers ({report['levers_model']}; train and data: images/s, latency: ms per image):",
+            text_table([(key, key, fmt) for key, fmt in formats.items()], levers),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Score a checkpoint on one split (what ``unet-eval`` runs): the test split, val when there is none."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from unet.data.base import SegmentationDataModule
+from unet.models.networks import network_name
+from unet.training.checkpoint import RUN_CONFIG_KEY, CheckpointError, check_fits_data, module_from_checkpoint
+from unet.training.metrics import metric_key
+from unet.utils.files import write_json
+from unet.utils.tables import text_table
+
+log = logging.getLogger(__name__)
+
+
+def data_config(cfg: DictConfig, checkpoint: dict[str, Any], ckpt_path: str) -> DictConfig:
+    """The data named on the command line, else the data the checkpoint was trained on."""
+    if cfg.get("data") is not None:
+        return cfg.data
+    stored = checkpoint.get(RUN_CONFIG_KEY, {}).get("data")
+    if stored is None:
+        raise CheckpointError(
+            f"{ckpt_path} does not record its training data; name the data with data=<name>"
+        )
+    return OmegaConf.create(stored)
+
+
+def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:
+    if requested == "auto":
+        return "test" if datamodule.has_test else "val"
+    if requested not in ("train", "val", "test"):
+        raise ValueError(f"split must be auto, train, val or test; got {requested!r}")
+    if requested == "test" and not datamodule.has_test:
+        raise ValueError("split=test was asked for but the data has no test split")
+    return requested
+
+
+def format_table(metrics: dict[str, float], class_names: list[str], split: str) -> str:
+    """Per-class IoU and Dice, then the means and pixel accuracy, as an aligned text table."""
+    records = [
+        {
+            "class": name,
+            "iou": metrics[f"{split}/iou/{metric_key(name)}"],
+            "dice": metrics[f"{split}/dice/{metric_key(name)}"],
+        }
+        for name in class_names
+    ]
+    records.append({"class": "mean", "iou": metrics[f"{split}/miou"], "dice": metrics[f"{split}/dice"]})
+    table = text_table(
+        [("class", "class", "{}"), ("IoU", "iou", "{:.4f}"), ("Dice", "dice", "{:.4f}")], records, rule=True
+    )
+    return f"{table}\npixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}"
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path``; prints the table, writes ``eval.json`` in the run directory and returns it."""
+    ckpt_path = str(cfg.ckpt_path)
+    module, checkpoint = module_from_checkpoint(ckpt_path)
+    datamodule: SegmentationDataModule = instantiate(data_config(cfg, checkpoint, ckpt_path))
+    check_fits_data(module.hparams, datamodule, ckpt_path)
+    split = choose_split(cfg.get("split", "auto"), datamodule)
+
+    trainer = instantiate(cfg.trainer)
+    datamodule.setup("test" if split == "test" else "validate")
+    loader = {
+        "train": datamodule.train_dataloader,
+        "val": datamodule.val_dataloader,
+        "test": datamodule.test_dataloader,
+    }
+    raw = trainer.test(module, dataloaders=loader[split](), verbose=False)[0]
+    metrics = {key.replace("test/", f"{split}/", 1): float(value) for key, value in raw.items()}
+
+    class_names = module.class_names
+    result = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "split": split,
+        "upsample": module.hparams.upsample,
+        "network": network_name(module.network_config),
+        "metrics": metrics,
+        "per_class": [
+            {
+                "class": name,
+                "iou": metrics[f"{split}/iou/{metric_key(name)}"],
+                "dice": metrics[f"{split}/dice/{metric_key(name)}"],
+            }
+            for name in class_names
+        ],
+    }
+    if trainer.is_global_zero:  # a distributed evaluation's scores are already gathered
+        print(f"\n{ckpt_path} on the {split} split:\n{format_table(metrics, class_names, split)}\n")
+        path = write_json(Path(cfg.paths.output_dir) / "eval.json", result)
+        log.info("evaluation written to %s", path)
+    return result

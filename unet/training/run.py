@@ -1,0 +1,187 @@
+"""A training run from a composed config (what ``unet-train`` runs): build, fit, score, write the outputs.
+
+The run directory receives ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` and
+``checkpoints/last.ckpt``, TensorBoard logs under ``tensorboard/<network name>/``, and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from unet.data.base import SegmentationDataModule
+from unet.models.networks import network_name
+from unet.models.sizing import count_parameters
+from unet.training.callbacks import tensorboard_logger
+from unet.training.checkpoint import check_fits_data, load_checkpoint
+from unet.training.module import SegmentationModule
+from unet.training.run_config import StoreRunConfig
+from unet.utils.config import flatten, plain_config
+from unet.utils.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
+    return instantiate(data_cfg)
+
+
+def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> SegmentationModule:
+    """The Lightning module, with the data-dependent sizes taken from the datamodule."""
+    return instantiate(
+        model_cfg,
+        in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        ignore_index=datamodule.ignore_index,
+        mean=list(datamodule.mean),
+        std=list(datamodule.std),
+        _recursive_=False,
+    )
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+
+
+def final_metrics(
+    trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
+) -> dict[str, float]:
+    """Validation (and test) scores of the best checkpoint, or of the final weights without one."""
+    checkpoint = trainer.checkpoint_callback
+    ckpt_path = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+    metrics: dict[str, float] = {}
+    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+        metrics.update(result)
+    if run_test and datamodule.has_test:
+        for result in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
+            metrics.update(result)
+    metrics = {key: float(value) for key, value in sorted(metrics.items())}
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    return metrics
+
+
+def log_hparams(trainer: L.Trainer, config: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Write the run's hyper-parameters and final metrics to TensorBoard's HParams tab."""
+    logger = tensorboard_logger(trainer)
+    if logger is None:
+        return
+    params = {
+        key: value for key, value in flatten(config).items() if not key.startswith(("paths.", "hydra."))
+    }
+    logger.log_hyperparams(params, metrics={f"hparams/{key}": value for key, value in metrics.items()})
+    logger.finalize("success")
+
+
+def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``last`` -> this run directory's ``checkpoints/last.ckpt``; a run directory -> its ``last.ckpt``."""
+    if ckpt_path is None:
+        return None
+    path = output_dir if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
+    return str(path)
+
+
+def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
+    """Stop before a new run writes over an earlier run's checkpoints or metrics in the same directory.
+
+    Resuming a run in its own directory (``ckpt_path`` inside it) is allowed.
+    """
+    earlier = [p for p in (output_dir / "metrics.json", output_dir / "checkpoints") if p.exists()]
+    if not earlier:
+        return
+    if resume_from and Path(resume_from).resolve().is_relative_to(output_dir.resolve()):
+        return
+    raise FileExistsError(
+        f"{output_dir} already holds the outputs of an earlier run ({', '.join(p.name for p in earlier)}); "
+        "choose a new hydra.run.dir, or resume that run with ckpt_path pointing into it"
+    )
+
+
+def check_launchable(trainer: L.Trainer) -> None:
+    """Refuse a local sweep of DDP runs: Lightning would start each run's processes by re-running the
+    whole command, sweep included. Launchers that start the processes themselves (SLURM's ``srun``,
+    ``torchrun``) and ``ddp_spawn`` are fine."""
+    launcher = trainer.strategy.launcher
+    if (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
+        raise ValueError(
+            "a local sweep (-m) cannot start DDP processes per run; use hydra/launcher=slurm, "
+            "or trainer.strategy=ddp_spawn"
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    config = plain_config(cfg)
+    # In a distributed run every process runs this; only the first writes (the others join its run).
+    if rank_zero_only.rank == 0:
+        refuse_to_overwrite(output_dir, ckpt_path)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+
+    datamodule = build_datamodule(cfg.data)
+    if ckpt_path is not None:
+        check_fits_data(load_checkpoint(ckpt_path)["hyper_parameters"], datamodule, ckpt_path)
+    module = build_module(cfg.model, datamodule)
+    trainer = build_trainer(cfg, [StoreRunConfig(config)])
+    check_launchable(trainer)
+    log.info(
+        "training %s (%s parameters) in %s",
+        network_name(module.network_config),
+        f"{count_parameters(module):,}",
+        output_dir,
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        log.warning("stopped by SIGTERM; resume with ckpt_path=%s", output_dir)
+        raise
+
+    metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+        log_hparams(trainer, config, metrics)
+        log.info("metrics written to %s", output_dir / "metrics.json")
+    return metrics
+
+
+def train_or_record_failure(cfg: DictConfig) -> dict[str, float] | None:
+    """``train``, but an error is written to ``error.json`` in the run directory instead of raised.
+
+    Used by sweeps (``record_failures=true``) so one failed run shows up as failed in a report
+    instead of stopping the runs after it.
+    """
+    try:
+        return train(cfg)
+    except Exception as error:  # noqa: BLE001 -- every failure is recorded, none is hidden
+        write_json(
+            Path(cfg.paths.output_dir) / "error.json",
+            {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()},
+        )
+        log.error("run failed, recorded in %s: %s", Path(cfg.paths.output_dir) / "error.json", error)
+        return None
