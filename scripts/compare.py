@@ -1,6 +1,6 @@
 """Same as `unet-compare`: train several upsampling methods and seeds, then write a report.
 
-Its own keys are those of configs/compare.yaml; every other argument is a unet-train override.
+Every argument is a Hydra override of configs/compare.yaml (unet-train's config plus compare's own keys).
 """
 
 from unet.apps.compare import main

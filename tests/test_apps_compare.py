@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from conftest import TINY_RUN, run_cli
+from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from unet.apps.compare import compare, load_config, split_arguments
+from unet.compare import COMPARE_KEYS, equal_parameter_widths, run_comparison, run_overrides
 from unet.models import UPSAMPLERS
+from unet.models.sizing import parameter_count
+from unet.utils.config import compose_config
 
 COMPARE_RUN = [o for o in TINY_RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1"]
+
+
+def compare_config(arguments: Sequence[str]) -> tuple[DictConfig, list[str]]:
+    """What unet-compare gets from these arguments: its config and the overrides of every run."""
+    cfg = compose_config("compare", arguments, return_hydra_config=True)
+    overrides = run_overrides(cfg.hydra.overrides.task, cfg.hydra.overrides.hydra)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a Hydra app
+    return cfg, overrides
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +35,21 @@ def comparison(tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("compare")
     arguments = ["methods=[nearest,maxunpool]", "seeds=[0,1]", f"output_dir={output_dir}", *COMPARE_RUN]
     arguments += ["costs.height=32", "costs.width=32", "costs.batch_size=2"]
-    own, train_overrides = split_arguments(arguments)
-    compare(load_config(own), train_overrides, "unet-compare " + " ".join(arguments))
+    run_comparison(*compare_config(arguments), "unet-compare " + " ".join(arguments))
     return output_dir
 
 
-def test_arguments_split_into_compare_keys_and_train_overrides():
-    own, train = split_arguments(
-        ["methods=[a]", "seeds=[1]", "data=isbi2012", "model.depth=3", "costs.height=64"]
-    )
-    assert own == ["methods=[a]", "seeds=[1]", "costs.height=64"]
-    assert train == ["data=isbi2012", "model.depth=3"]
+def test_runs_get_the_train_overrides_and_the_launcher_but_not_compares_own_keys():
+    task = ["methods=[a]", "seeds=[1]", "data=isbi2012", "+model.net.depth=3", "costs.height=64", "~test"]
+    hydra = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.run.dir=cmp", "hydra.mode=RUN"]
+    assert run_overrides(task, hydra) == [
+        "data=isbi2012", "+model.net.depth=3", "~test", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+    ]  # fmt: skip
+
+
+def test_compare_keys_are_those_compare_adds_to_the_train_config():
+    added = set(compose_config("compare")) - set(compose_config("train"))
+    assert added == set(COMPARE_KEYS)
 
 
 def test_every_report_file_is_written(comparison):
@@ -43,6 +60,9 @@ def test_every_report_file_is_written(comparison):
             assert image.width > 200 and image.height > 100
     runs = sorted(p.relative_to(comparison).as_posix() for p in comparison.glob("runs/*/seed_*/metrics.json"))
     assert runs == [f"runs/{m}/seed_{s}/metrics.json" for m in ("maxunpool", "nearest") for s in (0, 1)]
+    plan = json.loads((comparison / "compare.json").read_text())
+    assert plan["train_overrides"] == COMPARE_RUN
+    assert plan["compare_config"]["model"]["net"]["depth"] == 2
 
 
 def test_table_has_one_row_per_method_with_scores_and_costs(comparison):
@@ -71,9 +91,8 @@ def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
     (broken / "metrics.json").rename(broken / "metrics.json.bak")
     (broken / "error.json").write_text(json.dumps({"error": "FloatingPointError: train loss became nan"}))
     try:
-        compare(
-            load_config([f"output_dir={comparison}", "report_only=true"]), [], "unet-compare report_only=true"
-        )
+        cfg, overrides = compare_config([f"output_dir={comparison}", "report_only=true"])
+        run_comparison(cfg, overrides, "unet-compare report_only=true")
     finally:
         (broken / "metrics.json.bak").rename(broken / "metrics.json")
         (broken / "error.json").unlink()
@@ -86,14 +105,16 @@ def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
 
 def test_rerunning_into_a_finished_comparison_is_refused(comparison):
     with pytest.raises(FileExistsError, match="report_only=true"):
-        compare(load_config([f"output_dir={comparison}"]), [], "unet-compare")
+        run_comparison(*compare_config([f"output_dir={comparison}"]), "unet-compare")
 
 
-def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent(tmp_path):
-    from unet.apps.compare import equal_parameter_widths, train_config
-    from unet.models.sizing import parameter_count
+def test_report_only_needs_a_comparison(tmp_path):
+    with pytest.raises(FileNotFoundError, match="report_only=true needs the output_dir"):
+        run_comparison(*compare_config([f"output_dir={tmp_path}", "report_only=true"]), "unet-compare")
 
-    cfg = train_config(["model.base_channels=8", "model.depth=3"], tmp_path)
+
+def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent():
+    cfg = compose_config("compare", ["model.net.base_channels=8", "model.net.depth=3"])
     widths = equal_parameter_widths(sorted(UPSAMPLERS), cfg)
     counts = {
         method: parameter_count(
@@ -104,6 +125,12 @@ def test_equal_params_gives_every_method_the_same_parameter_count_within_2_perce
     assert max(counts.values()) / min(counts.values()) <= 1.02 * 1.02
     assert widths["transposed"] == pytest.approx(1.0, abs=0.01)
     assert widths["bilinear_additive"] > widths["nearest"] > 1.0
+
+
+def test_equal_params_refuses_a_network_it_cannot_size():
+    cfg = compose_config("compare", ["model/net=monai_basicunet"])
+    with pytest.raises(ValueError, match="equal_params=true sizes unet.models.UNet"):
+        equal_parameter_widths(["nearest"], cfg)
 
 
 def test_cli_unknown_method_is_a_clear_error(tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TINY_RUN, run_cli
-from hydra import compose, initialize_config_module
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,8 +43,7 @@ def optuna_plugin():
 
 
 def train_with_hydra(*overrides: str) -> DictConfig:
-    with initialize_config_module("unet.configs", version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return compose_config("train", overrides, return_hydra_config=True)
 
 
 def test_slurm_launcher_composes_with_our_defaults(submitit_plugin):

@@ -76,3 +76,13 @@ def test_a_target_outside_the_trusted_packages_is_refused(key, tmp_path, monkeyp
     with pytest.raises(ValueError, match="'os.system' is outside the packages"):
         module_from_checkpoint(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_stored_data_config_naming_untrusted_code_is_refused(compose_config, tmp_path):
+    checkpoint = torch.load(V0_1_CHECKPOINT, weights_only=True)
+    checkpoint["unet_run_config"]["data"]["train_transforms"] = [
+        {"_target_": "subprocess.call", "args": "true"}
+    ]
+    torch.save(checkpoint, tmp_path / "evil.ckpt")
+    with pytest.raises(ValueError, match="'subprocess.call' is outside the packages"):
+        evaluate(compose_config("eval", f"ckpt_path={tmp_path / 'evil.ckpt'}"))

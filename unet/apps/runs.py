@@ -1,4 +1,4 @@
-"""What every app does with its run directory and its errors."""
+"""How every command reports a user's mistake: one line naming it on stderr, exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def user_errors_exit() -> Iterator[None]:
     except USER_ERRORS as error:
         report_and_exit(error)
     except MissingMandatoryValue as error:
-        report_and_exit(f"missing value for {error.full_key} (e.g. {error.full_key}=...; --help lists the keys)")
+        report_and_exit(
+            f"missing value for {error.full_key} (e.g. {error.full_key}=...; --help lists the keys)"
+        )
     except InstantiationException as error:
         # Hydra wraps errors raised while building an object from config; show the user's error.
         if isinstance(error.__cause__, USER_ERRORS):

@@ -1,5 +1,21 @@
-"""Compare decoder upsampling methods: collect finished runs into tables and figures."""
+"""Compare decoder upsampling methods: plan and run the trainings, measure costs, write the report.
 
+One module per concern: :mod:`~unet.compare.plan` (methods, seeds, decoder widths, the sweep command),
+:mod:`~unet.compare.runs` (the sweep and its results), :mod:`~unet.compare.costs`,
+:mod:`~unet.compare.qualitative`, :mod:`~unet.compare.report` and :mod:`~unet.compare.figures`;
+:func:`run_comparison` does them in order (``unet-compare`` is a thin app over it).
+"""
+
+from unet.compare.comparison import run_comparison
+from unet.compare.plan import COMPARE_KEYS, equal_parameter_widths, run_overrides, selected_methods
 from unet.compare.report import summarize, write_report
 
-__all__ = ["summarize", "write_report"]
+__all__ = [
+    "COMPARE_KEYS",
+    "equal_parameter_widths",
+    "run_comparison",
+    "run_overrides",
+    "selected_methods",
+    "summarize",
+    "write_report",
+]

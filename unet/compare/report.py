@@ -2,7 +2,7 @@
 
 Input is one plain dict per training run (``method``, ``seed``, ``status`` "ok"/"failed", ``error``,
 ``run_dir``, ``metrics`` {key: value}, ``history`` [{"epoch": e, key: value}, ...]) and one cost
-dict per method (the keys of :data:`unet.evaluation.profiling.COST_KEYS`). Failed runs are never
+dict per method (the keys of :data:`unet.profiling.COST_KEYS`). Failed runs are never
 dropped: they are counted per method, listed with their errors, and kept in the JSON.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from unet.compare.figures import plot_bars, plot_curves, plot_qualitative
-from unet.evaluation.profiling import COST_KEYS
+from unet.profiling import COST_KEYS
 from unet.utils.files import atomic_write, json_safe, write_json, write_text
 
 CURVE_METRIC = "val/miou"

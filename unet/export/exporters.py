@@ -153,4 +153,3 @@ def export_checkpoint(
         output.unlink(missing_ok=True)
         raise
     return output, write_metadata(output, metadata)
-

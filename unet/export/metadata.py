@@ -21,9 +21,7 @@ def sidecar_path(exported: str | Path) -> Path:
     return exported.with_name(exported.name + SIDECAR_SUFFIX)
 
 
-def model_metadata(
-    module: Any, metrics: dict[str, Any] | None, export_format: str
-) -> dict[str, Any]:
+def model_metadata(module: Any, metrics: dict[str, Any] | None, export_format: str) -> dict[str, Any]:
     """Input channels, normalisation, classes, the network and training metrics of a trained module.
 
     ``net`` is the network's complete config (``unet.models.build_network(sidecar["net"])`` rebuilds

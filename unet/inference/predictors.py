@@ -72,7 +72,9 @@ def from_torch_file(path: Path, device: str) -> Predictor:
     metadata = read_metadata(path)
     if metadata.get("format") == "weights":
         # unet 0.1's sidecars held the U-Net's options as "unet".
-        config = metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
+        config = (
+            metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
+        )
         model = build_network(config)
         model.load_state_dict(load_checkpoint_weights(path))
     else:

@@ -18,8 +18,16 @@ from torch import nn
 
 DEFAULT_NET: dict[str, Any] = {"_target_": "unet.models.UNet"}
 # Packages whose callables a config read from a file may name: ours, torch's (optimizers,
-# schedules) and the peers' model libraries.
-TRUSTED_PACKAGES = ("unet", "torch", "torchvision", "monai", "segmentation_models_pytorch", "timm")
+# schedules), the peers' model libraries and the augmentations of a stored data config.
+TRUSTED_PACKAGES = (
+    "unet",
+    "torch",
+    "torchvision",
+    "monai",
+    "segmentation_models_pytorch",
+    "timm",
+    "albumentations",
+)
 # Smallest input side assumed for a network that does not say (five stride-2 levels).
 FALLBACK_MIN_SIZE = 32
 
@@ -32,7 +40,9 @@ def check_trusted_targets(config: Any) -> None:
     """
     if isinstance(config, Mapping):
         target = config.get("_target_")
-        if target is not None and (not isinstance(target, str) or target.split(".")[0] not in TRUSTED_PACKAGES):
+        if target is not None and (
+            not isinstance(target, str) or target.split(".")[0] not in TRUSTED_PACKAGES
+        ):
             raise ValueError(
                 f"_target_ {target!r} is outside the packages a config may name ({', '.join(TRUSTED_PACKAGES)})"
             )

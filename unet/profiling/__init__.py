@@ -7,6 +7,7 @@ Plain torch and the data layer: no Lightning module and no Hydra here; ``unet-be
 from unet.profiling.benchmark import BenchmarkSettings, format_report, run_benchmark
 from unet.profiling.costs import (
     COST_KEYS,
+    InputSpec,
     flops_per_image,
     inference_latency,
     measure_costs,
@@ -31,6 +32,7 @@ from unet.profiling.timing import (
 __all__ = [
     "COST_KEYS",
     "BenchmarkSettings",
+    "InputSpec",
     "StepSample",
     "data_throughput",
     "efficiency",

@@ -22,6 +22,7 @@ from torch import nn
 
 from unet.models.sizing import count_parameters
 from unet.profiling.costs import (
+    InputSpec,
     flops_per_image,
     training_flops_per_image,
     training_peak_memory_mb,
@@ -72,6 +73,11 @@ class BenchmarkSettings:
                 object.__setattr__(self, key, value)
 
     @property
+    def spec(self) -> InputSpec:
+        """The measured input: square images of side ``size``."""
+        return InputSpec(self.in_channels, self.num_classes, self.size, self.size, self.batch_size)
+
+    @property
     def probe_size(self) -> int:
         """Side of the matmul probes: small in quick mode, where the steps are tiny too."""
         return 256 if self.quick else 1024
@@ -86,9 +92,8 @@ def _training_samples(
     built: Mapping[str, nn.Module], settings: BenchmarkSettings, device: torch.device
 ) -> tuple[dict[Hashable, list[StepSample]], list[float]]:
     """Samples of a training step of every (model, memory format), taken in turn (see :func:`interleaved_samples`)."""
-    shape = (settings.in_channels, settings.num_classes, settings.size, settings.size)
     steps = {
-        (name, layout): training_step(model, settings.batch_size, *shape, device=device, channels_last=layout == "channels_last")
+        (name, layout): training_step(model, settings.spec, device=device, channels_last=layout == "channels_last")
         for name, model in built.items()
         for layout in LAYOUTS
     }  # fmt: skip
@@ -106,13 +111,13 @@ def _measure_model(
     by_layout = {layout: samples[(name, layout)] for layout in LAYOUTS}
     layout = max(LAYOUTS, key=lambda key: efficiency(by_layout[key]))
     s = settings
-    train_flops = training_flops_per_image(model, s.in_channels, s.num_classes, s.size, s.size)
+    train_flops = training_flops_per_image(model, s.spec)
     step_flops = train_flops * s.batch_size
     chosen = by_layout[layout]
     return {
         "model": name,
         "params": count_parameters(model),
-        "forward_gflops_per_image": flops_per_image(model, s.in_channels, s.size, s.size) / 1e9,
+        "forward_gflops_per_image": flops_per_image(model, s.spec) / 1e9,
         "train_gflops_per_image": train_flops / 1e9,
         "memory_format": layout,
         "train_images_per_s": images_per_s(chosen, s.batch_size),
@@ -122,9 +127,7 @@ def _measure_model(
         "train_gflops_per_s": statistics.median(step_flops / sample.seconds / 1e9 for sample in chosen),
         "fraction_of_matmul_peak": efficiency(chosen, step_flops),
         "latency_ms": 1e3 * latency_s(model, s, device, layout == "channels_last"),
-        "peak_memory_mb": training_peak_memory_mb(
-            model, s.batch_size, s.in_channels, s.num_classes, s.size, s.size, device
-        ),
+        "peak_memory_mb": training_peak_memory_mb(model, s.spec, device),
     }
 
 

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +33,31 @@ from unet.utils.runtime import release_freed_memory
 COST_KEYS = ("params", "upsampler_params", "gflops", "train_images_per_s", "latency_ms", "peak_memory_mb")
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """The input costs are measured on: batches of ``(batch_size, in_channels, height, width)`` images
+    labelled with ``num_classes`` classes (inference latency takes one image of it)."""
+
+    in_channels: int
+    num_classes: int
+    height: int
+    width: int
+    batch_size: int = 8
+
+    def images(
+        self, device: torch.device, channels_last: bool = False, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """A ``(B, C, H, W)`` batch of standard-normal images in the asked memory format."""
+        shape = (batch_size or self.batch_size, self.in_channels, self.height, self.width)
+        images = torch.randn(*shape, device=device)
+        return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+    def targets(self, device: torch.device, batch_size: int | None = None) -> torch.Tensor:
+        """``(B, H, W)`` random class labels."""
+        shape = (batch_size or self.batch_size, self.height, self.width)
+        return torch.randint(0, self.num_classes, shape, device=device)
+
+
 def upsampler_parameters(model: UNet) -> int:
     """Parameters of the decoder's upsamplers alone: the part of the model the method choice changes."""
     return sum(count_parameters(stage.upsample) for stage in model.decoder)
@@ -43,17 +69,9 @@ def _working_copy(model: nn.Module, device: str | torch.device, channels_last: b
     return working.to(memory_format=torch.channels_last) if channels_last else working
 
 
-def _random_images(
-    batch_size: int, in_channels: int, height: int, width: int, device: torch.device, channels_last: bool
-) -> torch.Tensor:
-    """A ``(B, C, H, W)`` batch of standard-normal images in the asked memory format."""
-    images = torch.randn(batch_size, in_channels, height, width, device=device)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
-
-
 @torch.no_grad()
-def flops_per_image(model: nn.Module, in_channels: int, height: int, width: int) -> float:
-    """Forward FLOPs for one ``(in_channels, height, width)`` image in eval mode.
+def flops_per_image(model: nn.Module, spec: InputSpec) -> float:
+    """Forward FLOPs for one image of ``spec`` in eval mode.
 
     Counted by :class:`~torch.utils.flop_counter.FlopCounterMode`, which counts a multiply-add as 2
     FLOPs and counts only matmuls and convolutions (transposed ones included); norms, activations
@@ -63,13 +81,11 @@ def flops_per_image(model: nn.Module, in_channels: int, height: int, width: int)
     device = next(working.parameters()).device
     counter = FlopCounterMode(display=False)
     with counter:
-        working(torch.zeros(1, in_channels, height, width, device=device))
+        working(spec.images(device, batch_size=1))
     return float(counter.get_total_flops())
 
 
-def training_flops_per_image(
-    model: nn.Module, in_channels: int, num_classes: int, height: int, width: int
-) -> float:
+def training_flops_per_image(model: nn.Module, spec: InputSpec) -> float:
     """FLOPs of one training step (forward + backward) per image, counted like :func:`flops_per_image`.
 
     This is the work a training throughput is made of, so ``images/s x training FLOPs`` is the
@@ -77,21 +93,17 @@ def training_flops_per_image(
     """
     working = copy.deepcopy(model).train()
     device = next(working.parameters()).device
-    images = torch.zeros(2, in_channels, height, width, device=device)
-    target = torch.zeros(2, height, width, dtype=torch.long, device=device)
     counter = FlopCounterMode(display=False)
     with counter:
-        F.cross_entropy(working(images), target).backward()
+        F.cross_entropy(
+            working(spec.images(device, batch_size=2)), spec.targets(device, batch_size=2)
+        ).backward()
     return float(counter.get_total_flops()) / 2
 
 
 def training_step(
     model: nn.Module,
-    batch_size: int,
-    in_channels: int,
-    num_classes: int,
-    height: int,
-    width: int,
+    spec: InputSpec,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
@@ -107,8 +119,7 @@ def training_step(
     if compile:
         working.compile()
     optimizer = torch.optim.AdamW(working.parameters(), lr=1e-3)
-    images = _random_images(batch_size, in_channels, height, width, device, channels_last)
-    target = torch.randint(0, num_classes, (batch_size, height, width), device=device)
+    images, target = spec.images(device, channels_last), spec.targets(device)
     precision = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     )
@@ -125,11 +136,7 @@ def training_step(
 
 def training_throughput(
     model: nn.Module,
-    batch_size: int,
-    in_channels: int,
-    num_classes: int,
-    height: int,
-    width: int,
+    spec: InputSpec,
     steps: int = 10,
     warmup: int = 3,
     device: str | torch.device = "cpu",
@@ -142,26 +149,13 @@ def training_throughput(
     Not drift-corrected: for comparisons between models use :func:`measure_costs`.
     """
     device = torch.device(device)
-    step = training_step(
-        model,
-        batch_size,
-        in_channels,
-        num_classes,
-        height,
-        width,
-        device,
-        channels_last,
-        autocast_dtype,
-        compile,
-    )
-    return batch_size / median_seconds(step, steps, warmup, device)
+    step = training_step(model, spec, device, channels_last, autocast_dtype, compile)
+    return spec.batch_size / median_seconds(step, steps, warmup, device)
 
 
 def inference_latency(
     model: nn.Module,
-    in_channels: int,
-    height: int,
-    width: int,
+    spec: InputSpec,
     repeats: int = 20,
     warmup: int = 3,
     device: str | torch.device = "cpu",
@@ -170,7 +164,7 @@ def inference_latency(
     """Seconds per image at batch 1 in eval and inference mode: the median of ``repeats`` timed calls."""
     device = torch.device(device)
     working = _working_copy(model, device, channels_last).eval()
-    image = _random_images(1, in_channels, height, width, device, channels_last)
+    image = spec.images(device, channels_last, batch_size=1)
     with torch.inference_mode():
         return median_seconds(lambda: working(image), repeats, warmup, device)
 
@@ -237,30 +231,18 @@ def peak_memory_bytes(
     return _peak_cpu_bytes(fn, interval_s)
 
 
-def training_peak_memory_mb(
-    model: nn.Module,
-    batch_size: int,
-    in_channels: int,
-    num_classes: int,
-    height: int,
-    width: int,
-    device: str | torch.device = "cpu",
-) -> float:
+def training_peak_memory_mb(model: nn.Module, spec: InputSpec, device: str | torch.device = "cpu") -> float:
     """Peak memory (MiB) of a model copy's first training step: activations, gradients and AdamW state.
 
     The copy's weights and the batch are in place before the step, so they are not counted.
     """
-    step = training_step(model, batch_size, in_channels, num_classes, height, width, device=device)
+    step = training_step(model, spec, device=device)
     return peak_memory_bytes(step, device) / 2**20
 
 
 def measure_costs(
     models: Mapping[str, nn.Module],
-    in_channels: int,
-    num_classes: int,
-    height: int,
-    width: int,
-    batch_size: int = 8,
+    spec: InputSpec,
     device: str | torch.device = "cpu",
     rounds: int = 5,
     warmup: int = 2,
@@ -277,8 +259,7 @@ def measure_costs(
     (:func:`training_peak_memory_mb`).
     """
     device = torch.device(device)
-    shape = (in_channels, num_classes, height, width)
-    steps = {name: training_step(model, batch_size, *shape, device=device) for name, model in models.items()}
+    steps = {name: training_step(model, spec, device=device) for name, model in models.items()}
     samples, probes = interleaved_samples(steps, rounds, warmup, device, label="costs")
     median_matmul_gflops = statistics.median(probes)
     costs = {}
@@ -286,10 +267,10 @@ def measure_costs(
         costs[name] = {
             "params": count_parameters(model),
             "upsampler_params": upsampler_parameters(model) if isinstance(model, UNet) else math.nan,
-            "gflops": flops_per_image(model, in_channels, height, width) / 1e9,
+            "gflops": flops_per_image(model, spec) / 1e9,
             # Images per step-FLOP-of-matmul (drift-corrected), times the median matmul FLOP/s.
-            "train_images_per_s": efficiency(samples[name], batch_size) * median_matmul_gflops * 1e9,
-            "latency_ms": 1e3 * inference_latency(model, in_channels, height, width, repeats, warmup, device),
-            "peak_memory_mb": training_peak_memory_mb(model, batch_size, *shape, device=device),
+            "train_images_per_s": efficiency(samples[name], spec.batch_size) * median_matmul_gflops * 1e9,
+            "latency_ms": 1e3 * inference_latency(model, spec, repeats, warmup, device),
+            "peak_memory_mb": training_peak_memory_mb(model, spec, device=device),
         }
     return costs

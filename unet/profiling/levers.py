@@ -39,8 +39,8 @@ def latency_s(
 ) -> float:
     """Seconds per image at batch 1 at the benchmark's size (see :func:`~unet.profiling.costs.inference_latency`)."""
     return inference_latency(
-        model, settings.in_channels, settings.size, settings.size, repeats=settings.repeats,
-        warmup=settings.warmup, device=device, channels_last=channels_last,
+        model, settings.spec, repeats=settings.repeats, warmup=settings.warmup, device=device,
+        channels_last=channels_last,
     )  # fmt: skip
 
 
@@ -63,14 +63,11 @@ def measure_levers(
     allocator lever switches freed-memory reuse for its steps and restores ``settings.reuse_freed_memory``.
     """
     name = result["model"]
-    shape = (settings.in_channels, settings.num_classes, settings.size, settings.size)
     channels_last = result["memory_format"] == "channels_last"
     reuse = settings.reuse_freed_memory
 
     def step(candidate: nn.Module = model, **options: Any) -> Callable[[], None]:
-        return training_step(
-            candidate, settings.batch_size, *shape, device=device, channels_last=channels_last, **options
-        )
+        return training_step(candidate, settings.spec, device=device, channels_last=channels_last, **options)
 
     def allocator(reuse_memory: bool, run: Callable[[], None]) -> Callable[[], None]:
         def with_allocator() -> None:
@@ -100,7 +97,7 @@ def measure_levers(
 
     base_rate = images_per_s(levers["baseline"], batch_size)
     bf16 = training_throughput(
-        model, batch_size, *shape, steps=1, warmup=1, device=device, channels_last=channels_last,
+        model, settings.spec, steps=1, warmup=1, device=device, channels_last=channels_last,
         autocast_dtype=torch.bfloat16,
     )  # fmt: skip
     layouts = {key: samples[(name, key)] for key in LAYOUTS}

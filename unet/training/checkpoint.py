@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 import unet
 from unet.models.networks import check_trusted_targets
@@ -97,3 +98,15 @@ def module_from_checkpoint(path: str | Path) -> tuple[SegmentationModule, dict[s
     module = SegmentationModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval(), checkpoint
+
+
+def training_data_config(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:
+    """The data config of the run that wrote ``checkpoint``, to rebuild its datamodule.
+
+    Like the hyper-parameters, it may only name objects of trusted packages.
+    """
+    stored = checkpoint.get(RUN_CONFIG_KEY, {}).get("data")
+    if stored is None:
+        raise CheckpointError(f"{path} does not record its training data; name the data with data=<name>")
+    check_trusted_targets(stored)
+    return OmegaConf.create(stored)

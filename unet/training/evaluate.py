@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unet.data.base import SegmentationDataModule
 from unet.models.networks import network_name
-from unet.training.checkpoint import RUN_CONFIG_KEY, CheckpointError, check_fits_data, module_from_checkpoint
+from unet.training.checkpoint import check_fits_data, module_from_checkpoint, training_data_config
 from unet.training.metrics import metric_key
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
@@ -23,12 +23,7 @@ def data_config(cfg: DictConfig, checkpoint: dict[str, Any], ckpt_path: str) -> 
     """The data named on the command line, else the data the checkpoint was trained on."""
     if cfg.get("data") is not None:
         return cfg.data
-    stored = checkpoint.get(RUN_CONFIG_KEY, {}).get("data")
-    if stored is None:
-        raise CheckpointError(
-            f"{ckpt_path} does not record its training data; name the data with data=<name>"
-        )
-    return OmegaConf.create(stored)
+    return training_data_config(checkpoint, ckpt_path)
 
 
 def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:

@@ -1,0 +1,44 @@
+"""The cost columns of the report: each method's trained network measured on this machine, once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from unet.profiling import InputSpec, measure_costs
+from unet.training.checkpoint import module_from_checkpoint
+from unet.utils.files import read_json, write_json
+
+log = logging.getLogger(__name__)
+COSTS_FILE = "costs.json"
+
+
+def method_costs(
+    checkpoints: Mapping[str, Path], settings: Mapping[str, Any], cache: Path
+) -> dict[str, dict[str, float]]:
+    """Parameters, GFLOPs, throughput, latency and memory of each method's network, kept in ``cache``.
+
+    ``settings`` holds the input (``height``, ``width``, ``batch_size``) and ``device`` (compare's
+    ``costs`` keys). The methods not yet in ``cache`` are measured together, their training steps
+    timed in turn (drift-corrected, see :func:`unet.profiling.measure_costs`), and added to it, so
+    rebuilding a report does not re-measure.
+    """
+    costs = read_json(cache) or {}
+    missing = {method: path for method, path in checkpoints.items() if method not in costs}
+    if not missing:
+        return costs
+    nets, sizes = {}, set()
+    for method, path in missing.items():
+        module, _ = module_from_checkpoint(path)
+        nets[method] = module.net
+        sizes.add((module.hparams.in_channels, module.hparams.num_classes))
+    if len(sizes) != 1:
+        raise ValueError(f"the checkpoints disagree on (in_channels, num_classes): {sorted(sizes)}")
+    log.info("measuring the cost of %s", ", ".join(nets))
+    in_channels, num_classes = sizes.pop()
+    spec = InputSpec(in_channels, num_classes, settings["height"], settings["width"], settings["batch_size"])
+    costs |= measure_costs(nets, spec, device=settings["device"])
+    write_json(cache, costs)
+    return costs
