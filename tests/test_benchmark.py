@@ -1,5 +1,6 @@
 """The benchmark: the library in quick mode (every method, the levers), the command, drift correction."""
 
+import importlib.util
 import json
 
 import pytest
@@ -7,6 +8,9 @@ from conftest import run_cli
 
 from unet.models import UPSAMPLERS, UNet
 from unet.profiling import BenchmarkSettings, StepSample, efficiency, format_report, run_benchmark
+
+# The peer networks configs/benchmark.yaml measures, and the package each needs.
+PEERS = {"monai_basicunet": "monai", "smp_unet_resnet18": "segmentation_models_pytorch"}
 
 
 def test_quick_benchmark_measures_every_method_and_each_lever():
@@ -42,10 +46,15 @@ def test_unknown_method_is_named():
 
 def test_unet_benchmark_command_writes_the_report_into_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("unet-benchmark", "quick=true", "levers=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    arguments = ["quick=true", "levers=true", "peers=true", f"hydra.run.dir={run_dir}"]
+    result = run_cli("unet-benchmark", *arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = json.loads((run_dir / "benchmark.json").read_text())
-    assert sorted(row["model"] for row in written["results"]) == sorted(UPSAMPLERS)
+    # The peers of configs/model/net/ whose packages are installed (skipped with a warning otherwise).
+    peers = [name for name, package in PEERS.items() if importlib.util.find_spec(package)]
+    assert [row["model"] for row in written["results"]] == sorted(UPSAMPLERS) + peers
+    for peer in peers:
+        assert all(row[f"gflops_ratio_vs_{peer}"] > 0 for row in written["results"])
     assert "levers" in written
     assert "fp32 matmul peak" in result.stdout and "speed levers (bilinear" in result.stdout
 
