@@ -65,8 +65,7 @@ def test_isbi2012_dry_run(compose_config):
         compose_config,
         "data=isbi2012",
         f"data.root={ISBI_ROOT}",
-        "data.train_transforms.0.height=64",
-        "data.train_transforms.0.width=64",
+        "augment.crop=64",
     )
     assert {"val/iou/membrane", "val/iou/cell", "test/miou"} <= set(metrics)
 

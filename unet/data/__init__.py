@@ -5,6 +5,7 @@ models, the Lightning module or Hydra.
 """
 
 from unet.data.base import SegmentationDataModule
+from unet.data.camvid import CamVidDataModule
 from unet.data.errors import (
     DataError,
     DataNotFoundError,
@@ -19,6 +20,7 @@ from unet.data.oxford_pet import OxfordPetDataModule
 from unet.data.synthetic import SyntheticDataModule
 
 __all__ = [
+    "CamVidDataModule",
     "DataError",
     "DataNotFoundError",
     "FolderDataModule",

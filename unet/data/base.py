@@ -20,7 +20,8 @@ from unet.data.dataset import SegmentationDataset
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.sampling import EpochSampler
 from unet.data.sources import SampleSource
-from unet.data.transforms import SamplePipeline, as_transform_list
+from unet.data.statistics import split_class_counts
+from unet.data.transforms import SamplePipeline, as_transform_list, with_rare_class_crop
 from unet.utils.seeding import derive_seed
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -65,6 +66,14 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             transforms applied to the numpy image ``(H, W, C)`` and mask ``(H, W)`` before normalisation;
             ``None`` means none (no augmentation).
         seed: seeds splits, generated data and the augmentation streams.
+        train_scale: the resolution the network works at, as a fraction of the data's (e.g. 0.5 to fit
+            a CPU budget). The data stays at its own size: the network downscales its input and
+            upsamples its logits back (``unet.models.networks``), so losses, scores, exports and
+            predictions are all at the original resolution.
+        rare_class_crop_p: probability that a training sample's crop is centred on a pixel of a rare
+            class (one whose SegNet frequency in the training masks is below the median, see
+            :mod:`unet.data.statistics`), as nnU-Net oversamples foreground; needs a ``RandomCrop`` in
+            ``train_transforms`` (:func:`unet.data.transforms.with_rare_class_crop`). 0: plain crops.
     """
 
     def __init__(
@@ -85,6 +94,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         val_transforms: Any = None,
         test_transforms: Any = None,
         seed: int = 0,
+        train_scale: float = 1.0,
+        rare_class_crop_p: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -105,6 +116,10 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise DataError(f"std must be positive, got {std}")
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 < train_scale <= 1:
+            raise DataError(f"train_scale must be in (0, 1], got {train_scale}")
+        if not 0 <= rare_class_crop_p <= 1:
+            raise DataError(f"rare_class_crop_p must be in [0, 1], got {rare_class_crop_p}")
 
         self.num_classes = int(num_classes)
         self.class_names = class_names
@@ -123,6 +138,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             "test": as_transform_list(test_transforms),
         }
         self.seed = int(seed)
+        self.train_scale = float(train_scale)
+        self.rare_class_crop_p = float(rare_class_crop_p)
         self.datasets: dict[str, SegmentationDataset] = {}
 
     # --- what subclasses provide -------------------------------------------------------------------
@@ -156,13 +173,13 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         if not self.has_split(split):
             raise DataNotFoundError(f"{type(self).__name__} has no {split} split")
         if split not in self.datasets:
-            pipeline = SamplePipeline(
-                self.split_transforms[split],
-                self.mean,
-                self.std,
-                seed=self.split_seed(split),
-            )
-            self.datasets[split] = SegmentationDataset(self.split_source(split), pipeline)
+            source = self.split_source(split)
+            transforms = self.split_transforms[split]
+            if split == "train" and self.rare_class_crop_p > 0:
+                rare = split_class_counts(self, split, source).rare_classes()
+                transforms = with_rare_class_crop(transforms, rare, self.rare_class_crop_p)
+            pipeline = SamplePipeline(transforms, self.mean, self.std, seed=self.split_seed(split))
+            self.datasets[split] = SegmentationDataset(source, pipeline)
         return self.datasets[split]
 
     def dataloader(self, split: str) -> DataLoader:

@@ -10,7 +10,7 @@ from unet.data.base import SPLITS, SegmentationDataModule, as_pair
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.io import IMAGE_EXTENSIONS
 from unet.data.layout import Pair, carve_splits, pair_files, resolve
-from unet.data.masks import MaskEncoder
+from unet.data.masks import MaskEncoder, PaletteSpec
 from unet.data.sources import FileSource, SampleSource, finish_source
 
 # Normalisation when none is given: maps [0, 1] pixels to roughly [-2, 2]. Pass the data's own
@@ -62,11 +62,17 @@ class FolderDataModule(SegmentationDataModule):
 
     Args:
         root: the data directory.
-        num_classes: classes in the masks (after ``mask_mapping``).
+        num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``).
         class_names: one name per class; default ``class_0``, ``class_1``, ...
         in_channels: 1 or 3; gray images are replicated to 3 channels, RGB reduced to luminance for 1.
         mask_mapping: raw mask value -> class index or ``ignore_index`` (e.g. ``{0: 1, 255: 0}``); every raw
             value present must be mapped. Without it, raw values must be class indices or ``ignore_index``.
+        mask_threshold: for binary masks saved as gray images with soft (anti-aliased, JPEG) edges: raw value
+            ``> mask_threshold`` is class 1, else class 0; needs ``num_classes == 2``.
+        mask_palette: for colour-coded RGB masks: a YAML file of ``"R,G,B": class`` entries, a mapping
+            ``{"R,G,B" | "#RRGGBB" | [R, G, B]: class}`` or ``[[R, G, B, class], ...]``; class ``ignore`` means
+            ``ignore_index``. Every colour present must be listed. ``unet-check-data`` writes one to start from.
+            ``mask_mapping``, ``mask_threshold`` and ``mask_palette`` are mutually exclusive.
         ignore_index: label excluded from loss and metrics (e.g. 255), or ``None``.
         mean / std: per-channel normalisation in [0, 1] units; ``None`` -> 0.5 / 0.25.
         extensions: file extensions read (PNG, JPEG and TIFF by default).
@@ -83,6 +89,8 @@ class FolderDataModule(SegmentationDataModule):
         class_names: Sequence[str] | None = None,
         in_channels: int = 3,
         mask_mapping: Mapping[int, int] | None = None,
+        mask_threshold: float | None = None,
+        mask_palette: PaletteSpec | None = None,
         ignore_index: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -111,7 +119,9 @@ class FolderDataModule(SegmentationDataModule):
             **common,
         )
         self.root = Path(root).expanduser()
-        self.encoder = MaskEncoder(self.num_classes, self.ignore_index, mask_mapping)
+        self.encoder = MaskEncoder(
+            self.num_classes, self.ignore_index, mask_mapping, threshold=mask_threshold, palette=mask_palette
+        )
         self.image_size = None if image_size is None else as_pair(image_size, "image_size")
         self.cache = bool(cache)
         explicit = {

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unet.data.base import SPLITS, SegmentationDataModule
-from unet.utils.files import write_json
+from unet.data.errors import ImageReadError, MaskValueError
+from unet.data.io import read_mask
+from unet.data.masks import MaskCensus, colour_name, palette_yaml
+from unet.data.statistics import split_class_counts
+from unet.utils.files import write_json, write_text
 from unet.utils.tables import text_table
 
 
@@ -18,29 +20,18 @@ def split_summary(datamodule: SegmentationDataModule, split: str) -> dict[str, A
     Reading every sample also runs every check the data layer has (pairing, sizes, mask values,
     unreadable files), so a summary that completes means the split can be trained on.
     """
-    source = datamodule.dataset(split).source
-    counts = np.zeros(datamodule.num_classes, dtype=np.int64)
-    ignored = 0
-    sizes = set()
-    for index in range(len(source)):
-        image, mask = source[index]
-        sizes.add((int(image.shape[0]), int(image.shape[1])))
-        values, value_counts = np.unique(mask, return_counts=True)
-        for value, count in zip(values.tolist(), value_counts.tolist(), strict=True):
-            if value == datamodule.ignore_index:
-                ignored += count
-            else:
-                counts[value] += count
-    total = int(counts.sum()) + ignored
+    counts = split_class_counts(datamodule, split)
+    sizes, ignored = counts.sizes, counts.ignored
+    total = int(counts.pixels.sum()) + ignored
     heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
     return {
-        "images": len(source),
+        "images": len(datamodule.dataset(split).source),
         "distinct_sizes": len(sizes),
         "min_size": [min(heights), min(widths)] if sizes else None,
         "max_size": [max(heights), max(widths)] if sizes else None,
         "class_pixel_fraction": {
             name: float(count / total) if total else 0.0
-            for name, count in zip(datamodule.class_names, counts.tolist(), strict=True)
+            for name, count in zip(datamodule.class_names, counts.pixels.tolist(), strict=True)
         },
         "ignored_pixel_fraction": float(ignored / total) if total else 0.0,
     }
@@ -72,9 +63,84 @@ def format_summary(summary: dict[str, dict[str, Any]], class_names: list[str]) -
     return text_table([*columns, ("ignored", "ignored", "{:.2f}%")], records, rule=True)
 
 
+# Colours printed when colour masks have no palette (all of them go to the palette file).
+MAX_PRINTED_COLOURS = 64
+
+PALETTE_HEADER = """Mask colours found by unet-check-data in {root}, most frequent first: "R,G,B": class.
+Classes are numbered 0..{last} in order of frequency: renumber them, give several colours one class, or
+map a colour to ignore (needs data.ignore_index); then pass data.mask_palette={path}"""
+
+
+def mask_advice(datamodule: SegmentationDataModule, output_dir: Path) -> str | None:
+    """Which mask option would make the masks readable, from every raw mask file; ``None``: no advice.
+
+    Colour masks without a palette: prints every colour with its pixel count and writes
+    ``<output_dir>/palette.yaml`` to start from. Near-binary gray masks: the ``mask_threshold`` midpoint.
+    Only for datamodules reading mask files (``pairs``) with neither a palette nor a threshold set.
+    """
+    pairs = getattr(datamodule, "pairs", None)
+    encoder = getattr(datamodule, "encoder", None)
+    if not pairs or encoder is None or encoder.palette is not None or encoder.threshold is not None:
+        return None
+    census = MaskCensus()
+    for mask in sorted({mask for split_pairs in pairs.values() for _, mask in split_pairs}):
+        try:
+            census.add(read_mask(mask))
+        except ImageReadError:
+            return None  # an unreadable file: its own error is the one to show
+    if census.is_colour:
+        return _colour_advice(
+            census.colour_counts(),
+            getattr(datamodule, "root", "the masks"),
+            datamodule.num_classes,
+            output_dir,
+        )
+    midpoint = census.threshold()
+    if midpoint is None:
+        return None
+    low, high = min(census.gray), max(census.gray)
+    share = 100 * (census.gray[low] + census.gray[high]) / sum(census.gray.values())
+    return (
+        f"the gray masks hold {len(census.gray)} values with {share:.1f}% of pixels at {low} and {high}, a binary "
+        f"mask with soft edges: pass data.mask_threshold={midpoint} (values > {midpoint} become class 1)"
+    )
+
+
+def _colour_advice(colours: list[tuple[int, int]], root: Any, num_classes: int, output_dir: Path) -> str:
+    """Print the colours, write the palette file and say how to pass it."""
+    path = (output_dir / "palette.yaml").resolve()
+    write_text(
+        path, palette_yaml(colours, PALETTE_HEADER.format(root=root, last=len(colours) - 1, path=path))
+    )
+    total = sum(count for _, count in colours)
+    records = [
+        {"colour": colour_name(packed), "class": index, "pixels": count, "share": 100 * count / total}
+        for index, (packed, count) in enumerate(colours[:MAX_PRINTED_COLOURS])
+    ]
+    columns = [("colour (R,G,B)", "colour", "{}"), ("class", "class", "{}"), ("pixels", "pixels", "{}")]
+    print(f"\nthe masks are colour images with {len(colours)} distinct colours:")
+    print(text_table([*columns, ("share", "share", "{:.2f}%")], records, rule=True))
+    if len(colours) > MAX_PRINTED_COLOURS:
+        print(f"... and {len(colours) - MAX_PRINTED_COLOURS} more (all in {path})")
+    classes = "" if len(colours) == num_classes else f" data.num_classes={len(colours)} (or merge classes)"
+    return (
+        f"the masks are colour images ({len(colours)} colours, listed above) and no palette is given: edit the "
+        f"classes in {path}, then pass data.mask_palette={path}{classes}"
+    )
+
+
 def check_data(datamodule: SegmentationDataModule, output_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Read every sample, print the summary table and write it to ``<output_dir>/data_summary.json``."""
-    summary = summarize_data(datamodule)
+    """Read every sample, print the summary table and write it to ``<output_dir>/data_summary.json``.
+
+    Masks that need a mask option (colours, soft-edged binary masks) are refused with the option to set.
+    """
+    try:
+        summary = summarize_data(datamodule)
+    except (MaskValueError, ImageReadError) as error:
+        advice = mask_advice(datamodule, Path(output_dir))
+        if advice is None:
+            raise
+        raise MaskValueError(advice) from error
     print(
         f"\n{type(datamodule).__name__}: {datamodule.num_classes} classes, {datamodule.in_channels} channel(s)"
     )

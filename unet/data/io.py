@@ -2,7 +2,8 @@
 
 Images come out as ``(H, W, C)`` arrays with ``C == in_channels``: ``uint8`` for 8-bit files, ``float32`` in
 ``[0, 1]`` for 16-bit (divided by 65535) and float files (taken as already in ``[0, 1]``). Masks come out as
-``(H, W)`` integer label images (palette PNGs give their palette *indices*, not colours).
+``(H, W)`` integer label images (palette PNGs give their palette *indices*, not colours), or ``(H, W, 3)``
+uint8 colours for colour-coded RGB masks (mapped to classes by ``mask_palette``).
 """
 
 from __future__ import annotations
@@ -105,22 +106,26 @@ def image_array(array: np.ndarray, in_channels: int, source: str) -> np.ndarray:
 
 
 def label_array(array: np.ndarray, source: str) -> np.ndarray:
-    """A decoded mask as an ``(H, W)`` integer label image.
+    """A decoded mask as an ``(H, W)`` integer label image, or ``(H, W, 3)`` uint8 for a colour mask.
 
-    Multi-channel masks are accepted only when all colour channels are equal (a gray mask saved as RGB);
-    colour-coded masks must be converted to label or palette images first.
+    Alpha channels are dropped. A mask whose colour channels are all equal (a gray mask saved as RGB) becomes
+    ``(H, W)``; one with differing channels stays ``(H, W, 3)`` for ``mask_palette`` to map (the encoder
+    refuses it without one).
     """
     array = np.asarray(array)
-    if array.ndim == 3:
+    if array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4):
         colours = array[..., : 3 if array.shape[-1] >= 3 else 1]
         if not (colours == colours[..., :1]).all():
-            raise ImageReadError(
-                f"mask {source} has {array.shape[-1]} differing channels (a colour image); masks must be "
-                "single-channel label images or palette PNGs holding class indices"
-            )
+            if colours.dtype != np.uint8 and not (
+                np.array_equal(colours, np.round(colours)) and colours.min() >= 0 and colours.max() <= 255
+            ):
+                raise ImageReadError(f"colour mask {source} holds {colours.dtype} values; expected 8-bit RGB")
+            return colours.astype(np.uint8, copy=False)
         array = array[..., 0]
     if array.ndim != 2:
-        raise ImageReadError(f"mask {source} has shape {array.shape}; expected an (H, W) label image")
+        raise ImageReadError(
+            f"mask {source} has shape {array.shape}; expected an (H, W) label image or (H, W, 3) RGB"
+        )
     if array.dtype == np.bool_:
         return array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.integer):
@@ -136,5 +141,5 @@ def read_image(path: Path, in_channels: int) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a mask file as an ``(H, W)`` integer label image of raw values (before any mapping)."""
+    """Read a mask file as raw ``(H, W)`` values or ``(H, W, 3)`` colours (before any mapping)."""
     return label_array(decode(path, as_mask=True), str(path))

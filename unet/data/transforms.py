@@ -14,6 +14,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from albumentations.augmentations.crops.transforms import BaseCrop
 
 from unet.data.errors import DataError
 from unet.utils.normalization import channel_tensor
@@ -84,3 +85,54 @@ class SamplePipeline:
             out = self.compose(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         return to_tensors(image, mask, self.mean, self.std)
+
+
+class RareClassCrop(BaseCrop):
+    """A crop window of ``size`` centred on a pixel of a rare class, as nnU-Net oversamples foreground.
+
+    Of the ``classes`` present in the mask one is picked uniformly, then one of its pixels uniformly; the
+    window is centred on it and shifted inside the image (so the pixel always stays in the window; an
+    image smaller than the window is kept whole). Without a rare class in the mask the sample passes
+    unchanged, and the configured crop after it draws as usual. Applied with probability ``p``, drawing
+    from the generators ``A.Compose`` re-seeds per sample, so it is a function of ``(seed, epoch, index)``.
+    """
+
+    def __init__(self, classes: Sequence[int], size: tuple[int, int], p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.classes = tuple(int(c) for c in classes)
+        self.size = (int(size[0]), int(size[1]))
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        mask = data["mask"]
+        height, width = mask.shape[:2]
+        present = np.intersect1d(self.classes, np.unique(mask))
+        if not len(present):
+            return {"crop_coords": (0, 0, width, height)}
+        chosen = present[self.random_generator.integers(len(present))]
+        rows, cols = np.nonzero(mask == chosen)
+        pick = self.random_generator.integers(len(rows))
+        crop_h, crop_w = min(self.size[0], height), min(self.size[1], width)
+        top = int(np.clip(rows[pick] - crop_h // 2, 0, height - crop_h))
+        left = int(np.clip(cols[pick] - crop_w // 2, 0, width - crop_w))
+        return {"crop_coords": (left, top, left + crop_w, top + crop_h)}
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("classes", "size")
+
+
+def with_rare_class_crop(transforms: Any, classes: Sequence[int], p: float) -> list[Any]:
+    """The configured ``transforms`` with a :class:`RareClassCrop` of their ``RandomCrop``'s size just before it.
+
+    Placed after whatever comes first (scale jitter, padding), the rare-class window is exactly what the
+    ``RandomCrop`` then takes whole, so the rare pixel stays in view and the rest of the pipeline
+    (flips, colour) is unchanged.
+    """
+    transforms = as_transform_list(transforms)
+    at = next((i for i, t in enumerate(transforms) if isinstance(t, A.RandomCrop)), None)
+    if at is None:
+        raise DataError(
+            "data.rare_class_crop_p > 0 needs an albumentations.RandomCrop in data.train_transforms "
+            "(its size is the rare-class window)"
+        )
+    crop = transforms[at]
+    return [*transforms[:at], RareClassCrop(classes, (crop.height, crop.width), p=p), *transforms[at:]]

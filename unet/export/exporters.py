@@ -71,7 +71,7 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any], toleranc
     program = torch.onnx.export(
         model,
         (example,),
-        dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
+        dynamic_shapes=({0: batch, 2: height, 3: width},),  # by position: forward may name it anything
         input_names=["images"],
         output_names=["logits"],
         opset_version=ONNX_OPSET,

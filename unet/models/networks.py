@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_NET: dict[str, Any] = {"_target_": "unet.models.UNet"}
@@ -63,19 +66,46 @@ def resolve_target(target: str) -> Callable[..., Any]:
         raise ValueError(f"cannot import network _target_ {target!r}: {error}") from None
 
 
+class ScaledNetwork(nn.Module):
+    """Runs ``network`` at ``scale`` times the input's resolution and returns logits at the input's size.
+
+    ``(B, C, H, W)`` -> downscaled (bilinear; at 0.5 exactly the mean of each 2x2 block) -> ``network``
+    -> logits upsampled (bilinear) to ``(B, K, H, W)``. Not antialiased: onnxruntime's antialiased
+    resize differs from PyTorch's, and exports must give the same logits. Training at a reduced resolution fits a CPU budget, while losses, scores,
+    exports and predictions all stay at the data's own resolution.
+    """
+
+    def __init__(self, network: nn.Module, scale: float) -> None:
+        super().__init__()
+        if not 0 < scale <= 1:
+            raise ValueError(f"input_scale must be in (0, 1], got {scale}")
+        self.inner = network
+        self.scale = float(scale)
+        self.min_size = math.ceil(min_input_size(network) / self.scale)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        size = images.shape[-2:]
+        small = F.interpolate(images, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return F.interpolate(self.inner(small), size=size, mode="bilinear", align_corners=False)
+
+
 def network_config(
     net: Mapping[str, Any],
     in_channels: int,
     num_classes: int,
     upsample: str | None = None,
     upsample_options: Mapping[str, Any] | None = None,
+    input_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The complete constructor call of a network: ``net`` with the data's sizes and the upsampling method.
 
     ``upsample`` (with its options) is the decoder choice runs are compared by; ``None`` for a
-    network that has none.
+    network that has none. ``input_scale`` below 1 runs the network at that fraction of the input's
+    resolution (:class:`ScaledNetwork`; the data's ``train_scale``).
     """
     config = {**net, "in_channels": int(in_channels), "num_classes": int(num_classes)}
+    if input_scale != 1:
+        config["input_scale"] = float(input_scale)
     if upsample is not None:
         config["upsample"] = upsample
         config["upsample_options"] = dict(upsample_options or {})
@@ -89,13 +119,15 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
     if "_target_" not in config:
         raise ValueError(f"a network config needs a _target_; got keys {sorted(config)}")
     target = resolve_target(config["_target_"])
-    options = {key: value for key, value in config.items() if key != "_target_"}
+    options = {key: value for key, value in config.items() if key not in ("_target_", "input_scale")}
     if "upsample" in options and not _accepts(target, "upsample"):
         raise ValueError(
             f"{config['_target_']} has no decoder upsampling to choose; set model.upsample=null "
             f"(got model.upsample={options['upsample']})"
         )
-    return target(**options)
+    network = target(**options)
+    scale = config.get("input_scale", 1.0)
+    return network if scale == 1 else ScaledNetwork(network, scale)
 
 
 def network_name(config: Mapping[str, Any]) -> str:

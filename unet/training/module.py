@@ -64,6 +64,8 @@ class SegmentationModule(L.LightningModule):
     no decoder choice, e.g. a peer trained through the same data, loss, metrics and budget as a baseline.
     ``memory_format`` (``contiguous`` or ``channels_last``) and ``compile`` (``torch.compile`` of the
     network) are speed levers with no effect on the numbers; ``unet-benchmark`` measures them.
+    ``input_scale`` (the data's ``train_scale``) runs the network at that fraction of the resolution,
+    with logits upsampled back (:class:`unet.models.networks.ScaledNetwork`).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
         memory_format: str = "contiguous",
         compile: bool = False,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
@@ -121,7 +124,12 @@ class SegmentationModule(L.LightningModule):
         """The network's complete config: what rebuilds it alone (export sidecars store it)."""
         hparams = self.hparams
         return network_config(
-            hparams.net, hparams.in_channels, hparams.num_classes, hparams.upsample, hparams.upsample_options
+            hparams.net,
+            hparams.in_channels,
+            hparams.num_classes,
+            hparams.upsample,
+            hparams.upsample_options,
+            hparams.get("input_scale", 1.0),
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.training.callbacks import tensorboard_logger
 from unet.training.checkpoint import check_fits_data, load_checkpoint
+from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 from unet.utils.config import flatten, plain_config
@@ -38,15 +39,17 @@ def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
 
 
 def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> SegmentationModule:
-    """The Lightning module, with the data-dependent sizes taken from the datamodule."""
+    """The Lightning module, with the data-dependent sizes (and class weights) taken from the datamodule."""
     return instantiate(
         model_cfg,
+        loss=resolve_class_weights(model_cfg.get("loss"), datamodule),
         in_channels=datamodule.in_channels,
         num_classes=datamodule.num_classes,
         class_names=list(datamodule.class_names),
         ignore_index=datamodule.ignore_index,
         mean=list(datamodule.mean),
         std=list(datamodule.std),
+        input_scale=datamodule.train_scale,
         _recursive_=False,
     )
 
