@@ -50,6 +50,12 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch):
+    """Data fingerprints of test data go to a temporary cache, never the user's ~/.cache/unet."""
+    monkeypatch.setenv("UNET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "unet-cache"))
+
+
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose an app's config as the command line would, writing into ``tmp_path``."""

@@ -228,7 +228,9 @@ def wait_for_checkpoint(path: Path, process: subprocess.Popen, epoch: int, timeo
         except (FileNotFoundError, RuntimeError, EOFError):
             pass  # not written yet
         time.sleep(0.02)
-    raise AssertionError(f"no checkpoint of epoch {epoch} at {path}: {process.stderr.read()[-2000:]}")
+    process.kill()  # reading the output of a run still going would wait for its end
+    _, stderr = process.communicate()
+    raise AssertionError(f"no checkpoint of epoch {epoch} at {path} within {timeout} s: {stderr[-2000:]}")
 
 
 def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_path):

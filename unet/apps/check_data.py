@@ -15,7 +15,7 @@ from unet.data.inspect import check_data
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-check-data``."""
     with user_errors_exit():
-        check_data(instantiate(cfg.data), cfg.paths.output_dir)
+        check_data(instantiate(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
 
 
 if __name__ == "__main__":

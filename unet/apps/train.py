@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
     with user_errors_exit():
         apply_runtime(cfg.runtime)
         if cfg.check_data_only:
-            check_data(instantiate(cfg.data), cfg.paths.output_dir)
+            check_data(instantiate(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
             return math.nan
         try:
             metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)

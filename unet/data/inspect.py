@@ -7,6 +7,7 @@ from typing import Any
 
 from unet.data.base import SPLITS, SegmentationDataModule
 from unet.data.errors import ImageReadError, MaskValueError
+from unet.data.fingerprint import fingerprint, format_fingerprint
 from unet.data.io import read_mask
 from unet.data.masks import MaskCensus, colour_name, palette_yaml
 from unet.data.statistics import split_class_counts
@@ -129,12 +130,20 @@ def _colour_advice(colours: list[tuple[int, int]], root: Any, num_classes: int, 
     )
 
 
-def check_data(datamodule: SegmentationDataModule, output_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Read every sample, print the summary table and write it to ``<output_dir>/data_summary.json``.
+def check_data(
+    datamodule: SegmentationDataModule, output_dir: str | Path, cache_dir: str | Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Read every sample, print the summary table and the training split's fingerprint, write both.
 
-    Masks that need a mask option (colours, soft-edged binary masks) are refused with the option to set.
+    ``<output_dir>/data_summary.json`` holds one entry per split and ``fingerprint``
+    (:class:`~unet.data.fingerprint.Fingerprint`, cached under ``<cache_dir>/fingerprints/``;
+    ``cache_dir=None`` computes it without caching). The fingerprint is taken first so its pass also counts the training classes the
+    summary reuses. Masks that need a mask option (colours, soft-edged binary masks) are refused with the
+    option to set.
     """
     try:
+        datamodule.setup()
+        data_fingerprint = fingerprint(datamodule, cache_dir)
         summary = summarize_data(datamodule)
     except (MaskValueError, ImageReadError) as error:
         advice = mask_advice(datamodule, Path(output_dir))
@@ -146,6 +155,9 @@ def check_data(datamodule: SegmentationDataModule, output_dir: str | Path) -> di
     )
     print(format_summary(summary, list(datamodule.class_names)))
     print("all samples read and checked\n")
-    path = write_json(Path(output_dir) / "data_summary.json", summary)
+    print(format_fingerprint(data_fingerprint) + "\n")
+    path = write_json(
+        Path(output_dir) / "data_summary.json", {**summary, "fingerprint": data_fingerprint.to_dict()}
+    )
     print(f"summary written to {path}")
     return summary

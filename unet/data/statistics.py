@@ -6,6 +6,7 @@ the raw, un-augmented samples of the split's source, with ``ignore_index`` pixel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ import numpy as np
 
 from unet.data.errors import DataError
 from unet.data.sources import SampleSource
+
+# Called with every raw ``(image (H, W, C), mask (H, W))`` of a split by the pass that counts its classes.
+SampleVisitor = Callable[[np.ndarray, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,14 @@ class ClassCounts:
         return [int(c) for c in np.flatnonzero(present & (frequencies < median))]
 
 
-def class_pixel_counts(source: SampleSource, num_classes: int, ignore_index: int | None) -> ClassCounts:
-    """Count the classes of every mask of ``source`` (reads every raw sample once)."""
+def class_pixel_counts(
+    source: SampleSource, num_classes: int, ignore_index: int | None, visit: SampleVisitor | None = None
+) -> ClassCounts:
+    """Count the classes of every mask of ``source`` (reads every raw sample once).
+
+    ``visit(image, mask)`` sees every checked sample in the same pass, so other per-sample statistics
+    (the data fingerprint's intensities and object sizes) cost no second reading of the files.
+    """
     pixels = np.zeros(num_classes, dtype=np.int64)
     images = np.zeros(num_classes, dtype=np.int64)
     image_pixels = np.zeros(num_classes, dtype=np.int64)
@@ -81,17 +91,28 @@ def class_pixel_counts(source: SampleSource, num_classes: int, ignore_index: int
         pixels += counts
         images += present
         image_pixels[present] += labels.size
+        if visit is not None:
+            visit(image, mask)
     return ClassCounts(pixels, images, image_pixels, ignored, frozenset(sizes))
 
 
-def split_class_counts(datamodule: Any, split: str, source: SampleSource | None = None) -> ClassCounts:
+def split_class_counts(
+    datamodule: Any, split: str, source: SampleSource | None = None, visit: SampleVisitor | None = None
+) -> ClassCounts:
     """:func:`class_pixel_counts` of ``split``, computed once per datamodule object and then reused.
 
     ``source`` is the split's raw source when the caller already holds it (the datamodule while it
-    builds the split's dataset); otherwise it is ``datamodule.dataset(split).source``.
+    builds the split's dataset); otherwise it is ``datamodule.dataset(split).source``. ``visit(image,
+    mask)`` is called with every raw sample of the split: in the counting pass when the counts are
+    computed now, in a pass of its own when they were already cached, so a caller gathering other
+    per-sample statistics reads every sample once either way.
     """
     cache: dict[str, ClassCounts] = datamodule.__dict__.setdefault("_class_counts", {})
-    if split not in cache:
+    if split not in cache or visit is not None:
         source = datamodule.dataset(split).source if source is None else source
-        cache[split] = class_pixel_counts(source, datamodule.num_classes, datamodule.ignore_index)
+    if split not in cache:
+        cache[split] = class_pixel_counts(source, datamodule.num_classes, datamodule.ignore_index, visit)
+    elif visit is not None:
+        for index in range(len(source)):
+            visit(*source[index])
     return cache[split]
