@@ -73,3 +73,36 @@ def test_datamodule_loaders_use_the_epoch_sampler():
     train, val = datamodule.train_dataloader(), datamodule.val_dataloader()
     assert isinstance(train.sampler, EpochSampler) and train.sampler.shuffle
     assert [index for _, index in val.sampler] == list(range(5))
+
+
+def test_one_pass_epochs_keep_the_order_they_always_had():
+    from unet.utils.seeding import derive_seed
+
+    sampler = EpochSampler(10, shuffle=True, seed=7, even_shards=True)
+    sampler.set_epoch(3)
+    expected = torch.randperm(10, generator=torch.Generator().manual_seed(derive_seed(7, 3))).tolist()
+    assert [index for _, index in sampler] == expected and len(sampler) == 10
+
+
+def test_an_epoch_of_more_draws_than_samples_repeats_each_sample_with_its_own_augmentation():
+    sampler = EpochSampler(3, shuffle=True, seed=7, even_shards=True, epoch_size=10)
+    sampler.set_epoch(2)
+    draws = [index for _, index in sampler]
+    assert len(sampler) == len(draws) == 10 and len(set(draws)) == 10  # every draw its own seed
+    assert sorted(np.bincount([d % 3 for d in draws]).tolist()) == [3, 3, 4]
+    assert sorted(draws[:3]) == [0, 1, 2]  # the first pass is the one-pass order
+    assert [index for _, index in sampler] == draws  # a function of (seed, epoch)
+    dataset = flip_dataset(count=3)
+    # Draws 0 and 3, 6, 9 are sample 0: the same image, each with the flip decided by its own draw.
+    firsts = {float(dataset[(2, draw)][0][0, 0, 0]) for draw in (0, 3, 6, 9, 12, 15)}
+    assert firsts == {0.0, 3.0}  # flipped and not, never another sample's pixels
+
+
+def test_epoch_size_sets_the_steps_of_a_training_epoch_and_only_of_training():
+    datamodule = SyntheticDataModule(
+        num_train=8, num_val=4, num_test=0, image_size=16, batch_size=4, num_workers=0, epoch_size=20
+    )
+    datamodule.setup("fit")
+    assert len(datamodule.train_dataloader()) == 5 and len(datamodule.val_dataloader()) == 1
+    with pytest.raises(ValueError, match="epoch_size must be >= 1"):
+        SyntheticDataModule(num_train=8, num_val=4, num_test=0, epoch_size=0)

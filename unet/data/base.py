@@ -74,6 +74,9 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             class (one whose SegNet frequency in the training masks is below the median, see
             :mod:`unet.data.statistics`), as nnU-Net oversamples foreground; needs a ``RandomCrop`` in
             ``train_transforms`` (:func:`unet.data.transforms.with_rare_class_crop`). 0: plain crops.
+        epoch_size: training samples drawn per epoch; ``None``: one pass over the training split. A
+            small data set (a few dozen images) otherwise makes epochs of one or two optimizer steps,
+            each followed by a validation (see :class:`unet.data.sampling.EpochSampler`).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         test_transforms: Any = None,
         seed: int = 0,
         train_scale: float = 1.0,
+        epoch_size: int | None = None,
         rare_class_crop_p: float = 0.0,
     ) -> None:
         super().__init__()
@@ -116,6 +120,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise DataError(f"std must be positive, got {std}")
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        if epoch_size is not None and epoch_size < 1:
+            raise DataError(f"epoch_size must be >= 1 or null, got {epoch_size}")
         if not 0 < train_scale <= 1:
             raise DataError(f"train_scale must be in (0, 1], got {train_scale}")
         if not 0 <= rare_class_crop_p <= 1:
@@ -139,6 +145,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         }
         self.seed = int(seed)
         self.train_scale = float(train_scale)
+        self.epoch_size = None if epoch_size is None else int(epoch_size)
         self.rare_class_crop_p = float(rare_class_crop_p)
         self.datasets: dict[str, SegmentationDataset] = {}
 
@@ -190,12 +197,15 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         """
         dataset = self.dataset(split)
         train = split == "train"
-        if train and self.drop_last and len(dataset) < self.batch_size:
+        epoch_size = self.epoch_size if train else None
+        if train and self.drop_last and (epoch_size or len(dataset)) < self.batch_size:
             raise DataError(
-                f"drop_last with batch_size {self.batch_size} but only {len(dataset)} training samples: "
-                "no batch would be left"
+                f"drop_last with batch_size {self.batch_size} but only {epoch_size or len(dataset)} training "
+                "samples per epoch: no batch would be left (set data.epoch_size)"
             )
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.split_seed(split), even_shards=train)
+        sampler = EpochSampler(
+            len(dataset), shuffle=train, seed=self.split_seed(split), even_shards=train, epoch_size=epoch_size
+        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

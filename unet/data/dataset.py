@@ -14,7 +14,8 @@ class SegmentationDataset(Dataset):
     """Item ``i`` (or ``(epoch, i)``) is ``(image float32 (C, H, W) normalised, mask int64 (H, W))``.
 
     The key ``(epoch, i)`` comes from :class:`unet.data.sampling.EpochSampler`; it seeds sample ``i``'s
-    augmentations for that epoch. A plain ``i`` is epoch 0.
+    augmentations for that epoch. A plain ``i`` is epoch 0. An ``i`` beyond the data set is a repeated
+    draw of sample ``i % len(self)``, augmented by its own seed.
     """
 
     def __init__(self, source: SampleSource, pipeline: SamplePipeline) -> None:
@@ -26,5 +27,5 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, key: int | EpochIndex) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, mask = self.source[index]
+        image, mask = self.source[index % len(self.source)]
         return self.pipeline(image, mask, epoch, index)

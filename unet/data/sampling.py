@@ -34,7 +34,11 @@ def process_group_shape() -> tuple[int, int]:
 
 
 class EpochSampler(Sampler[EpochIndex]):
-    """Yields ``(epoch, index)`` pairs: this rank's share of the epoch's order over ``num_samples``.
+    """Yields ``(epoch, draw)`` pairs: this rank's share of the epoch's order of ``epoch_size`` draws.
+
+    Draw ``d`` is sample ``d % num_samples`` (see :class:`unet.data.dataset.SegmentationDataset`);
+    its augmentation is seeded by ``(seed, epoch, d)``, so a sample drawn twice in one epoch is
+    augmented twice differently.
 
     Args:
         num_samples: size of the dataset.
@@ -43,13 +47,21 @@ class EpochSampler(Sampler[EpochIndex]):
         even_shards: pad the order (repeating its start) so every rank gets the same number of samples,
             as training needs (ranks step together). Evaluation leaves it off, so every sample is
             scored exactly once and distributed metrics equal single-process ones.
+        epoch_size: draws per epoch (``None``: one pass, ``num_samples``). Beyond one pass the order
+            continues with further permutations (the ``k``-th seeded by ``(seed, e, k)``), so an epoch
+            of a small data set can hold enough optimizer steps to be worth a validation.
     """
 
-    def __init__(self, num_samples: int, *, shuffle: bool, seed: int, even_shards: bool) -> None:
+    def __init__(
+        self, num_samples: int, *, shuffle: bool, seed: int, even_shards: bool, epoch_size: int | None = None
+    ) -> None:
+        if epoch_size is not None and epoch_size < 1:
+            raise ValueError(f"epoch_size must be >= 1, got {epoch_size}")
         self.num_samples = int(num_samples)
         self.shuffle = shuffle
         self.seed = int(seed)
         self.even_shards = even_shards
+        self.epoch_size = self.num_samples if epoch_size is None else int(epoch_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -58,11 +70,16 @@ class EpochSampler(Sampler[EpochIndex]):
 
     def order(self) -> list[int]:
         """This rank's indices for the current epoch."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-            indices = torch.randperm(self.num_samples, generator=generator).tolist()
-        else:
-            indices = list(range(self.num_samples))
+        indices: list[int] = []
+        for cycle in range(-(-self.epoch_size // self.num_samples) if self.num_samples else 0):
+            if self.shuffle:
+                keys = (self.epoch,) if cycle == 0 else (self.epoch, cycle)  # one pass: as it always was
+                generator = torch.Generator().manual_seed(derive_seed(self.seed, *keys))
+                order = torch.randperm(self.num_samples, generator=generator).tolist()
+            else:
+                order = list(range(self.num_samples))
+            indices += [cycle * self.num_samples + index for index in order]
+        indices = indices[: self.epoch_size]
         rank, world_size = process_group_shape()
         if self.even_shards and indices and len(indices) % world_size:
             padding = world_size - len(indices) % world_size
@@ -75,6 +92,7 @@ class EpochSampler(Sampler[EpochIndex]):
 
     def __len__(self) -> int:
         rank, world_size = process_group_shape()
+        size = self.epoch_size if self.num_samples else 0
         if self.even_shards:
-            return -(-self.num_samples // world_size) if self.num_samples else 0
-        return len(range(rank, self.num_samples, world_size))
+            return -(-size // world_size)
+        return len(range(rank, size, world_size))
