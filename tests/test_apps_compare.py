@@ -114,7 +114,7 @@ def test_report_only_needs_a_comparison(tmp_path):
 
 
 def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent():
-    cfg = compose_config("compare", ["model.net.base_channels=8", "model.net.depth=3"])
+    cfg = compose_config("compare", ["model.net.base_channels=8", "model.net.depth=3", "model.net.norm=batch"])
     widths = equal_parameter_widths(sorted(UPSAMPLERS), cfg)
     counts = {
         method: parameter_count(

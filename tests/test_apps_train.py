@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_RUN, run_cli
+from conftest import FIXED_PLAN, TINY_RUN, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from unet.models import UPSAMPLERS
@@ -47,6 +47,7 @@ LEARNING_RUN = [
     "trainer.accelerator=cpu",
     "callbacks.progress_bar=null",
     "callbacks.prediction_images.every_n_epochs=4",
+    *FIXED_PLAN,
 ]
 
 
@@ -171,3 +172,17 @@ def test_cli_unknown_method_is_a_clear_error(tmp_path):
     assert "unknown upsampling method 'bicubic'" in result.stderr
     assert "maxunpool" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_final_weights_compete_for_the_best_checkpoint(compose_config, tmp_path):
+    """Validation every 2 epochs of 3: the third epoch's weights are validated after training, and
+    best.ckpt holds whichever scored best."""
+    train(compose_config("train", *TINY_RUN, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"))
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    if metrics["val/miou"] > history[0]["val/miou"] + 1e-6:
+        assert best["global_step"] == metrics["global_step"]  # the final weights won
+    else:
+        assert metrics["val/miou"] == pytest.approx(history[0]["val/miou"], abs=1e-6)

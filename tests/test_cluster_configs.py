@@ -190,8 +190,8 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    # base_channels is fixed by TINY_RUN, so it is not searched.
-    assert set(results["best_params"]) == {"model.optimizer.lr", "model.upsample", "model.net.dropout"}
+    # base_channels and lr are fixed by TINY_RUN, so they are not searched.
+    assert set(results["best_params"]) == {"model.upsample", "model.net.dropout"}
     assert results["best_params"]["model.net.dropout"] == 0.0
     assert results["best_params"]["model.upsample"] in UPSAMPLERS
     trials = sorted(path for path in sweep_dir.iterdir() if path.is_dir())

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from test_data_oxford_pet import make_fake_pets
 
+from unet.planning import without_plan
 from unet.training.run import train
 from unet.utils.config import compose_config as compose
 
@@ -88,7 +89,7 @@ def test_oxford_pet_dry_run_on_a_fake_copy(compose_config, tmp_path):
     ("group", "option", "key", "expected"),
     [
         ("trainer", "cpu", "trainer.accelerator", "cpu"),
-        ("trainer", "gpu", "trainer.precision", "bf16-mixed"),
+        ("trainer", "gpu", "trainer.accelerator", "gpu"),
         ("trainer", "ddp", "trainer.strategy", "ddp"),
         ("trainer", "debug", "trainer.fast_dev_run", 1),
         ("logger", "csv", "logger.csv._target_", "lightning.pytorch.loggers.CSVLogger"),
@@ -104,7 +105,7 @@ def test_config_groups_compose(compose_config, group, option, key, expected):
 
 
 def test_objects_are_built_from_their_target(compose_config):
-    cfg = compose_config("train")
+    cfg = compose_config("train", "model.loss.class_weights=null")  # auto: planned from the masks
     loss = instantiate(cfg.model.loss)
     assert type(loss).__name__ == "SegmentationLoss"
     assert instantiate(cfg.data).num_classes == 4
@@ -129,10 +130,11 @@ def test_the_default_run_trains_the_network_its_config_file_describes(compose_co
             assert cfg.model.net[key] == value, key
 
 
-def test_the_isbi2012_experiment_selects_its_data_and_tunes_the_run(compose_config):
+def test_the_isbi2012_experiment_selects_its_data_and_leaves_the_run_to_the_plan(compose_config):
     cfg = compose_config("train", "experiment=isbi2012")
     assert cfg.data._target_ == "unet.data.ISBI2012DataModule"
-    assert cfg.model.optimizer.lr == 2.0e-3 and cfg.trainer.check_val_every_n_epoch == 20
+    assert cfg.model.optimizer.lr == "auto" and cfg.trainer.check_val_every_n_epoch == "auto"
+    assert cfg.augment.crop == "auto" and cfg.data.batch_size == "auto"
 
 
 def test_common_trainer_arguments_override_without_a_plus(compose_config):
@@ -141,7 +143,7 @@ def test_common_trainer_arguments_override_without_a_plus(compose_config):
         "accumulate_grad_batches": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 0,
     }  # fmt: skip
     cfg = compose_config("train", *(f"trainer.{key}={value}" for key, value in overrides.items()))
-    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    trainer = instantiate(without_plan(cfg.trainer), logger=False, enable_progress_bar=False)
     assert trainer.max_steps == 7 and trainer.limit_train_batches == 3 and trainer.limit_val_batches == 0.5
     assert trainer.gradient_clip_val == 1.0 and trainer.accumulate_grad_batches == 2
     assert trainer.val_check_interval == 0.5 and trainer.num_sanity_val_steps == 0
@@ -152,7 +154,13 @@ def test_runs_are_filed_under_the_method_or_the_peer_network(compose_config):
     cfg = compose_config("train", "experiment=isbi2012_monai_basicunet")
     assert cfg.model.upsample is None and cfg.model.net._target_ == "unet.models.peers.monai_basicunet"
     assert cfg.logger.tensorboard.name == "monai_basicunet"
-    assert cfg.data._target_ == "unet.data.ISBI2012DataModule" and cfg.model.optimizer.lr == 2.0e-3
+    assert cfg.data._target_ == "unet.data.ISBI2012DataModule"
+    # the plain peer recipe of issue #15, typed, not planned
+    assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1.0e-3
+    assert cfg.model.scheduler is None and cfg.trainer.precision == "32-true" and cfg.data.batch_size == 4
+    assert [t._target_.rpartition(".")[2] for t in cfg.data.train_transforms] == [
+        "PadIfNeeded", "RandomCrop", "HorizontalFlip", "VerticalFlip",
+    ]  # fmt: skip
 
 
 def test_a_newly_registered_upsampler_needs_no_config_change(compose_config):

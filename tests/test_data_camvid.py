@@ -69,9 +69,9 @@ def test_one_batch_dry_run(compose_config, tmp_path):
 
 def test_the_experiment_composes_on_the_natural_crop(compose_config):
     cfg = compose_config("train", "experiment=camvid")
-    assert cfg.data._target_ == "unet.data.CamVidDataModule" and cfg.data.batch_size == 8
+    assert cfg.data._target_ == "unet.data.CamVidDataModule" and cfg.data.batch_size == "auto"
     crops = [t for t in cfg.data.train_transforms if t._target_ == "albumentations.RandomCrop"]
-    assert [(t.height, t.width) for t in crops] == [(256, 256)]
+    assert [(t.height, t.width) for t in crops] == [("auto", "auto")]  # the plan sizes the crop
     assert not any("Vertical" in t._target_ or "Rotate" in t._target_ for t in cfg.data.train_transforms)
 
 

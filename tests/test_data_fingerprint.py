@@ -100,7 +100,22 @@ def test_fingerprint_of_a_hand_made_folder_is_exact(data):
         pytest.approx((1, 1, 2.5)),
         pytest.approx((1.2, 2, 5.2)),
     )
+    # every pixel of classes 1 and 2 touches another class or the border
+    assert result.class_width[1:] == (1.0, 1.0)
     assert Fingerprint.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_class_width_is_the_width_of_stripes(tmp_path):
+    """A 3-pixel and a 5-pixel stripe across a 24x24 image: widths 3 and 5, whatever their length."""
+    mask = np.zeros((24, 24), np.uint8)
+    mask[4:7, :] = 1
+    mask[12:17, 2:22] = 2
+    save(tmp_path / "train" / "images" / "a.png", np.zeros((24, 24), np.uint8))
+    save(tmp_path / "train" / "masks" / "a.png", mask)
+    save(tmp_path / "val" / "images" / "a.png", np.zeros((24, 24), np.uint8))
+    save(tmp_path / "val" / "masks" / "a.png", mask)
+    result = compute_fingerprint(datamodule(tmp_path))
+    assert result.class_width[1:] == (3.0, 5.0)
 
 
 def test_rgb_channels_and_an_absent_class(data):

@@ -26,7 +26,7 @@ from unet.training.run import build_module
 # same 2 images; class 2: 3 in 1 image of 3 labelled pixels.
 MASKS = np.array([[[0, 0], [0, 1]], [[0, 0], [1, 1]], [[2, 2], [2, 255]]], dtype=np.uint8)
 # SegNet frequencies 5/8, 3/8, 3/3; median 5/8 -> weights 1, (5/8)/(3/8), (5/8)/1.
-AUTO = [1.0, 5 / 3, 0.625]
+MEDIAN_FREQUENCY = [1.0, 5 / 3, 0.625]
 
 
 class ArrayDataModule(SegmentationDataModule):
@@ -62,8 +62,8 @@ def test_counts_leave_void_pixels_out():
     assert counts.rare_classes() == [1]
 
 
-def test_auto_weights_are_segnet_median_frequency_balancing():
-    assert class_weights_from_counts("auto", [5, 3, 3], [8, 8, 3]) == pytest.approx(AUTO)
+def test_median_frequency_weights_are_segnet_balancing():
+    assert class_weights_from_counts("median_frequency", [5, 3, 3], [8, 8, 3]) == pytest.approx(MEDIAN_FREQUENCY)
 
 
 def test_inverse_weights_average_one_and_a_class_absent_from_training_weighs_zero():
@@ -72,23 +72,26 @@ def test_inverse_weights_average_one_and_a_class_absent_from_training_weighs_zer
     assert inverse == pytest.approx([w / (sum(raw) / 3) for w in raw] + [0.0])
     root = class_weights_from_counts("inverse_sqrt", [5, 3, 3, 0], [8, 8, 3, 0])
     assert np.mean(root[:3]) == pytest.approx(1.0) and root[3] == 0.0
-    assert class_weights_from_counts("auto", [5, 3, 3, 0], [8, 8, 3, 0]) == pytest.approx([*AUTO, 0.0])
+    assert class_weights_from_counts("median_frequency", [5, 3, 3, 0], [8, 8, 3, 0]) == pytest.approx([*MEDIAN_FREQUENCY, 0.0])
 
 
 def test_an_unknown_kind_names_the_valid_ones():
-    with pytest.raises(ValueError, match="auto, inverse, inverse_sqrt"):
+    with pytest.raises(ValueError, match="median_frequency, inverse, inverse_sqrt"):
         class_weights_from_counts("median", [1, 1], [2, 2])
     with pytest.raises(ValueError, match="resolved"):
-        SegmentationLoss(class_weights="auto")
+        SegmentationLoss(class_weights="median_frequency")
 
 
 def test_build_module_stores_the_numbers_and_counts_once(compose_config, caplog):
-    cfg = compose_config("train", "model/loss=focal", "model.loss.class_weights=auto")
+    cfg = compose_config(
+        "train", "model/loss=focal", "model.loss.class_weights=median_frequency", "model.memory_format=contiguous",
+        "model.optimizer.lr=1e-3", "model.net.norm=batch", "model.net.base_channels=8", "model.net.depth=2",
+    )  # fmt: skip
     datamodule = ArrayDataModule(MASKS, 3)
     with caplog.at_level(logging.INFO, logger="unet.training.losses"):
         module = build_module(cfg.model, datamodule)
-    assert module.hparams.loss["class_weights"] == pytest.approx(AUTO)
-    assert module.loss_fn.class_weights.tolist() == pytest.approx(AUTO)
+    assert module.hparams.loss["class_weights"] == pytest.approx(MEDIAN_FREQUENCY)
+    assert module.loss_fn.class_weights.tolist() == pytest.approx(MEDIAN_FREQUENCY)
     assert "c1 1.67" in caplog.text
     assert split_class_counts(datamodule, "train") is split_class_counts(datamodule, "train")
 
@@ -165,7 +168,7 @@ def test_lovasz_matches_the_formula_and_is_zero_when_perfect():
 
 @pytest.mark.parametrize("name", ["focal", "lovasz"])
 def test_loss_configs_build(compose_config, name):
-    cfg = compose_config("train", f"model/loss={name}")
+    cfg = compose_config("train", f"model/loss={name}", "model.loss.class_weights=null")
     loss = instantiate(cfg.model.loss, ignore_index=255)
     logits, target = two_pixels()
     assert math.isfinite(loss(logits, target).item())

@@ -48,7 +48,8 @@ def write_folder(root: Path, count: int = 4, size: tuple[int, int] = (24, 32), v
 def folder_args(root: Path, *extra: str) -> list[str]:
     return [
         "data=folder", f"data.root={root}", "data.in_channels=1", "data.num_workers=0", "data.batch_size=2",
-        "+data.mask_mapping={0: 0, 255: 1}", "data.val_fraction=0.5", "data.train_transforms=null", *extra,
+        "+data.mask_mapping={0: 0, 255: 1}", "data.val_fraction=0.5", "data.train_transforms=null",
+        "data.epoch_size=null", "data.mean=[0.5]", "data.std=[0.25]", *extra,
     ]  # fmt: skip
 
 

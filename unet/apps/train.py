@@ -6,13 +6,14 @@ import math
 import sys
 
 import hydra
-from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from unet.apps import CONFIG_PATH
 from unet.apps.runs import user_errors_exit
 from unet.data.inspect import check_data
+from unet.apps.plan import print_plan
+from unet.planning import reading_datamodule
 from unet.training.run import train, train_or_record_failure
 from unet.utils.runtime import apply_runtime
 
@@ -26,7 +27,10 @@ def main(cfg: DictConfig) -> float:
     with user_errors_exit():
         apply_runtime(cfg.runtime)
         if cfg.check_data_only:
-            check_data(instantiate(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
+            check_data(reading_datamodule(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
+            return math.nan
+        if cfg.plan_only:
+            print_plan(cfg)
             return math.nan
         try:
             metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)

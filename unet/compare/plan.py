@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from unet.models import UPSAMPLERS
 from unet.models.networks import network_config
 from unet.models.sizing import decoder_width_for, parameter_count
+from unet.planning import plan_config, plan_overrides, reading_datamodule
 from unet.utils.config import plain_config
 
 PLAN_FILE = "compare.json"
@@ -72,7 +72,7 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
         raise ValueError(f"equal_params=true sizes {SIZED_NETWORK} decoders; model.net is {net['_target_']}")
     del net["_target_"]
     net.pop("decoder_width", None)
-    datamodule = instantiate(cfg.data)
+    datamodule = reading_datamodule(cfg.data)
     options = {
         method: network_config(
             net, datamodule.in_channels, datamodule.num_classes, method, cfg.model.upsample_options
@@ -84,15 +84,23 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
 
 
 def make_plan(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> dict[str, Any]:
-    """The plan of the comparison ``cfg`` describes (the content of ``compare.json``)."""
+    """The plan of the comparison ``cfg`` describes (the content of ``compare.json``).
+
+    The training plan (:mod:`unet.planning`: the config's ``auto`` keys) is made once, for
+    ``cfg.model.upsample``, and given to every run as overrides: every method trains with the same
+    patch, batch, precision and cadence, so only the method differs.
+    """
     methods = selected_methods(cfg.methods)
+    training_plan = plan_config(cfg)
+    planned = plan_overrides(training_plan) if training_plan else []
     return {
         "command": command,
         "methods": methods,
         "seeds": [int(seed) for seed in cfg.seeds],
         "equal_params": bool(cfg.equal_params),
         "decoder_widths": equal_parameter_widths(methods, cfg) if cfg.equal_params else None,
-        "train_overrides": list(train_overrides),
+        "train_overrides": [*train_overrides, *planned],
+        "training_plan": training_plan.to_dict() if training_plan else None,
         "compare_config": plain_config(cfg),
     }
 

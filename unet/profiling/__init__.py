@@ -18,7 +18,14 @@ from unet.profiling.costs import (
     training_throughput,
     upsampler_parameters,
 )
-from unet.profiling.data import data_throughput, folder_datamodule, synthetic_datamodule, write_png_folder
+from unet.profiling.data import (
+    data_throughput,
+    folder_datamodule,
+    synthetic_datamodule,
+    write_mitochondria_proxy,
+    write_png_folder,
+    write_street_proxy,
+)
 from unet.profiling.levers import measure_data_levers, measure_levers, without_inplace_activations
 from unet.profiling.timing import (
     StepSample,
@@ -56,5 +63,7 @@ __all__ = [
     "training_throughput",
     "upsampler_parameters",
     "without_inplace_activations",
+    "write_mitochondria_proxy",
     "write_png_folder",
+    "write_street_proxy",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -40,12 +41,15 @@ def synthetic_datamodule(
     )  # fmt: skip
 
 
-def write_png_folder(root: Path, datamodule: SegmentationDataModule) -> Path:
-    """The datamodule's train and val samples as PNG files in ``root/{train,val}/{images,masks}``.
+def write_png_folder(
+    root: Path, datamodule: SegmentationDataModule, splits: Sequence[str] = ("train", "val"), binary: bool = False
+) -> Path:
+    """The datamodule's samples of ``splits`` as PNG files in ``root/<split>/{images,masks}``.
 
     As users' data arrives: decoding them is the work that caching and loader workers could save.
+    ``binary`` saves masks as 0/255 (every class but 0 as 255), as binary masks are usually saved.
     """
-    for split in ("train", "val"):
+    for split in splits:
         source = datamodule.split_source(split)
         for kind in ("images", "masks"):
             (root / split / kind).mkdir(parents=True, exist_ok=True)
@@ -54,8 +58,37 @@ def write_png_folder(root: Path, datamodule: SegmentationDataModule) -> Path:
             Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
                 root / split / "images" / f"{index:05d}.png"
             )
+            mask = (mask > 0).astype(np.uint8) * 255 if binary else mask
             Image.fromarray(mask).save(root / split / "masks" / f"{index:05d}.png")
     return root
+
+
+def write_mitochondria_proxy(root: str | Path) -> Path:
+    """A stand-in for an EM mitochondria set, as a user's folder: 22 training, 5 validation and 8 test
+    gray 768x1024 images of noisy shapes, binary masks saved 0/255 (``data.mask_threshold=127``).
+
+    Few large images of large objects: the case where one pass is a handful of steps and a full-size
+    validation costs more than training, which the plan must handle (README, Planned defaults).
+    """
+    datamodule = SyntheticDataModule(
+        num_train=22, num_val=5, num_test=8, image_size=[768, 1024], in_channels=1, num_shapes=[10, 24],
+        noise=0.25, seed=7,
+    )  # fmt: skip
+    return write_png_folder(Path(root), datamodule, ("train", "val", "test"), binary=True)
+
+
+def write_street_proxy(root: str | Path) -> Path:
+    """A stand-in for a street-scene set, as a user's folder: 367 training, 101 validation and 100 test
+    RGB 360x480 images of noisy shapes (4 classes, mask values = class indices).
+
+    Many mid-sized photographs: the case where a CPU budget sees each pixel only a few times at full
+    resolution, and the plan trains at a lower one (README, Planned defaults).
+    """
+    datamodule = SyntheticDataModule(
+        num_train=367, num_val=101, num_test=100, image_size=[360, 480], in_channels=3, num_shapes=[4, 12],
+        noise=0.15, seed=11,
+    )  # fmt: skip
+    return write_png_folder(Path(root), datamodule, ("train", "val", "test"))
 
 
 def folder_datamodule(

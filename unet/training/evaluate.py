@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from unet.data.base import SegmentationDataModule
 from unet.models.networks import network_name
+from unet.planning import reading_datamodule, without_plan
 from unet.training.checkpoint import check_fits_data, module_from_checkpoint, training_data_config
 from unet.training.metrics import metric_key
 from unet.utils.files import write_json
@@ -57,11 +58,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path``; prints the table, writes ``eval.json`` in the run directory and returns it."""
     ckpt_path = str(cfg.ckpt_path)
     module, checkpoint = module_from_checkpoint(ckpt_path)
-    datamodule: SegmentationDataModule = instantiate(data_config(cfg, checkpoint, ckpt_path))
+    # Data named on the command line is normalised as the model was trained; nothing else is planned.
+    normalization = {"mean": list(module.hparams.mean), "std": list(module.hparams.std)}
+    datamodule = reading_datamodule(data_config(cfg, checkpoint, ckpt_path), **normalization)
     check_fits_data(module.hparams, datamodule, ckpt_path)
     split = choose_split(cfg.get("split", "auto"), datamodule)
 
-    trainer = instantiate(cfg.trainer)
+    trainer = instantiate(without_plan(cfg.trainer, precision="32-true"))
     datamodule.setup("test" if split == "test" else "validate")
     loader = {
         "train": datamodule.train_dataloader,

@@ -49,7 +49,7 @@ def soft_dice_loss(
     return 1 - dice.mean()
 
 
-CLASS_WEIGHT_KINDS = ("auto", "inverse", "inverse_sqrt")
+CLASS_WEIGHT_KINDS = ("median_frequency", "inverse", "inverse_sqrt")
 
 
 def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Sequence[int]) -> list[float]:
@@ -58,7 +58,7 @@ def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Se
     ``pixels[c]`` are class ``c``'s labelled pixels, ``image_pixels[c]`` the labelled pixels of the
     images that contain ``c``. Kinds:
 
-    - ``auto``: median-frequency balancing exactly as SegNet (Badrinarayanan et al. 2017, after Eigen &
+    - ``median_frequency``: median-frequency balancing exactly as SegNet (Badrinarayanan et al. 2017, after Eigen &
       Fergus 2015): ``w_c = median(freq) / freq_c`` with ``freq_c = pixels[c] / image_pixels[c]``, the
       median taken over the classes present; a class at the median weighs 1.
     - ``inverse``: ``1 / p_c`` with ``p_c = pixels[c] / sum(pixels)``, scaled so the present classes'
@@ -79,7 +79,7 @@ def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Se
     weights = np.zeros_like(pixels)
     if not present.any():
         raise ValueError(f"model.loss.class_weights={kind}: the training masks hold no labelled pixel")
-    if kind == "auto":
+    if kind == "median_frequency":
         frequency = pixels[present] / image_pixels[present]
         weights[present] = np.median(frequency) / frequency
     else:
@@ -90,7 +90,7 @@ def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Se
 
 
 def resolve_class_weights(loss: Mapping[str, Any] | None, datamodule: SegmentationDataModule) -> Any:
-    """``loss`` with a ``class_weights`` kind (``auto``, ...) replaced by the numbers of the training masks.
+    """``loss`` with a ``class_weights`` kind (``median_frequency``, ...) replaced by the numbers of the training masks.
 
     Counted once per datamodule (:func:`unet.data.statistics.split_class_counts`), from the raw training
     samples, and logged per class. The numbers, not the kind, then go into the module's hyper-parameters,
@@ -174,7 +174,7 @@ class SegmentationLoss(nn.Module):
 
     Args:
         class_weights: per-class weights ``(K,)`` of cross-entropy and the focal loss's ``alpha`` (e.g. to
-            up-weight a thin foreground class). In a config, ``auto``, ``inverse`` or ``inverse_sqrt``
+            up-weight a thin foreground class). In a config, ``median_frequency``, ``inverse`` or ``inverse_sqrt``
             are computed from the training masks before the loss is built
             (:func:`class_weights_from_counts`); here they are numbers.
         ignore_index: label of void pixels, excluded from every term.

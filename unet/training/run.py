@@ -1,6 +1,8 @@
 """A training run from a composed config (what ``unet-train`` runs): build, fit, score, write the outputs.
 
-The run directory receives ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` and
+The config's ``auto`` keys are planned first (:mod:`unet.planning`). The run directory receives
+``config.yaml`` (resolved, planned values included), ``plan.json`` (what was planned and why),
+``checkpoints/best.ckpt`` and
 ``checkpoints/last.ckpt``, TensorBoard logs under ``tensorboard/<network name>/``, and ``metrics.json``.
 """
 
@@ -12,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -23,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from unet.data.base import SegmentationDataModule
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
+from unet.planning import format_plan, plan_config, write_plan
 from unet.training.callbacks import tensorboard_logger
 from unet.training.checkpoint import check_fits_data, load_checkpoint
 from unet.training.losses import resolve_class_weights
@@ -56,14 +61,41 @@ def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> S
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false drops ours
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+
+
+def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule) -> None:
+    """Validate the final weights and make them ``best.ckpt`` when they score better than it.
+
+    A run ended by its time budget stops between validations, after the learning rate has annealed:
+    its last steps are often its best, and sparse validation would otherwise never score them.
+    """
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not getattr(checkpoint, "best_model_path", "") or checkpoint.monitor is None:
+        return
+    scores = trainer.validate(module, datamodule=datamodule, verbose=False)
+    final = scores[0].get(checkpoint.monitor) if scores else None
+    best = checkpoint.best_model_score
+    if final is None or (best is not None and not _better(float(final), float(best), checkpoint.mode)):
+        return
+    trainer.save_checkpoint(checkpoint.best_model_path)
+    checkpoint.best_model_score = torch.tensor(float(final))
+    log.info("the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, checkpoint.best_model_path)
+
+
+def _better(score: float, reference: float, mode: str) -> bool:
+    return score > reference if mode == "max" else score < reference
 
 
 def final_metrics(
     trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
 ) -> dict[str, float]:
-    """Validation (and test) scores of the best checkpoint, or of the final weights without one."""
+    """Validation (and test) scores of the best checkpoint (the final weights competing), or of the
+    final weights without one."""
+    keep_final_weights_if_best(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
     ckpt_path = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
     metrics: dict[str, float] = {}
@@ -139,13 +171,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
+    if rank_zero_only.rank == 0:
+        refuse_to_overwrite(output_dir, ckpt_path)
+    plan = plan_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     config = plain_config(cfg)
     # In a distributed run every process runs this; only the first writes (the others join its run).
     if rank_zero_only.rank == 0:
-        refuse_to_overwrite(output_dir, ckpt_path)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        if plan is not None:
+            write_plan(plan, output_dir)
+            log.info("%s", format_plan(plan))
 
     datamodule = build_datamodule(cfg.data)
     if ckpt_path is not None:

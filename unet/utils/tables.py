@@ -9,8 +9,11 @@ from typing import Any
 Column = tuple[str, str, str]
 
 
-def text_table(columns: Sequence[Column], records: Sequence[Mapping[str, Any]], rule: bool = False) -> str:
-    """``records`` as columns under a header; the first column left-aligned, the others right-aligned.
+def text_table(
+    columns: Sequence[Column], records: Sequence[Mapping[str, Any]], rule: bool = False, left: Sequence[int] = (0,)
+) -> str:
+    """``records`` as columns under a header; the ``left`` columns (by index) left-aligned, the others
+    right-aligned (numbers).
 
     ``rule`` draws a line of dashes under the header. A missing key or ``None`` shows as ``-``.
     """
@@ -24,11 +27,11 @@ def text_table(columns: Sequence[Column], records: Sequence[Mapping[str, Any]], 
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            text.ljust(width) if index == 0 else text.rjust(width)
+            text.ljust(width) if index in left else text.rjust(width)
             for index, (text, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     lines = [line([header for header, _, _ in columns])]
     if rule:
-        lines.append("-" * len(lines[0]))
+        lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
     return "\n".join(lines + [line(row) for row in rows])
