@@ -107,6 +107,8 @@ def test_large_objects_on_a_short_budget_train_at_lower_resolution():
     scale = short.value("data.train_scale")
     assert short.value("augment.crop") * scale == min(256, int(720 * scale) // 16 * 16)
     assert long.value("augment.crop") == 256
+    # smaller network patches, more of them per step
+    assert short.value("data.batch_size") > long.value("data.batch_size") == 4
 
 
 def test_thin_structures_keep_full_resolution_whatever_the_budget():
@@ -155,6 +157,12 @@ def test_what_the_user_typed_wins_and_is_marked_so():
         assert plan.value(key) == value and not plan.choices[key].planned
     assert rates.timed[0][0]["base_channels"] == 24  # the network timed is the one that will train
     assert plan.value("model.memory_format") == "channels_last"  # fp32's better layout
+
+
+def test_a_typed_crop_sizes_the_batch_and_the_timed_patch():
+    rates = machine()
+    plan = plan_for(fingerprint(), fixed={"augment.crop": 128}, rates=rates)
+    assert plan.value("data.batch_size") == 16 and rates.timed[0][1:] == (16, 128)
 
 
 def test_keys_the_config_lacks_are_not_planned():

@@ -63,6 +63,11 @@ MIN_VALIDATIONS = 8
 # 2-core CPU and 0.2 s on a GPU.
 VAL_COST = 0.4
 VAL_OVERHEAD_S = 0.3
+# Work priced per pixel at the data's own resolution, whatever the network's (measured on the 2-core
+# EPYC, 2026-11-26; a GPU machine is faster at both, which only makes the plan conservative): scoring a
+# validation image (loss, confusion matrix, boundary F1) and augmenting a training crop.
+METRICS_S_PER_PIXEL = 2.3e-7
+AUGMENT_S_PER_PIXEL = 2.2e-8
 # Loader processes on a GPU machine (the augmentation of large crops outruns one process there).
 GPU_LOADER_WORKERS = 8
 LEARNING_RATE = 2e-3
@@ -85,13 +90,13 @@ PLANNED_KEYS = (
     "augment.kind",
     "model.net.base_channels",
     "model.net.depth",
-    "data.batch_size",
-    "data.num_workers",
-    "model.net.norm",
     "trainer.precision",
     "model.memory_format",
     "data.train_scale",
     "augment.crop",
+    "data.batch_size",
+    "data.num_workers",
+    "model.net.norm",
     "data.epoch_size",
     "trainer.check_val_every_n_epoch",
     "model.optimizer.lr",
@@ -230,8 +235,14 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
             return _round_down(min_side * scale, PATCH_MULTIPLE // 2)
         return min(PATCH[device], _round_down(min_side * scale, PATCH_MULTIPLE))
 
+    # The patch the speed is measured at: the typed crop (at the typed scale), else the device's.
+    typed_crop, typed_scale = fixed.get("augment.crop", AUTO), fixed.get("data.train_scale", AUTO)
+    patch1 = nominal_patch(1.0)
+    if typed_crop != AUTO and inputs.has_crop:
+        patch1 = max(8, round(typed_crop * (typed_scale if typed_scale != AUTO else 1.0)))
+
     def depth_rule() -> tuple[int, str]:
-        patch = nominal_patch(1.0)
+        patch = patch1
         depth = max(2, min(MAX_DEPTH[device], int(math.log2(max(patch, 1) / MIN_BOTTLENECK))))
         return depth, (
             f"{depth} levels: a {patch}-pixel patch keeps a bottleneck of {patch >> depth} pixels "
@@ -243,37 +254,24 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
     def batch_for(patch: int) -> int:
         return int(min(32, max(2, round(BATCH_PIXELS[device] / patch**2))))
 
-    batch = decide(
-        "data.batch_size",
-        lambda: (
-            batch_for(nominal_patch(1.0)),
-            f"{BATCH_PIXELS[device] // 1024}k pixels per step on {device.upper()}: many small steps",
-        ),
-    )
-    decide(
-        "data.num_workers",
-        lambda: (0, "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)")
-        if device == "cpu"
-        else (
-            workers := max(0, min(GPU_LOADER_WORKERS, inputs.cpu_count - 1)),
-            f"{workers} loader processes: one process cannot augment as fast as the GPU trains",
-        ),
-    )
-    norm = decide(
-        "model.net.norm",
-        lambda: ("batch", f"BatchNorm: {batch} images per batch give usable statistics")
-        if batch >= MIN_BATCH_FOR_BATCHNORM
-        else ("group", f"GroupNorm: {batch} images per batch are too few for BatchNorm's statistics"),
-    )
+    def norm_for(batch: int) -> tuple[str, str]:
+        if batch >= MIN_BATCH_FOR_BATCHNORM:
+            return "batch", f"BatchNorm: {batch} images per batch give usable statistics"
+        return "group", f"GroupNorm: {batch} images per batch are too few for BatchNorm's statistics"
 
-    # The network as it will train (the keys the config has), timed at the planned batch and patch.
+    # The network as it will train (the keys the config has), timed at the batch the patch gives; a norm
+    # left to the plan is timed as the one that batch would get (the final batch may differ at a lower scale).
+    typed_batch, typed_norm = fixed.get("data.batch_size", AUTO), fixed.get("model.net.norm", AUTO)
+    timed_batch = typed_batch if typed_batch != AUTO else batch_for(patch1)
+    timed_norm = typed_norm if typed_norm != AUTO else norm_for(timed_batch)[0]
     net_values = {
-        key: value for key, value in (("base_channels", width), ("depth", depth), ("norm", norm)) if value is not None
+        key: value
+        for key, value in (("base_channels", width), ("depth", depth), ("norm", timed_norm if "model.net.norm" in fixed else None))
+        if value is not None
     }
-    patch1 = nominal_patch(1.0)
-    measured = dict(rates(net_values, batch, patch1))
+    measured = dict(rates(net_values, timed_batch, patch1))
     facts["measured_images_per_s"] = {key: round(value, 3) for key, value in measured.items()}
-    facts["measured_at"] = {"batch_size": batch, "patch": patch1, **net_values}
+    facts["measured_at"] = {"batch_size": timed_batch, "patch": patch1, **net_values}
     baseline = measured.get("32-true/contiguous", 0.0)
 
     def fastest(options: list[str]) -> tuple[str, float]:
@@ -309,7 +307,11 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
     thinnest = min(present_widths) if present_widths else math.inf
 
     def passes(scale: float) -> float:
-        return rate_pixels * (train_s or 0.0) / max(fp.images * pixels_per_image * scale**2, 1.0)
+        """How often the budget's training crops cover the training set's pixels at ``scale``."""
+        patch = nominal_patch(scale)
+        seconds_per_crop = patch**2 / rate_pixels + (patch / scale) ** 2 * AUGMENT_S_PER_PIXEL
+        seen = (train_s or 0.0) / seconds_per_crop * patch**2
+        return seen / max(fp.images * pixels_per_image * scale**2, 1.0)
 
     def scale_rule() -> tuple[float, str]:
         if train_s is None:
@@ -340,8 +342,28 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
 
     crop = decide("augment.crop", crop_rule) if inputs.has_crop else None
     patch = round(crop * scale) if crop not in (None, AUTO) else nominal_patch(scale)
-    step_s = batch * patch**2 / rate_pixels
-    val_s = VAL_OVERHEAD_S + inputs.val_images * pixels_per_image * scale**2 * VAL_COST / rate_pixels
+    batch = decide(
+        "data.batch_size",
+        lambda: (
+            batch_for(patch),
+            f"{BATCH_PIXELS[device] // 1024}k network pixels per step on {device.upper()} ({patch}x{patch} patches): "
+            "many small steps",
+        ),
+    ) or timed_batch
+    decide(
+        "data.num_workers",
+        lambda: (0, "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)")
+        if device == "cpu"
+        else (
+            workers := max(0, min(GPU_LOADER_WORKERS, inputs.cpu_count - 1)),
+            f"{workers} loader processes: one process cannot augment as fast as the GPU trains",
+        ),
+    )
+    decide("model.net.norm", lambda: norm_for(batch))
+    data_pixels = (crop if crop not in (None, AUTO) else patch / scale) ** 2
+    step_s = batch * (patch**2 / rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
+    val_pixels = inputs.val_images * pixels_per_image
+    val_s = VAL_OVERHEAD_S + val_pixels * (scale**2 * VAL_COST / rate_pixels + METRICS_S_PER_PIXEL)
     steps_between = max(1, math.ceil(val_s / (VAL_SHARE / (1 - VAL_SHARE) * step_s)))
     total_steps = None if train_s is None else max(1, int(train_s / step_s))
     if total_steps is not None:
