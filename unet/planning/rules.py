@@ -58,6 +58,7 @@ MIN_PASSES = 20
 MIN_CLASS_WIDTH = 1.5
 VAL_SHARE = 0.10
 MIN_VALIDATIONS = 8
+MAX_VAL_SHARE = 0.25
 # Validation cost of a pixel (forward only) as a share of a training step's (forward, backward, update),
 # and the fixed cost of a validation (loop start, metrics, checkpoint writes): measured here, 0.3 s on a
 # 2-core CPU and 0.2 s on a GPU.
@@ -366,7 +367,9 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
     val_s = VAL_OVERHEAD_S + val_pixels * (scale**2 * VAL_COST / rate_pixels + METRICS_S_PER_PIXEL)
     steps_between = max(1, math.ceil(val_s / (VAL_SHARE / (1 - VAL_SHARE) * step_s)))
     total_steps = None if train_s is None else max(1, int(train_s / step_s))
-    if total_steps is not None:
+    # At least MIN_VALIDATIONS to choose the best checkpoint from, unless that many would take over
+    # MAX_VAL_SHARE of the budget (the final weights are always scored at the end).
+    if total_steps is not None and val_s * MIN_VALIDATIONS <= MAX_VAL_SHARE * inputs.budget_s:
         steps_between = max(1, min(steps_between, total_steps // MIN_VALIDATIONS))
     pass_steps = max(1, fp.images // batch)
     facts.update(

@@ -18,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
@@ -74,16 +75,20 @@ def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, d
     its last steps are often its best, and sparse validation would otherwise never score them.
     """
     checkpoint = trainer.checkpoint_callback
-    if checkpoint is None or not getattr(checkpoint, "best_model_path", "") or checkpoint.monitor is None:
+    if not isinstance(checkpoint, ModelCheckpoint) or checkpoint.monitor is None or checkpoint.dirpath is None:
+        return
+    if trainer.fast_dev_run:  # a dry run writes nothing
         return
     scores = trainer.validate(module, datamodule=datamodule, verbose=False)
     final = scores[0].get(checkpoint.monitor) if scores else None
-    best = checkpoint.best_model_score
+    best = checkpoint.best_model_score if checkpoint.best_model_path else None
     if final is None or (best is not None and not _better(float(final), float(best), checkpoint.mode)):
         return
-    trainer.save_checkpoint(checkpoint.best_model_path)
-    checkpoint.best_model_score = torch.tensor(float(final))
-    log.info("the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, checkpoint.best_model_path)
+    # A run that never validated (a budget shorter than one validation cadence) gets its best.ckpt here.
+    path = checkpoint.best_model_path or str(Path(checkpoint.dirpath) / f"{checkpoint.filename or 'best'}.ckpt")
+    trainer.save_checkpoint(path)
+    checkpoint.best_model_path, checkpoint.best_model_score = path, torch.tensor(float(final))
+    log.info("the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, path)
 
 
 def _better(score: float, reference: float, mode: str) -> bool:
