@@ -68,10 +68,14 @@ def without_plan(node: DictConfig, **values: Any) -> DictConfig:
 
 
 def reading_datamodule(data_cfg: DictConfig, **values: Any) -> SegmentationDataModule:
-    """The datamodule of ``data_cfg`` for reading its samples, without training augmentation: its ``auto``
-    keys at ``values`` (e.g. a checkpoint's ``mean`` and ``std``), or else at the class defaults."""
+    """The datamodule of ``data_cfg`` for reading its samples once, without training augmentation: its
+    ``auto`` keys at ``values`` (e.g. a checkpoint's ``mean`` and ``std``), or else at the class defaults.
+    No in-memory cache: one reading (or only counting, as the plan does for validation images) should
+    not decode every file up front and hold it."""
     data = without_plan(data_cfg, **values)
     data.train_transforms = None
+    if "cache" in data:
+        data.cache = False
     return instantiate(data)
 
 
