@@ -104,6 +104,20 @@ def test_eval_from_checkpoint_alone_prints_table_and_writes_json(
     assert [row["class"] for row in written["per_class"]] == ["background", "circle", "square", "triangle"]
 
 
+def test_eval_of_a_run_directory_scores_its_best_checkpoint_and_says_so(trained_run, compose_config, capsys):
+    result = evaluate(compose_config("eval", f"ckpt_path={trained_run}", "split=val"))
+    best = trained_run / "checkpoints" / "best.ckpt"
+    assert result["checkpoint"] == str(best.resolve())
+    assert f"{best} on the val split" in capsys.readouterr().out
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    assert result["metrics"]["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+
+
+def test_eval_of_a_directory_without_a_best_checkpoint_names_it(compose_config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a directory without checkpoints/best.ckpt"):
+        evaluate(compose_config("eval", f"ckpt_path={tmp_path}"))
+
+
 def test_eval_rejects_data_that_does_not_fit_the_checkpoint(trained_run, compose_config):
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     cfg = compose_config("eval", f"ckpt_path={ckpt}", "data=synthetic", "data.in_channels=3")

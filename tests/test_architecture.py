@@ -66,3 +66,16 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
 def test_every_package_of_unet_has_a_place_in_the_layers():
     packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
     assert packages == set(ALLOWED)
+
+
+def test_the_models_run_without_the_training_frameworks_even_indirectly():
+    """``import unet.models`` (and what it imports from ``unet.utils``) loads none of FORBIDDEN["models"]."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, unet.models; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(FORBIDDEN['models'])!r})))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", f"unet.models pulls in {loaded.strip()}"

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from unet.data import SyntheticDataModule
 from unet.data.dataset import SegmentationDataset
-from unet.data.sampling import EpochSampler
+from unet.data.sampling import EpochSampler, ResumableDataLoader
 from unet.data.sources import ArraySource
 from unet.data.transforms import SamplePipeline
 
@@ -106,3 +106,75 @@ def test_epoch_size_sets_the_steps_of_a_training_epoch_and_only_of_training():
     assert len(datamodule.train_dataloader()) == 5 and len(datamodule.val_dataloader()) == 1
     with pytest.raises(ValueError, match="epoch_size must be >= 1"):
         SyntheticDataModule(num_train=8, num_val=4, num_test=0, epoch_size=0)
+
+
+def test_a_resumed_epoch_skips_the_draws_already_trained_on_only_at_its_epoch_and_once():
+    sampler = EpochSampler(10, shuffle=True, seed=7, even_shards=True, epoch_size=24)
+    sampler.set_epoch(3)
+    full = list(sampler)
+    sampler.resume_at(3, draws=8)
+    sampler.set_epoch(2)
+    assert len(list(sampler)) == 24  # another epoch: untouched, and the skip still waits for epoch 3
+    sampler.set_epoch(3)
+    assert list(sampler) == full[8:] and len(sampler) == 24  # len: the whole epoch, as Lightning counts
+    assert list(sampler) == full  # once
+
+
+def test_each_rank_skips_its_own_share_of_a_resumed_epoch(monkeypatch):
+    for rank in range(3):
+        monkeypatch.setattr("unet.data.sampling.process_group_shape", lambda rank=rank: (rank, 3))
+        sampler = EpochSampler(20, shuffle=True, seed=0, even_shards=True)
+        sampler.set_epoch(1)
+        full = list(sampler)
+        sampler.resume_at(1, draws=4)
+        assert list(sampler) == full[4:]
+
+
+def resumable_loader(
+    dataset: SegmentationDataset, num_workers: int = 0, position=None
+) -> ResumableDataLoader:
+    sampler = EpochSampler(len(dataset), shuffle=True, seed=7, even_shards=True)
+    return ResumableDataLoader(
+        dataset, batch_size=4, sampler=sampler, num_workers=num_workers, position=position
+    )
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_loader_restored_mid_epoch_serves_the_rest_of_the_epoch(num_workers):
+    dataset = flip_dataset()  # 8 batches of 4
+    full = epoch_batches(dataset, epoch=2, num_workers=0)
+    saved = resumable_loader(dataset, position=lambda: (2, 3)).state_dict()
+    assert saved == {"epoch": 2, "batches": 3}
+    loader = resumable_loader(dataset, num_workers)
+    loader.load_state_dict(saved)
+    # As Lightning resumes: the iterator is created (worker processes take their indices at once)
+    # before the epoch is set; then the next epoch is whole again.
+    iterator = iter(loader)
+    loader.sampler.set_epoch(2)
+    assert torch.equal(torch.cat([images for images, _ in iterator]), full[3 * 4 :])
+    loader.sampler.set_epoch(3)
+    assert torch.equal(torch.cat([images for images, _ in loader]), epoch_batches(dataset, 3, 0))
+
+
+def test_a_loader_restored_after_a_finished_epoch_starts_the_next_one_whole():
+    dataset = flip_dataset()
+    loader = resumable_loader(dataset)
+    loader.load_state_dict({"epoch": 2, "batches": 8})  # all 8 batches of epoch 2 were trained on
+    assert loader.sampler.epoch == 3
+    assert torch.equal(torch.cat([images for images, _ in loader]), epoch_batches(dataset, 3, 0))
+    # Outside training the loader states its sampler's epoch, nothing trained.
+    assert resumable_loader(dataset).state_dict() == {"epoch": 0, "batches": 0}
+
+
+def test_the_datamodule_carries_the_position_to_the_first_training_loader_it_builds():
+    # Lightning restores a loader's state only when it builds the loader after the loops' state, not
+    # when the learning-rate schedule asked for the number of steps before (Lightning issue #20550).
+    datamodule = SyntheticDataModule(
+        num_train=12, num_val=4, num_test=0, image_size=16, batch_size=4, num_workers=0
+    )
+    datamodule.setup("fit")
+    assert datamodule.state_dict() == {}  # no trainer: nothing to resume
+    full = [index for _, index in datamodule.train_dataloader().sampler]
+    datamodule.load_state_dict({"train_loader": {"epoch": 0, "batches": 2}})
+    assert [index for _, index in datamodule.train_dataloader().sampler] == full[8:]
+    assert [index for _, index in datamodule.train_dataloader().sampler] == full

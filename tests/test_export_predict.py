@@ -96,10 +96,18 @@ def test_export_never_overwrites(checkpoints, tmp_path):
     assert target.read_text() == "mine"
 
 
+def test_export_refuses_an_existing_sidecar_before_writing_anything(checkpoints, tmp_path):
+    sidecar = tmp_path / "w.pt.json"
+    sidecar.write_text("mine")
+    with pytest.raises(FileExistsError, match=f"{sidecar} already exists.*nothing was written"):
+        export_checkpoint(checkpoints["nearest"], "weights", tmp_path / "w.pt")
+    assert sidecar.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["w.pt.json"]
+
+
 def test_a_parity_failure_is_an_error_and_leaves_no_file(checkpoints, tmp_path):
     with pytest.raises(ExportError, match="differs from PyTorch"):
         export_checkpoint(checkpoints["bilinear"], "torchscript", tmp_path / "m.pt", tolerance=-1.0)
-    assert not (tmp_path / "m.pt").exists()
+    assert not (tmp_path / "m.pt").exists() and not list(tmp_path.iterdir())  # no sidecar, no staging folder
 
 
 def test_export_cli_writes_beside_the_checkpoint_and_sweeps_formats(checkpoints, tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 from conftest import TINY_RUN, run_cli
 from PIL import Image
@@ -22,6 +25,7 @@ from unet.apps import evaluate as evaluate_app
 from unet.apps import train as train_app
 from unet.training.run import train
 from unet.utils.config import compose_config
+from unet.utils.locking import lock_directory
 
 TINY_MODEL = [o for o in TINY_RUN if not o.startswith("data.")]
 
@@ -189,15 +193,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     train_app.main()
     last = run_dir / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
-    # Same classes and channels, but an image of NaNs: the loss of the first batch that holds it is NaN.
-    bad = write_folder(tmp_path / "bad", count=4)
-    for index in range(4):
-        (bad / "images" / f"s{index}.png").unlink()
-        tifffile.imwrite(bad / "images" / f"s{index}.tif", np.full((24, 32), np.nan, np.float32))
+    # The same data normalised by a standard deviation so small that the inputs overflow to infinity:
+    # the loss of the next batch is NaN. (Images holding NaN are refused when read.)
     (run_dir / "metrics.json").unlink()
     code, err = run_app(
-        train_app, *folder_args(bad), *common[:-2], "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={run_dir}",
-        monkeypatch=monkeypatch, capsys=capsys,
+        train_app, *folder_args(good, "data.std=[1e-45]"), *common[:-2], "trainer.max_epochs=2", "ckpt_path=last",
+        f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "loss became nan at global step 1" in err
     assert last.read_bytes() == before
@@ -212,10 +213,17 @@ DETERMINISTIC_RUN = [
 ]
 
 
-def start_training(*overrides: str) -> subprocess.Popen:
+def start_training(*overrides: str, output: Path | None = None) -> subprocess.Popen:
+    """``unet-train`` in the background; its stderr piped, or stdout and stderr into ``output``.
+
+    Ctrl-C is restored to its default in the child: a parent started in the background (CI) would
+    pass on SIGINT ignored.
+    """
+    log = subprocess.DEVNULL if output is None else output.open("w")
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "unet-train"), *overrides],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=log, stderr=subprocess.PIPE if output is None else subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
@@ -249,6 +257,12 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_p
         "unet-train", *DETERMINISTIC_RUN, "ckpt_path=last", f"hydra.run.dir={interrupted}", cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed run's lock was left behind; its process is gone, so the resumed run took it over.
+    assert (
+        "taking over" in resumed.stdout + resumed.stderr
+        and "which no longer runs" in resumed.stdout + resumed.stderr
+    )
+    assert not (interrupted / "run.lock").exists()
 
     def without_times(run: Path) -> list[dict]:
         return [
@@ -279,3 +293,192 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["global_step"] >= 4000 // 16, "the checkpoint lost the finished epoch"
     assert f"stopped by SIGTERM; resume with ckpt_path={run_dir}" in (run_dir / "train.log").read_text()
+
+
+def wait_for_logged_epoch(run_dir: Path, process: subprocess.Popen, epoch: int, timeout: float = 240) -> None:
+    """Until the run's CSV log holds a record of ``epoch``: proof that a batch of that epoch was trained.
+
+    Neither a checkpoint nor ``history.json`` proves that the next epoch started: both are written
+    before the epoch's end hooks finish, and a signal arriving then ends the run at the epoch's end.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for log in run_dir.glob("csv/*/*/metrics.csv"):
+            with log.open() as rows:
+                if any(row.get("epoch") == str(epoch) for row in csv.DictReader(rows)):
+                    return
+        time.sleep(0.02)
+    process.kill()
+    _, stderr = process.communicate()
+    raise AssertionError(f"no log record of epoch {epoch} in {run_dir} within {timeout} s: {stderr[-2000:]}")
+
+
+def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly_where_it_stopped(tmp_path):
+    # Resumed from the middle of an epoch, the run trains that epoch's remaining batches (not its first
+    # ones again) with the same seeds, so it ends exactly like the uninterrupted run.
+    steps_per_epoch = 200
+    overrides = [
+        *DETERMINISTIC_RUN, "data.num_train=800", "data.batch_size=4", "trainer.max_epochs=2", "test=false",
+        "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "trainer.log_every_n_steps=10",
+    ]  # fmt: skip
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    assert start_training(*overrides, f"hydra.run.dir={reference}").wait(timeout=300) == 0
+
+    process = start_training(*overrides, f"hydra.run.dir={interrupted}")
+    # Epoch 1 has trained a batch or ten when its first record is logged; the signal is acted on at the
+    # end of the batch it lands in, long before epoch 1's 200th.
+    wait_for_logged_epoch(interrupted, process, epoch=1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    global_step = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert steps_per_epoch < global_step < 2 * steps_per_epoch, (
+        f"not stopped inside epoch 1: step {global_step}"
+    )
+
+    resumed = run_cli(
+        "unet-train", *overrides, f"ckpt_path={interrupted}", f"hydra.run.dir={interrupted}", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "not resumable" not in resumed.stdout + resumed.stderr
+
+    def without_times(run: Path) -> list[dict]:
+        return [
+            {k: v for k, v in record.items() if k != "time_s"}
+            for record in json.loads((run / "history.json").read_text())
+        ]
+
+    assert len(without_times(reference)) == 2
+    assert without_times(interrupted) == without_times(reference)
+    assert json.loads((interrupted / "metrics.json").read_text()) == json.loads(
+        (reference / "metrics.json").read_text()
+    )
+
+
+# What Lightning printed in a normal run that misled or could not be acted on.
+NOISE = ("litlogger", "FLOPs", "weights_only", "LeafSpec", "multiple `ModelCheckpoint`")
+
+
+def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_refused(tmp_path):
+    run_dir, output = tmp_path / "run", tmp_path / "first.txt"
+    process = start_training(
+        *DETERMINISTIC_RUN, "data.num_train=1600", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}",
+        output=output,
+    )  # fmt: skip
+    try:
+        wait_for_checkpoint(run_dir / "checkpoints" / "last.ckpt", process, epoch=0)
+        second = run_cli("unet-train", *TINY_RUN, "ckpt_path=last", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"{run_dir} is in use by another unet-train" in second.stderr
+        assert f"pid {process.pid} on host {socket.gethostname()}" in second.stderr
+        signalled_at = time.time()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130, output.read_text()[-2000:]
+    finally:
+        process.kill()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert last.stat().st_mtime >= signalled_at, "last.ckpt was not written on Ctrl-C"
+    assert torch.load(last, weights_only=True)["global_step"] >= 1600 // 16, (
+        "the checkpoint lost the finished epoch"
+    )
+    text = output.read_text()
+    assert f"stopped by Ctrl-C (SIGINT); resume with ckpt_path={run_dir}" in text
+    assert not [noise for noise in NOISE if noise in text]
+    assert not (run_dir / "run.lock").exists(), "the stopped run did not release its directory"
+
+
+def test_a_normal_run_prints_no_misleading_notices(tmp_path):
+    result = run_cli(
+        "unet-train", *TINY_RUN, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not [noise for noise in NOISE if noise in result.stdout + result.stderr]
+    assert "27.6 K trainable parameters" in result.stdout + result.stderr  # the summary is still there
+
+
+def test_last_checkpoint_is_written_at_every_epoch_end_even_without_validation(tmp_path):
+    # Validation every third epoch: in two epochs none runs, yet both epochs end in last.ckpt.
+    train(
+        compose_config(
+            "train", [f"paths.output_dir={tmp_path}", *TINY_RUN, "trainer.check_val_every_n_epoch=3"]
+        )
+    )
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 2 * 64 // 16
+
+
+def test_diverged_weights_are_never_saved_and_the_stop_names_them(tmp_path, monkeypatch, capsys):
+    # lr=inf: the first step's loss is finite, its update leaves NaN weights; the epoch ends before any
+    # validation or further step could notice, where last.ckpt would be written.
+    code, err = run_app(
+        train_app, *TINY_RUN, "data.num_train=16", "model.optimizer.lr=inf", "trainer.check_val_every_n_epoch=2",
+        f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "the weights became non-finite" in err and "net." in err
+    assert "the last good checkpoint is kept" in err
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_resuming_with_another_network_names_the_options_that_differ(
+    small_checkpoint, tmp_path, monkeypatch, capsys
+):
+    code, err = run_app(
+        train_app, f"ckpt_path={small_checkpoint}", *TINY_RUN, "model.net.depth=3", "model.upsample=nearest",
+        f"hydra.run.dir={tmp_path / 't'}", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and str(small_checkpoint) in err
+    assert "model.net.depth: 2 in the checkpoint, 3 in the config" in err
+    assert "model.upsample: bilinear in the checkpoint, nearest in the config" in err
+    assert "Traceback" not in err
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(
+    small_checkpoint, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_checkpoint.parent.parent, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:  # the disk fills up as the new last.ckpt is flushed to it
+        if "last.ckpt" in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, err = run_app(
+        train_app,
+        *TINY_RUN,
+        "ckpt_path=last",
+        f"hydra.run.dir={run_dir}",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "the disk is full" in errors[0] and str(last) in errors[0]
+    monkeypatch.undo()
+    assert last.read_bytes() == before
+    torch.load(last, weights_only=True)
+    assert not [path.name for path in last.parent.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_a_run_directory_held_by_a_live_process_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "run.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        code, err = run_app(
+            train_app, *TINY_RUN, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (
+        code == 2
+        and f"{tmp_path} is in use" in err
+        and f"pid {holder.pid} on host {socket.gethostname()}" in err
+    )
+    # Its process gone, the same lock is stale: taken over with a warning.
+    with lock_directory(tmp_path) as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "run.lock").exists()

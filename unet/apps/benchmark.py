@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
+from unet.apps.runs import hydra_app
 from unet.models import UPSAMPLERS
 from unet.profiling import BenchmarkSettings, format_report, run_benchmark
 from unet.utils.files import write_json
@@ -27,24 +25,23 @@ SETTINGS_KEYS = [
 ]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="benchmark")
+@hydra_app("benchmark")
 def main(cfg: DictConfig) -> None:
     """Measure, print the tables and write the JSON report (``json``, by default into the run directory)."""
-    with user_errors_exit():
-        apply_runtime(cfg.runtime)
-        settings = BenchmarkSettings(
-            **OmegaConf.to_container(OmegaConf.masked_copy(cfg, SETTINGS_KEYS), resolve=True),
-            reuse_freed_memory=cfg.runtime.reuse_freed_memory,
-        )
-        # Network builders: called with in_channels and num_classes (see configs/model/net/).
-        nets = {
-            method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)
-        }
-        peers = {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
-        report = run_benchmark(settings, nets, peers, instantiate(cfg.train_transforms) or [])
-        print(format_report(report))
-        if cfg.json:
-            print(f"written to {write_json(cfg.json, report)}")
+    apply_runtime(cfg.runtime)
+    settings = BenchmarkSettings(
+        **OmegaConf.to_container(OmegaConf.masked_copy(cfg, SETTINGS_KEYS), resolve=True),
+        reuse_freed_memory=cfg.runtime.reuse_freed_memory,
+    )
+    # Network builders: called with in_channels and num_classes (see configs/model/net/).
+    nets = {
+        method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)
+    }
+    peers = {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
+    report = run_benchmark(settings, nets, peers, instantiate(cfg.train_transforms) or [])
+    print(format_report(report))
+    if cfg.json:
+        print(f"written to {write_json(cfg.json, report)}")
 
 
 if __name__ == "__main__":

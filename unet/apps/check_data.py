@@ -1,21 +1,18 @@
-"""``unet-check-data data=...``: read every sample and print a summary (``configs/check_data.yaml``)."""
+"""``unet-check-data data=...``: read every sample, print a summary and refuse what would stop training
+(``configs/check_data.yaml``); see :func:`unet.planning.check_data_from_config`."""
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
-from unet.data.inspect import check_data
-from unet.planning import reading_datamodule
+from unet.apps.runs import hydra_app
+from unet.planning import check_data_from_config
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="check_data")
+@hydra_app("check_data")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-check-data``."""
-    with user_errors_exit():
-        check_data(reading_datamodule(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
+    check_data_from_config(cfg)
 
 
 if __name__ == "__main__":

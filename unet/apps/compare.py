@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
+from unet.apps.runs import hydra_app
 from unet.compare import run_comparison, run_overrides
 from unet.utils.runtime import apply_runtime
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
+@hydra_app("compare")
 def main(cfg: DictConfig) -> None:
     """Run and report the comparison (or only rebuild its report with ``report_only=true``)."""
-    with user_errors_exit():
-        apply_runtime(cfg.runtime)
-        overrides = HydraConfig.get().overrides
-        command = " ".join(["unet-compare", *sys.argv[1:]])
-        run_comparison(cfg, run_overrides(overrides.task, overrides.hydra), command)
+    apply_runtime(cfg.runtime)
+    overrides = HydraConfig.get().overrides
+    command = " ".join(["unet-compare", *sys.argv[1:]])
+    run_comparison(cfg, run_overrides(overrides.task, overrides.hydra), command)
 
 
 if __name__ == "__main__":

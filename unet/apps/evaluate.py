@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
+from unet.apps.runs import hydra_app
 from unet.training.evaluate import evaluate
 from unet.utils.runtime import apply_runtime
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@hydra_app("eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-eval``."""
-    with user_errors_exit():
-        apply_runtime(cfg.runtime)
-        evaluate(cfg)
+    apply_runtime(cfg.runtime)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

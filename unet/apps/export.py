@@ -5,20 +5,18 @@ Keys: ``configs/deploy/export.yaml``; see :func:`unet.export.export_checkpoint`.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from unet.apps import DEPLOY_CONFIG_PATH
-from unet.apps.runs import user_errors_exit
+from unet.apps.runs import hydra_app
 from unet.export import export_checkpoint
 
 
-@hydra.main(version_base="1.3", config_path=DEPLOY_CONFIG_PATH, config_name="export")
+@hydra_app("export", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-export``."""
-    with user_errors_exit():
-        path, sidecar = export_checkpoint(cfg.ckpt_path, cfg.format, cfg.output, cfg.tolerance)
-        print(f"wrote {path} and {sidecar}")
+    path, sidecar = export_checkpoint(cfg.ckpt_path, cfg.format, cfg.output, cfg.tolerance)
+    print(f"wrote {path} and {sidecar}")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
+from unet.apps.runs import hydra_app
 from unet.planning import format_plan, plan_config
 
 
@@ -16,11 +14,10 @@ def print_plan(cfg: DictConfig) -> None:
     print(format_plan(plan) if plan else "nothing to plan: no key of this config is `auto`")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="plan")
+@hydra_app("plan")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-plan``."""
-    with user_errors_exit():
-        print_plan(cfg)
+    print_plan(cfg)
 
 
 if __name__ == "__main__":

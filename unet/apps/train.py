@@ -5,15 +5,12 @@ from __future__ import annotations
 import math
 import sys
 
-import hydra
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from unet.apps import CONFIG_PATH
-from unet.apps.runs import user_errors_exit
-from unet.data.inspect import check_data
 from unet.apps.plan import print_plan
-from unet.planning import reading_datamodule
+from unet.apps.runs import hydra_app
+from unet.planning import check_data_from_config
 from unet.training.run import train, train_or_record_failure
 from unet.utils.runtime import apply_runtime
 
@@ -21,22 +18,21 @@ from unet.utils.runtime import apply_runtime
 SIGTERM_EXIT_CODE = 143
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@hydra_app("train")
 def main(cfg: DictConfig) -> float:
     """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
-    with user_errors_exit():
-        apply_runtime(cfg.runtime)
-        if cfg.check_data_only:
-            check_data(reading_datamodule(cfg.data), cfg.paths.output_dir, cfg.paths.cache_dir)
-            return math.nan
-        if cfg.plan_only:
-            print_plan(cfg)
-            return math.nan
-        try:
-            metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)
-        except SIGTERMException:
-            sys.exit(SIGTERM_EXIT_CODE)
-        return math.nan if metrics is None else metrics["val/miou"]
+    apply_runtime(cfg.runtime)
+    if cfg.check_data_only:
+        check_data_from_config(cfg)
+        return math.nan
+    if cfg.plan_only:
+        print_plan(cfg)
+        return math.nan
+    try:
+        metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)
+    except SIGTERMException:
+        sys.exit(SIGTERM_EXIT_CODE)
+    return math.nan if metrics is None else metrics["val/miou"]
 
 
 if __name__ == "__main__":

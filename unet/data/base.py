@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from unet.data.batching import probe, size_clash, unbatchable_message
 from unet.data.dataset import SegmentationDataset
 from unet.data.errors import DataError, DataNotFoundError
-from unet.data.sampling import EpochSampler
+from unet.data.sampling import EpochSampler, ResumableDataLoader, training_position
 from unet.data.sources import SampleSource
 from unet.data.statistics import split_class_counts
 from unet.data.transforms import SamplePipeline, as_transform_list, with_rare_class_crop
+from unet.utils.limits import check_num_classes
 from unet.utils.seeding import derive_seed
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -102,8 +104,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         rare_class_crop_p: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise DataError(f"num_classes must be >= 1, got {num_classes}")
+        check_num_classes(num_classes, "data.num_classes")
         if in_channels not in (1, 3):
             raise DataError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels}")
         class_names = [f"class_{i}" for i in range(num_classes)] if class_names is None else list(class_names)
@@ -148,6 +149,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.epoch_size = None if epoch_size is None else int(epoch_size)
         self.rare_class_crop_p = float(rare_class_crop_p)
         self.datasets: dict[str, SegmentationDataset] = {}
+        self._train_loader_state: dict[str, Any] | None = None  # from a checkpoint, see load_state_dict
 
     # --- what subclasses provide -------------------------------------------------------------------
     @abstractmethod
@@ -189,32 +191,70 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self.datasets[split] = SegmentationDataset(source, pipeline)
         return self.datasets[split]
 
+    def empty_epoch_message(self, train_samples: int) -> str | None:
+        """Why a training epoch would hold no batch (drop_last with fewer samples than a batch), or ``None``."""
+        samples = self.epoch_size or train_samples
+        if self.drop_last and samples < self.batch_size:
+            return (
+                f"drop_last with batch_size {self.batch_size} but only {samples} training samples per epoch: "
+                "no batch would be left (set data.epoch_size)"
+            )
+        return None
+
     def dataloader(self, split: str) -> DataLoader:
         """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train.
 
         Its :class:`EpochSampler` makes the order and the augmentations a function of (seed, epoch), and
-        shards the split across ranks in distributed runs.
+        shards the split across ranks in distributed runs; the training loader is a
+        :class:`~unet.data.sampling.ResumableDataLoader`, so a mid-epoch checkpoint resumes mid-epoch. Samples that would leave the pipeline at
+        different sizes (:func:`~unet.data.batching.size_clash`) cannot be stacked: for train that is
+        refused here, naming two files and the keys that fix it; val and test, scored on whole images,
+        are then served one image per batch.
         """
         dataset = self.dataset(split)
         train = split == "train"
         epoch_size = self.epoch_size if train else None
-        if train and self.drop_last and (epoch_size or len(dataset)) < self.batch_size:
-            raise DataError(
-                f"drop_last with batch_size {self.batch_size} but only {epoch_size or len(dataset)} training "
-                "samples per epoch: no batch would be left (set data.epoch_size)"
-            )
+        if train and (empty := self.empty_epoch_message(len(dataset))) is not None:
+            raise DataError(empty)
+        batch_size = self.batch_size
+        probes = probe(dataset.source, dataset.pipeline, "training" if train else f"{split}")
+        clash = size_clash(probes) if batch_size > 1 else None
+        if clash is not None and train:
+            raise DataError(unbatchable_message(clash, batch_size))
+        if clash is not None:
+            batch_size = 1
         sampler = EpochSampler(
             len(dataset), shuffle=train, seed=self.split_seed(split), even_shards=train, epoch_size=epoch_size
         )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=train and self.drop_last,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        options: dict[str, Any] = {
+            "batch_size": batch_size,
+            "sampler": sampler,
+            "drop_last": train and self.drop_last,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if not train:
+            return DataLoader(dataset, **options)
+        # A mid-epoch checkpoint resumes mid-epoch (the trainer says where training stands).
+        loader = ResumableDataLoader(dataset, position=lambda: training_position(self.trainer), **options)
+        if self._train_loader_state is not None:  # the first training loader after a restore resumes
+            loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
+        return loader
+
+    # Lightning restores a training loader's own state only when the loader is built after the loops'
+    # state is restored; a scheduler that asks for ``trainer.estimated_stepping_batches`` builds it
+    # before (Lightning issue #20550), and the state is dropped. The datamodule's state is restored
+    # before either, so the position travels here too and the loader is built already resumed.
+    def state_dict(self) -> dict[str, Any]:
+        """The training position (see :func:`~unet.data.sampling.training_position`) while fitting."""
+        position = training_position(self.trainer)
+        return {} if position is None else {"train_loader": {"epoch": position[0], "batches": position[1]}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep the checkpoint's training position for the next training loader built."""
+        self._train_loader_state = state_dict.get("train_loader")
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train")

@@ -23,5 +23,9 @@ class MaskValueError(DataError):
     """A mask holding values that are neither a class index, the ignore index, nor a mapped raw value."""
 
 
+class LossyMaskError(MaskValueError):
+    """A mask saved in a lossy format (JPEG): its values near edges are no longer the labels drawn."""
+
+
 class SizeMismatchError(DataError):
     """An image and its mask of different height/width."""

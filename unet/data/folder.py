@@ -73,11 +73,15 @@ class FolderDataModule(SegmentationDataModule):
             ``{"R,G,B" | "#RRGGBB" | [R, G, B]: class}`` or ``[[R, G, B, class], ...]``; class ``ignore`` means
             ``ignore_index``. Every colour present must be listed. ``unet-check-data`` writes one to start from.
             ``mask_mapping``, ``mask_threshold`` and ``mask_palette`` are mutually exclusive.
+        allow_lossy_masks: read masks saved in a lossy format (JPEG, lossy WebP) as they are. By default
+            they are refused (counting the pixels whose values are not classes): compression blends labels
+            along every edge. ``mask_threshold`` accepts them too (the fix for a binary JPEG mask).
         ignore_index: label excluded from loss and metrics (e.g. 255), or ``None``.
         mean / std: per-channel normalisation in [0, 1] units; ``None`` -> 0.5 / 0.25.
         extensions: file extensions read (PNG, JPEG and TIFF by default).
         image_size: ``H`` or ``[H, W]`` to resize every sample to (bilinear image, nearest mask), e.g. for
-            images of varying size; ``None`` keeps sizes.
+            images of varying size; ``None`` keeps sizes (training batches of differing sizes then need a
+            crop in ``train_transforms``, else the training loader refuses them naming two files).
         cache: decode every file once at setup and keep the arrays in memory (False: decode on access).
         **common: the base keywords (batch_size, num_workers, transforms, seed, ...).
     """
@@ -91,6 +95,7 @@ class FolderDataModule(SegmentationDataModule):
         mask_mapping: Mapping[int, int] | None = None,
         mask_threshold: float | None = None,
         mask_palette: PaletteSpec | None = None,
+        allow_lossy_masks: bool = False,
         ignore_index: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -120,7 +125,12 @@ class FolderDataModule(SegmentationDataModule):
         )
         self.root = Path(root).expanduser()
         self.encoder = MaskEncoder(
-            self.num_classes, self.ignore_index, mask_mapping, threshold=mask_threshold, palette=mask_palette
+            self.num_classes,
+            self.ignore_index,
+            mask_mapping,
+            threshold=mask_threshold,
+            palette=mask_palette,
+            allow_lossy=allow_lossy_masks,
         )
         self.image_size = None if image_size is None else as_pair(image_size, "image_size")
         self.cache = bool(cache)

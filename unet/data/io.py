@@ -1,9 +1,18 @@
 """Decoding image and mask files into numpy arrays in the one layout the rest of the data layer expects.
 
 Images come out as ``(H, W, C)`` arrays with ``C == in_channels``: ``uint8`` for 8-bit files, ``float32`` in
-``[0, 1]`` for 16-bit (divided by 65535) and float files (taken as already in ``[0, 1]``). Masks come out as
+``[0, 1]`` for 16-bit (divided by 65535) and float files. Float images must already hold intensities in
+``[0, 1]`` (rounding up to :data:`FLOAT_TOLERANCE` outside is clipped): any other range, NaN or infinity is
+refused naming the file and what was found: no rescaling rule fits every float image, and one applied per
+file (its own min..max) would give the same intensity different values in different images. Masks come out as
 ``(H, W)`` integer label images (palette PNGs give their palette *indices*, not colours), or ``(H, W, 3)``
 uint8 colours for colour-coded RGB masks (mapped to classes by ``mask_palette``).
+
+Files are read as a viewer shows them: the EXIF orientation of JPEG/PNG/WebP files (and the TIFF
+orientation tag) is applied, to images and masks alike, so a phone photo stored sideways with
+orientation 6 is read (and predicted) upright. Files holding several images (multi-page TIFF stacks,
+animated GIF/PNG/WebP) are refused with their page count instead of silently reading the first one;
+camera MPO JPEGs are the exception: their first image is the photo, the others are previews.
 """
 
 from __future__ import annotations
@@ -12,11 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from unet.data.errors import ImageReadError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# Float images within this much of [0, 1] are clipped to it (rounding from a conversion); beyond, refused.
+FLOAT_TOLERANCE = 1e-3
+
+# EXIF / TIFF tag holding the orientation (1: as stored; 2..8: flips and quarter turns to display it).
+ORIENTATION_TAG = 0x0112
+
+# Lossy formats by file extension (lower case): masks saved in them hold values changed near edges.
+LOSSY_EXTENSIONS: dict[str, str] = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG"}
 
 # ITU-R BT.601 luma, the weights PIL's RGB -> "L" conversion uses.
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -32,22 +50,120 @@ def pil_to_array(image: Image.Image, as_mask: bool) -> np.ndarray:
     return np.asarray(image)
 
 
+def _what(as_mask: bool) -> str:
+    return "mask" if as_mask else "image"
+
+
+def refuse_several_images(path: Path, count: int, unit: str, as_mask: bool) -> None:
+    """Refuse a file holding ``count`` > 1 pages/frames: reading one of them would hide the others."""
+    if count > 1:
+        raise ImageReadError(
+            f"{_what(as_mask)} {path} has {count} {unit}s; unet reads single-{unit} images: split the "
+            f"{'stack' if unit == 'page' else 'animation'} into one file per {unit}"
+        )
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Images in a PIL file; an MPO (camera JPEG with previews) counts as its one primary photo."""
+    return 1 if image.format == "MPO" else int(getattr(image, "n_frames", 1))
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``(H, W, ...)`` as stored -> as displayed, for an EXIF/TIFF orientation (what ``exif_transpose`` does)."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return array.swapaxes(0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
 def _read_with_pil(path: Path, as_mask: bool) -> np.ndarray:
     with Image.open(path) as image:
-        image.load()  # decode now, so a truncated file fails here and not later
+        refuse_several_images(path, _frame_count(image), "frame", as_mask)
+        image.load()  # decode now, so a truncated file fails here and not later (and PNG EXIF is read)
+        if image.getexif().get(ORIENTATION_TAG, 1) in range(2, 9):
+            return pil_to_array(ImageOps.exif_transpose(image), as_mask)
         return pil_to_array(image, as_mask)
 
 
+def _tiff_orientation(page: object) -> int:
+    tags = getattr(page, "tags", None)
+    value = tags.valueof(ORIENTATION_TAG, 1) if tags is not None else 1
+    return int(getattr(value, "value", value) or 1)
+
+
+def _full_pages(tiff: object) -> list[object]:
+    """The pages of a TIFF that are images of their own (reduced-resolution previews left out)."""
+    return [page for page in tiff.pages if not getattr(page, "is_reduced", False)]  # type: ignore[attr-defined]
+
+
 def _read_tiff(path: Path, as_mask: bool) -> np.ndarray:
-    """First page of a TIFF; tifffile reads 16-bit, float and planar files PIL cannot, PIL is the fallback."""
+    """The one image of a TIFF; tifffile reads 16-bit, float and planar files PIL cannot, PIL is the fallback."""
     try:
         import tifffile
     except ImportError:  # pragma: no cover - tifffile is a declared dependency
         return _read_with_pil(path, as_mask)
-    array = np.asarray(tifffile.imread(path, key=0))
+    with tifffile.TiffFile(path) as tiff:
+        pages = _full_pages(tiff)
+        refuse_several_images(path, len(pages), "page", as_mask)
+        array = np.asarray(pages[0].asarray())
+        orientation = _tiff_orientation(pages[0])
     if array.ndim == 3 and array.shape[0] <= 4 < array.shape[-1]:  # planar (C, H, W)
         array = np.moveaxis(array, 0, -1)
-    return array
+    return np.ascontiguousarray(orient(array, orientation))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file as displayed (orientation applied), from its header: no pixels decoded.
+
+    What batching checks need to compare sizes of files that are not yet (or never) held in memory.
+    """
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                height, width = int(page.imagelength), int(page.imagewidth)  # type: ignore[union-attr]
+                orientation = _tiff_orientation(page)
+        else:
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = int(image.getexif().get(ORIENTATION_TAG, 1) or 1)
+    except Exception as error:
+        raise ImageReadError(f"cannot read image file {path}: {error}") from error
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def lossy_format(path: Path) -> str | None:
+    """The lossy format ``path`` is saved in (``"JPEG"``, ``"lossy WebP"``), ``None`` for lossless ones.
+
+    JPEG by its extension; WebP by its first chunk (``VP8 `` lossy, ``VP8L`` lossless; an extended
+    ``VP8X`` file is lossy when it holds a ``VP8 `` chunk).
+    """
+    suffix = path.suffix.lower()
+    if suffix in LOSSY_EXTENSIONS:
+        return LOSSY_EXTENSIONS[suffix]
+    if suffix == ".webp":
+        try:
+            with path.open("rb") as file:
+                head = file.read(1 << 16)
+        except OSError:
+            return None
+        chunk = head[12:16]
+        if chunk == b"VP8 " or (chunk == b"VP8X" and b"VP8 " in head[16:]):
+            return "lossy WebP"
+    return None
 
 
 # Decoder per file extension (lower case); anything else goes through PIL.
@@ -62,11 +178,15 @@ def decode(path: Path, as_mask: bool) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as error:  # PIL/tifffile raise OSError, SyntaxError, ValueError, their own types...
-        raise ImageReadError(f"cannot read {'mask' if as_mask else 'image'} file {path}: {error}") from error
+        raise ImageReadError(f"cannot read {_what(as_mask)} file {path}: {error}") from error
 
 
-def _as_float_or_uint8(array: np.ndarray) -> np.ndarray:
-    """uint8 stays (albumentations' fast path); other types become float32 in [0, 1]."""
+def _as_float_or_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    """uint8 stays (albumentations' fast path); other types become float32 in [0, 1].
+
+    Integers are divided by 65535 (by their type's maximum beyond 16 bits); floats must be finite and in
+    [0, 1] (see the module docstring), else :class:`ImageReadError` names ``source`` and what it holds.
+    """
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
@@ -74,7 +194,22 @@ def _as_float_or_uint8(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer):
         top = 65535.0 if array.size == 0 or int(array.max()) <= 65535 else float(np.iinfo(array.dtype).max)
         return (array.astype(np.float32) / top).clip(0.0, 1.0)
-    return array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating) or not array.size:
+        return array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        nan = int(np.isnan(array).sum())
+        raise ImageReadError(
+            f"image {source} holds {nan} NaN and {array.size - nan - int(finite.sum())} infinite values; "
+            "expected finite intensities in [0, 1]"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        raise ImageReadError(
+            f"float image {source} holds values in [{low:.6g}, {high:.6g}]; unet reads float images as "
+            "intensities in [0, 1]: rescale it to [0, 1], or save it as 8- or 16-bit integers"
+        )
+    return array.astype(np.float32).clip(0.0, 1.0)
 
 
 def to_channels(image: np.ndarray, in_channels: int, source: str) -> np.ndarray:
@@ -102,7 +237,7 @@ def to_channels(image: np.ndarray, in_channels: int, source: str) -> np.ndarray:
 
 def image_array(array: np.ndarray, in_channels: int, source: str) -> np.ndarray:
     """A decoded image as ``(H, W, in_channels)`` uint8 or float32 in [0, 1]."""
-    return to_channels(_as_float_or_uint8(np.asarray(array)), in_channels, source)
+    return to_channels(_as_float_or_uint8(np.asarray(array), source), in_channels, source)
 
 
 def label_array(array: np.ndarray, source: str) -> np.ndarray:
@@ -136,10 +271,11 @@ def label_array(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def read_image(path: Path, in_channels: int) -> np.ndarray:
-    """Read an image file as ``(H, W, in_channels)`` uint8 / float32."""
+    """Read an image file as displayed, as ``(H, W, in_channels)`` uint8 / float32 (see the module docstring)."""
     return image_array(decode(path, as_mask=False), in_channels, str(path))
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a mask file as raw ``(H, W)`` values or ``(H, W, 3)`` colours (before any mapping)."""
+    """Read a mask file as displayed (its orientation applied, like its image's) as raw ``(H, W)`` values or
+    ``(H, W, 3)`` colours (before any mapping)."""
     return label_array(decode(path, as_mask=True), str(path))

@@ -3,6 +3,10 @@
 Four ways to read a mask (one per :class:`MaskEncoder`): values already class indices; raw values mapped by
 ``mask_mapping``; a gray binary mask cut at ``mask_threshold`` (anti-aliased or JPEG edges); RGB colours
 mapped by ``mask_palette``. Palette files are YAML ``"R,G,B": class`` entries (:func:`palette_yaml`).
+
+Masks saved in a lossy format (JPEG, lossy WebP) are refused unless ``allow_lossy_masks`` or
+``mask_threshold`` is set: compression turns the pixels along every edge into values between the labels,
+which are either refused later as unknown values or, worse, read silently as other classes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unet.data.errors import DataError, DataNotFoundError, ImageReadError, MaskValueError
+from unet.data.errors import DataError, DataNotFoundError, ImageReadError, LossyMaskError, MaskValueError
+from unet.data.io import lossy_format
 
 MAX_LISTED = 10
 
@@ -142,7 +147,8 @@ class MaskEncoder:
     must be a key. ``threshold`` (two classes only): raw value ``> threshold`` is class 1, else 0.
     ``palette`` (see :func:`load_palette`; class ``"ignore"`` -> ``ignore_index``): every colour present
     must be listed. Output is ``uint8`` when all targets fit (what albumentations' fast paths expect),
-    ``int32`` otherwise; the datamodule turns it into int64 at the end.
+    ``int32`` otherwise; the datamodule turns it into int64 at the end. ``allow_lossy``: accept mask files
+    in a lossy format (see :meth:`check_lossless`).
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class MaskEncoder:
         mapping: Mapping[int, int] | None = None,
         threshold: float | None = None,
         palette: PaletteSpec | None = None,
+        allow_lossy: bool = False,
     ) -> None:
         given = [
             name
@@ -166,6 +173,7 @@ class MaskEncoder:
             raise DataError(f"{' and '.join(given)} are mutually exclusive: give one of them")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.allow_lossy = bool(allow_lossy)
         self.threshold = None if threshold is None else float(threshold)
         if self.threshold is not None and num_classes != 2:
             raise DataError(f"mask_threshold makes 2 classes (0 and 1) but num_classes is {num_classes}")
@@ -230,6 +238,55 @@ class MaskEncoder:
             )
             self._refuse(raw, bad, expected, source)
         return raw.astype(self.dtype, copy=False)
+
+    def invalid_pixels(self, raw: np.ndarray) -> tuple[int, list[int]]:
+        """Pixels of ``raw`` whose value no option turns into a class, and those distinct values (packed
+        colours for a palette): what a lossy mask's compression made of its edges."""
+        if self.threshold is not None:
+            return 0, []
+        if self.palette is not None:
+            values, counts = value_counts(pack_rgb(raw))
+            known = set(self.palette)
+        elif raw.ndim == 3:
+            values, counts = value_counts(pack_rgb(raw))  # a colour mask with no palette: no colour is known
+            known = set()
+        else:
+            values, counts = value_counts(raw)
+            known = set(self.mapping) if self.mapping is not None else None
+        bad = [
+            (int(value), int(count))
+            for value, count in zip(values.tolist(), counts.tolist(), strict=True)
+            if not (int(value) in known if known is not None else self._is_target(int(value)))
+        ]
+        return sum(count for _, count in bad), [value for value, _ in bad]
+
+    def check_lossless(self, raw: np.ndarray, path: Path) -> None:
+        """Refuse a raw mask read from a lossy file (JPEG, lossy WebP), unless ``allow_lossy`` or ``threshold``.
+
+        A threshold is the cure for a lossy binary mask (ringing stays on its side of the midpoint), so it
+        accepts them. The message counts the pixels whose values cannot be class indices.
+        """
+        kind = lossy_format(path)
+        if kind is None or self.allow_lossy or self.threshold is not None:
+            return
+        count, values = self.invalid_pixels(raw)
+        if count:
+            shown = (
+                [colour_name(v) for v in values]
+                if raw.ndim == 3 or self.palette
+                else [str(v) for v in values]
+            )
+            found = (
+                f"{count} of its {raw.shape[0] * raw.shape[1]} pixels hold {len(values)} values that are not "
+                f"classes ({_listed(shown)})"
+            )
+        else:
+            found = "all its values are classes, but edge pixels may have turned into neighbouring classes"
+        raise LossyMaskError(
+            f"mask {path} is saved as {kind}, a lossy format that changes label values near edges: {found}; "
+            "save masks losslessly (PNG), or set data.mask_threshold=T for a binary mask, or "
+            "data.allow_lossy_masks=true to read its values as they are"
+        )
 
     def _lookup(self, raw: np.ndarray, mapping: dict[int, int], source: str) -> np.ndarray:
         """``mapping[raw]`` through a look-up table indexed by raw value; unmapped values are refused."""

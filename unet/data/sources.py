@@ -1,7 +1,9 @@
 """Sample sources: indexable collections of raw ``(image (H, W, C), mask (H, W))`` numpy pairs.
 
 A source knows where samples come from (memory, files, a torchvision dataset); the dataset on top applies
-the augmentation pipeline. Wrappers compose: files -> resized -> cached in memory.
+the augmentation pipeline. Wrappers compose: files -> resized -> cached in memory. Sources may also tell a
+sample's ``name(index)`` (its image file) and raw ``size(index)`` ``(H, W)`` without decoding it, which
+the batching checks use (:func:`sample_name`, :func:`sample_sizes`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from unet.data.errors import SizeMismatchError
-from unet.data.io import read_image, read_mask
+from unet.data.io import image_size, read_image, read_mask
 from unet.data.masks import MaskEncoder
 from unet.data.transforms import resize_transform
 
@@ -31,19 +33,49 @@ class SampleSource(Protocol):
 
 
 class ArraySource:
-    """Samples already in memory: an ``(N, H, W, C)`` array or a list of ``(H, W, C)`` arrays, masks alike."""
+    """Samples already in memory: an ``(N, H, W, C)`` array or a list of ``(H, W, C)`` arrays, masks alike.
 
-    def __init__(self, images: Sequence[np.ndarray] | np.ndarray, masks: Sequence[np.ndarray] | np.ndarray):
+    ``names``: what each sample is called in messages (the files a cached source was decoded from).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray] | np.ndarray,
+        masks: Sequence[np.ndarray] | np.ndarray,
+        names: Sequence[str] | None = None,
+    ):
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
         self.images = images
         self.masks = masks
+        self.names = None if names is None else list(names)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
         return self.images[index], self.masks[index]
+
+    def name(self, index: int) -> str:
+        return self.names[index] if self.names is not None else f"sample {index}"
+
+    def size(self, index: int) -> tuple[int, int]:
+        return tuple(self.images[index].shape[:2])  # type: ignore[return-value]
+
+
+def sample_name(source: SampleSource, index: int) -> str:
+    """What sample ``index`` of ``source`` is called in messages: its image file when the source knows it."""
+    name = getattr(source, "name", None)
+    return name(index) if callable(name) else f"sample {index}"
+
+
+def sample_sizes(source: SampleSource) -> list[tuple[int, int]] | None:
+    """Raw ``(H, W)`` of every sample, from memory or file headers; ``None`` when the source cannot tell."""
+    size = getattr(source, "size", None)
+    if not callable(size):
+        return None
+    sizes = [size(index) for index in range(len(source))]
+    return None if any(s is None for s in sizes) else sizes
 
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, image_name: str, mask_name: str) -> None:
@@ -56,7 +88,10 @@ def check_same_size(image: np.ndarray, mask: np.ndarray, image_name: str, mask_n
 
 
 class FileSource:
-    """Image/mask file pairs, decoded on every access (wrap in :func:`cache_source` to decode once)."""
+    """Image/mask file pairs, decoded on every access (wrap in :func:`cache_source` to decode once).
+
+    Masks in a lossy format are refused unless the encoder allows them (:meth:`MaskEncoder.check_lossless`).
+    """
 
     def __init__(self, pairs: Sequence[tuple[Path, Path]], in_channels: int, encoder: MaskEncoder) -> None:
         self.pairs = list(pairs)
@@ -69,9 +104,17 @@ class FileSource:
     def __getitem__(self, index: int) -> Sample:
         image_path, mask_path = self.pairs[index]
         image = read_image(image_path, self.in_channels)
-        mask = self.encoder(read_mask(mask_path), str(mask_path))
+        raw = read_mask(mask_path)
+        self.encoder.check_lossless(raw, mask_path)
+        mask = self.encoder(raw, str(mask_path))
         check_same_size(image, mask, str(image_path), str(mask_path))
         return image, mask
+
+    def name(self, index: int) -> str:
+        return str(self.pairs[index][0])
+
+    def size(self, index: int) -> tuple[int, int]:
+        return image_size(self.pairs[index][0])
 
 
 class ResizedSource:
@@ -79,7 +122,14 @@ class ResizedSource:
 
     def __init__(self, source: SampleSource, size: tuple[int, int]) -> None:
         self.source = source
+        self.resized_to = (int(size[0]), int(size[1]))
         self.resize = resize_transform(size)
+
+    def name(self, index: int) -> str:
+        return sample_name(self.source, index)
+
+    def size(self, index: int) -> tuple[int, int]:
+        return self.resized_to
 
     def __len__(self) -> int:
         return len(self.source)
@@ -104,6 +154,13 @@ class SubsetSource:
     def __getitem__(self, index: int) -> Sample:
         return self.source[self.indices[index]]
 
+    def name(self, index: int) -> str:
+        return sample_name(self.source, self.indices[index])
+
+    def size(self, index: int) -> tuple[int, int] | None:
+        size = getattr(self.source, "size", None)
+        return size(self.indices[index]) if callable(size) else None
+
 
 def cache_source(source: SampleSource, threads: int | None = None) -> ArraySource:
     """Decode every sample once into memory (threads: PIL and tifffile decode without holding the GIL).
@@ -116,7 +173,8 @@ def cache_source(source: SampleSource, threads: int | None = None) -> ArraySourc
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         samples = list(pool.map(source.__getitem__, range(len(source))))
-    return ArraySource([image for image, _ in samples], [mask for _, mask in samples])
+    names = [sample_name(source, index) for index in range(len(source))]
+    return ArraySource([image for image, _ in samples], [mask for _, mask in samples], names)
 
 
 def finish_source(source: SampleSource, image_size: tuple[int, int] | None, cache: bool) -> SampleSource:

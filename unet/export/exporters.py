@@ -6,6 +6,8 @@ an odd size and must match PyTorch's logits within ``tolerance``, or the export 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet.export.metadata import model_metadata, write_metadata
+from unet.export.metadata import model_metadata, sidecar_path, write_metadata
 from unet.training.checkpoint import module_from_checkpoint
-from unet.utils.files import read_json
+from unet.utils.files import publish_new, read_json
 
 EXPORTERS: dict[str, Callable[[nn.Module, Path, dict[str, Any], float], None]] = {}
 DEFAULT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "weights": ".weights.pt"}
@@ -134,22 +136,35 @@ def export_checkpoint(
 ) -> tuple[Path, Path]:
     """Export a training checkpoint; returns the written file and its JSON sidecar.
 
-    Nothing existing is overwritten: an existing ``output`` is an error.
+    Nothing existing is overwritten: an existing ``output`` or sidecar is an error before anything is
+    written. The file is exported and checked in a temporary folder beside ``output`` and only then
+    moved into place, so a failed or killed export leaves neither half a file nor a file without sidecar.
     """
     if export_format not in EXPORTERS:
         raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(sorted(EXPORTERS))}")
     ckpt_path = Path(ckpt_path)
     output = Path(output) if output else ckpt_path.with_suffix(DEFAULT_SUFFIXES[export_format])
-    if output.exists():
-        raise FileExistsError(f"{output} already exists; choose another output=")
+    existing = [str(path) for path in (output, sidecar_path(output)) if path.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+            "choose another output= (nothing was written)"
+        )
     module, _ = module_from_checkpoint(ckpt_path)
     model = module.net.eval()
     metadata = model_metadata(module, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
     output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.export-"))
     try:
-        EXPORTERS[export_format](model, output, metadata, tolerance)
-    except Exception:
-        output.unlink(missing_ok=True)
-        raise
-    return output, write_metadata(output, metadata)
+        EXPORTERS[export_format](model, staging / output.name, metadata, tolerance)
+        sidecar = write_metadata(staging / output.name, metadata)
+        publish_new(sidecar, sidecar_path(output))
+        try:
+            publish_new(staging / output.name, output)
+        except BaseException:
+            sidecar_path(output).unlink(missing_ok=True)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output, sidecar_path(output)

@@ -87,26 +87,39 @@ def predict_files(
     tta: bool = False,
     save_probabilities: bool = False,
     batch_size: int = 4,
+    skip_errors: bool = False,
 ) -> dict[str, Any]:
-    """Segment every input into ``output_dir``; returns a summary (images, seconds, images/s)."""
+    """Segment every input into ``output_dir``; returns a summary (images, seconds, images/s, failed).
+
+    An input that cannot be read or segmented stops the run with its error, or with ``skip_errors``
+    is listed in ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file
+    in a folder of thousands should not cost the rest.
+    """
     metadata = predictor.metadata
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)
     mean, std = channel_tensor(metadata["mean"]), channel_tensor(metadata["std"])
+    failed: list[dict[str, str]] = []
     start = time.perf_counter()
     for path in tqdm(inputs, desc="predict", unit="image"):
-        image = read_image(path, metadata["in_channels"])
-        probabilities = predict_probabilities(
-            predictor,
-            normalize_image(image, mean, std).numpy(),
-            metadata["num_classes"],
-            metadata["min_size"],
-            tile_size,
-            overlap,
-            tta,
-            batch_size,
-        )
+        try:
+            image = read_image(path, metadata["in_channels"])
+            probabilities = predict_probabilities(
+                predictor,
+                normalize_image(image, mean, std).numpy(),
+                metadata["num_classes"],
+                metadata["min_size"],
+                tile_size,
+                overlap,
+                tta,
+                batch_size,
+            )
+        except Exception as error:  # noqa: BLE001 -- with skip_errors every failure is listed, none hidden
+            if not skip_errors:
+                raise
+            failed.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
+            continue
         mask = probabilities.argmax(axis=0).astype(np.uint8 if metadata["num_classes"] <= 256 else np.uint16)
         paths = output_paths(path, output_dir, save_probabilities)
         Image.fromarray(mask).save(paths["mask"])
@@ -114,8 +127,10 @@ def predict_files(
         if save_probabilities:
             np.save(paths["probabilities"], probabilities.astype(np.float16))
     seconds = time.perf_counter() - start
+    done = len(inputs) - len(failed)
     return {
-        "images": len(inputs),
+        "images": done,
         "seconds": seconds,
-        "images_per_s": len(inputs) / seconds if seconds else 0.0,
+        "images_per_s": done / seconds if seconds else 0.0,
+        "failed": failed,
     }

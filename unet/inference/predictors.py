@@ -16,7 +16,14 @@ import torch
 
 from unet.export.metadata import model_metadata, read_metadata
 from unet.models.networks import build_network
-from unet.training.checkpoint import module_from_checkpoint
+from unet.training.checkpoint import (
+    CheckpointError,
+    inspect_file,
+    load_weights,
+    module_from_checkpoint,
+    non_finite_tensor,
+    wrong_kind,
+)
 
 
 class Predictor:
@@ -53,18 +60,42 @@ def from_checkpoint(path: Path, device: str) -> Predictor:
 def from_onnx(path: Path, device: str) -> Predictor:
     import onnxruntime
 
+    kind = inspect_file(path)
+    if kind != "onnx":
+        raise wrong_kind(path, kind, "an ONNX model (unet-export format=onnx)")
+    check_onnx_weights(path)
     providers = (
         ["CUDAExecutionProvider", "CPUExecutionProvider"]
         if device.startswith("cuda")
         else ["CPUExecutionProvider"]
     )
-    session = onnxruntime.InferenceSession(str(path), providers=providers)
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as error:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+        raise CheckpointError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0]}") from None
     input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
 
     def run(images: np.ndarray) -> np.ndarray:
         return session.run([output_name], {input_name: images})[0]
 
     return Predictor(run, read_metadata(path), path)
+
+
+def check_onnx_weights(path: Path) -> None:
+    """Refuse an ONNX model whose weights (initializers) hold NaN or an infinity, naming the tensor."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # a protobuf decoding error
+        raise CheckpointError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0]}") from None
+    for initializer in model.graph.initializer:
+        values = numpy_helper.to_array(initializer)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise CheckpointError(
+                f"{path} holds non-finite values (NaN or Inf) in {initializer.name}: this model is unusable"
+            )
 
 
 def from_torch_file(path: Path, device: str) -> Predictor:
@@ -76,17 +107,20 @@ def from_torch_file(path: Path, device: str) -> Predictor:
             metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
         )
         model = build_network(config)
-        model.load_state_dict(load_checkpoint_weights(path))
+        model.load_state_dict(load_weights(path))  # intact, tensors only, finite
     else:
+        kind = inspect_file(path)  # intact: torch.jit.load checks no checksums either
+        if kind != "torchscript":
+            raise wrong_kind(path, kind, f"a TorchScript archive (the format its sidecar {path}.json names)")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             model = torch.jit.load(str(path), map_location=device)
+        name = non_finite_tensor(model.state_dict())
+        if name is not None:
+            raise CheckpointError(
+                f"{path} holds non-finite values (NaN or Inf) in {name}: this model is unusable"
+            )
     return Predictor(torch_runner(model, device), metadata, path)
-
-
-def load_checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict, loaded without unpickling code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 LOADERS: dict[str, Callable[[Path, str], Predictor]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 
 def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -61,10 +62,13 @@ def predict_probabilities(
 
     An image no larger than ``tile_size`` runs whole (exactly the network's own output); a larger one
     runs as overlapping tiles whose probabilities are blended with Gaussian weights. Images smaller
-    than ``min_size`` are padded and the result cropped back.
+    than ``min_size`` are padded and the result cropped back. An image of more than one batch of
+    tiles shows a progress bar over its tiles (a large scan can take minutes); smaller ones stay quiet.
     """
     if tile_size < min_size:
         raise ValueError(f"tile_size {tile_size} is below the network's minimum input size {min_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     padded, (height, width) = pad_to_minimum(image.astype(np.float32, copy=False), min_size)
@@ -76,7 +80,15 @@ def predict_probabilities(
     weights = gaussian_weights(tile_h, tile_w) if len(windows) > 1 else np.ones((tile_h, tile_w), np.float32)
     total = np.zeros((num_classes, full_h, full_w), np.float32)
     norm = np.zeros((full_h, full_w), np.float32)
-    for flips in flip_variants(tta):
+    variants = flip_variants(tta)
+    progress = tqdm(
+        total=len(windows) * len(variants),
+        desc="tiles",
+        unit="tile",
+        leave=False,
+        disable=len(windows) <= batch_size,
+    )
+    for flips in variants:
         view = np.flip(padded, axis=flips) if flips else padded
         for start in range(0, len(windows), batch_size):
             chunk = windows[start : start + batch_size]
@@ -90,4 +102,6 @@ def predict_probabilities(
                 x0 = full_w - x - tile_w if -1 in flips else x
                 total[:, y0 : y0 + tile_h, x0 : x0 + tile_w] += tile * weights
                 norm[y0 : y0 + tile_h, x0 : x0 + tile_w] += weights
+            progress.update(len(chunk))
+    progress.close()
     return total[:, :height, :width] / norm[:height, :width]

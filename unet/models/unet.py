@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -13,8 +14,31 @@ from torch.utils.checkpoint import checkpoint
 
 from unet.models.blocks import ConvBlock
 from unet.models.upsamplers import get_upsampler
+from unet.utils.limits import check_num_classes
 
 FUSIONS = ("concat", "add", "none")
+# A billion parameters: 4 GB of fp32 weights, 16 GB with gradients and AdamW's two moments. A U-Net
+# past this is a typo in base_channels or depth (each level doubles the width), not a plan.
+MAX_PARAMETERS = 10**9
+
+
+def check_sizes(in_channels: int, num_classes: int, base_channels: int = 1, depth: int = 1) -> None:
+    """Refuse sizes that are typos before any memory is allocated (10_000_000 classes: gigabytes of
+    weights and logits, and a confusion matrix of 10^14 cells), naming the key, the value and the limit."""
+    check_num_classes(num_classes)
+    sizes = {"in_channels": in_channels, "base_channels": base_channels, "depth": depth}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    levels = min(int(depth), 64)  # past 64 levels the estimate below is astronomical anyway
+    # The deepest levels dominate: two 3x3 convs per level at base * 2**level channels.
+    estimate = sum(9 * 2 * (base_channels * 2**level) ** 2 for level in range(levels + 1))
+    if estimate > MAX_PARAMETERS:
+        raise ValueError(
+            f"base_channels={base_channels} with depth={depth} makes a U-Net of about {estimate:.1e} parameters "
+            f"(its deepest level has {base_channels * 2**levels:,} channels); the limit is {MAX_PARAMETERS:.0e} "
+            "(4 GB of weights, 16 GB to train): lower model.net.base_channels or model.net.depth"
+        )
 
 
 @contextmanager
@@ -104,13 +128,7 @@ class UNet(nn.Module):
         upsampler_cls = get_upsampler(upsample)
         if fuse not in FUSIONS:
             raise ValueError(f"unknown fuse {fuse!r}; valid: {', '.join(FUSIONS)}")
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if in_channels < 1 or num_classes < 1 or base_channels < 1:
-            raise ValueError(
-                "in_channels, num_classes and base_channels must be positive; got "
-                f"{in_channels}, {num_classes}, {base_channels}"
-            )
+        check_sizes(in_channels, num_classes, base_channels, depth)
         if decoder_width <= 0:
             raise ValueError(f"decoder_width must be positive, got {decoder_width}")
         self.depth = depth

@@ -1,9 +1,12 @@
-"""Callbacks that make runs inspectable: prediction images, the metrics history and the run summary."""
+"""Callbacks that make runs inspectable and safe to stop: prediction images, the metrics history, the run
+summary, the latest checkpoint at every epoch end and signal, and no checkpoint of diverged weights."""
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,18 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint, ModelSummary
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.model_summary.model_summary import (
+    get_formatted_model_size,
+    get_human_readable_count,
+)
 
+from unet.training.checkpoint import non_finite_tensor
 from unet.utils.files import write_json
 from unet.utils.seeding import derive_seed
+from unet.utils.tables import text_table
 from unet.utils.visualize import comparison_panel
 
 log = logging.getLogger(__name__)
@@ -125,26 +135,141 @@ class StepSeeding(L.Callback):
         torch.manual_seed(step_seed)
 
 
-class SaveOnSigterm(L.Callback):
-    """On SIGTERM (what cluster schedulers send before killing a job), save ``last.ckpt`` and stop.
+# What a process stopped by Ctrl-C conventionally exits with (128 + SIGINT).
+SIGINT_EXIT_CODE = 130
 
-    Lightning only notes the signal; this saves at the end of the current batch instead of losing the
-    epoch, then ends the run with :class:`SIGTERMException`.
+
+class StoppedBySigint(SystemExit):
+    """Ends a run stopped by Ctrl-C (SIGINT) after ``last.ckpt`` was saved; the process exits with 130."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGINT_EXIT_CODE)
+
+
+class LastCheckpoint(Checkpoint):
+    """Keeps ``last.ckpt`` the run's latest state: saved at the end of every training epoch, and on
+    SIGTERM or SIGINT (Ctrl-C) at the end of the current training step, after which the run stops.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes it only when it checkpoints at a validation,
+    so with validation every few epochs a crash would silently resume epochs back. Epoch-end
+    checkpoints are exact resume points (the data order is a function of the epoch). Schedulers send
+    SIGTERM before killing a job; Ctrl-C asks for the same, and a second Ctrl-C stops at once, unsaved.
+    In a distributed run the processes agree on stopping at the same step (one all-reduce per step).
+    Being a :class:`~lightning.pytorch.callbacks.Checkpoint`, it runs after the module's epoch-end hooks.
     """
+
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self._sigint = False
+        self._previous_handler: Any = None
+
+    # -- Ctrl-C -------------------------------------------------------------------------------------
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._sigint = True
+        signal.signal(signal.SIGINT, self._previous_handler)  # a second Ctrl-C stops at once
+        log.warning(
+            "Ctrl-C: saving %s at the end of this training step, then stopping (Ctrl-C again stops at once)",
+            self.path,
+        )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sigint = False
+        if threading.current_thread() is threading.main_thread() and self._previous_handler is None:
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous_handler = signal.default_int_handler if previous is None else previous
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_handler()
+
+    # -- saving -------------------------------------------------------------------------------------
+
+    def save(self, trainer: L.Trainer) -> None:
+        # weights_only=False: the whole training state (Lightning logs a notice when it is left unset)
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+    def _stop_requested(self, trainer: L.Trainer) -> BaseException | None:
+        """The exception that ends the run when a signal asked for it (on any process), else ``None``."""
+        requested = bool(trainer.received_sigterm or self._sigint)
+        if trainer.world_size > 1:
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if not requested:
+            return None
+        return StoppedBySigint() if self._sigint and not trainer.received_sigterm else SIGTERMException()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not trainer.received_sigterm:
+        stop = self._stop_requested(trainer)
+        if stop is not None:
+            self.save(trainer)
+            raise stop
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:  # a dry run writes nothing
             return
-        checkpoint = trainer.checkpoint_callback
-        directory = (
-            Path(checkpoint.dirpath)
-            if checkpoint is not None and checkpoint.dirpath
-            else Path(trainer.default_root_dir)
+        self.save(trainer)
+
+
+class FiniteCheckpoints(L.Callback):
+    """Refuses to write a checkpoint whose weights hold NaN or an infinity: the last good one is kept.
+
+    A diverging step can leave non-finite weights behind a finite loss; the loss check of the next
+    step stops the run, but a checkpoint written in between (an epoch's end, a signal) would have
+    replaced the last good ``last.ckpt`` with unusable weights.
+    """
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        name = non_finite_tensor(checkpoint.get("state_dict", {}))
+        if name is not None:
+            raise FloatingPointError(
+                f"the weights became non-finite (NaN or Inf in {name}) by global step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); nothing was saved and the last good checkpoint is kept: "
+                "lower the learning rate or check the data"
+            )
+
+
+class ParameterSummary(ModelSummary):
+    """Lightning's layer summary without its FLOPs column and total.
+
+    FLOPs are counted on an example input, which the module cannot have (it takes any image size), so
+    Lightning would report 0 FLOPs for every layer; ``unet-benchmark`` measures the real costs.
+    """
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int = 0,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = [(name, values) for name, values in summary_data if name.strip() and name != "FLOPs"]
+        names = [name for name, _ in columns]
+        records = [dict(zip(names, row, strict=True)) for row in zip(*(v for _, v in columns), strict=True)]
+        table = text_table([(name, name, "{}") for name, _ in columns], records, rule=True, left=(0, 1, 3))
+        log.info(
+            "\n%s\n%s trainable parameters, %s non-trainable (%s MB)",
+            table,
+            get_human_readable_count(trainable_parameters).strip(),
+            get_human_readable_count(total_parameters - trainable_parameters).strip(),
+            get_formatted_model_size(model_size),
         )
-        trainer.save_checkpoint(directory / "last.ckpt")
-        raise SIGTERMException()
 
 
 def format_duration(seconds: float) -> str:

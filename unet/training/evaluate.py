@@ -27,6 +27,20 @@ def data_config(cfg: DictConfig, checkpoint: dict[str, Any], ckpt_path: str) -> 
     return training_data_config(checkpoint, ckpt_path)
 
 
+def evaluation_checkpoint(ckpt_path: str) -> str:
+    """The checkpoint file ``ckpt_path`` names: a file as given; a run directory (as ``unet-train`` takes for
+    resuming) -> its ``checkpoints/best.ckpt``, the weights that scored best, which a run's metrics report."""
+    path = Path(ckpt_path)
+    if not path.is_dir():
+        return ckpt_path
+    for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"ckpt_path={ckpt_path} is a directory without checkpoints/best.ckpt; name a run directory or a .ckpt file"
+    )
+
+
 def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:
     if requested == "auto":
         return "test" if datamodule.has_test else "val"
@@ -55,8 +69,9 @@ def format_table(metrics: dict[str, float], class_names: list[str], split: str) 
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.ckpt_path``; prints the table, writes ``eval.json`` in the run directory and returns it."""
-    ckpt_path = str(cfg.ckpt_path)
+    """Score ``cfg.ckpt_path`` (a file, or a run directory's best.ckpt); prints the table, writes ``eval.json``
+    in the run directory and returns it."""
+    ckpt_path = evaluation_checkpoint(str(cfg.ckpt_path))
     module, checkpoint = module_from_checkpoint(ckpt_path)
     # Data named on the command line is normalised as the model was trained; nothing else is planned.
     normalization = {"mean": list(module.hparams.mean), "std": list(module.hparams.std)}

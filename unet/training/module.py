@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import unet
 from unet.models.networks import DEFAULT_NET, build_network, network_config
+from unet.models.unet import check_sizes
 from unet.training.metrics import SplitMetrics
 
 DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
@@ -87,6 +88,8 @@ class SegmentationModule(L.LightningModule):
         input_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        # Before anything is sized by them (class names, the metrics' K x K confusion matrices, the network).
+        check_sizes(in_channels, num_classes)
         class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
         if len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")

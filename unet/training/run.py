@@ -3,13 +3,16 @@
 The config's ``auto`` keys are planned first (:mod:`unet.planning`). The run directory receives
 ``config.yaml`` (resolved, planned values included), ``plan.json`` (what was planned and why),
 ``checkpoints/best.ckpt`` and
-``checkpoints/last.ckpt``, TensorBoard logs under ``tensorboard/<network name>/``, and ``metrics.json``.
+``checkpoints/last.ckpt`` (the latest state: every epoch's end, SIGTERM and Ctrl-C), TensorBoard logs under
+``tensorboard/<network name>/``, and ``metrics.json``. While it runs, ``run.lock`` names the process
+writing the directory (:mod:`unet.utils.locking`): one run directory, one writer.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichModelSummary
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
@@ -29,15 +32,32 @@ from unet.data.base import SegmentationDataModule
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import format_plan, plan_config, write_plan
-from unet.training.callbacks import tensorboard_logger
-from unet.training.checkpoint import check_fits_data, load_checkpoint
+from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, StoppedBySigint, tensorboard_logger
+from unet.training.checkpoint import check_fits_data, check_same_network, load_checkpoint
 from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 from unet.utils.config import flatten, plain_config
-from unet.utils.files import write_json
+from unet.utils.files import write_json, write_text
+from unet.utils.locking import DirectoryLockedError, check_unlocked, lock_directory
 
 log = logging.getLogger(__name__)
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning advertises its cloud logger at every Trainer creation; nothing in a run can act on it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def quiet_lightning_notices() -> None:
+    """Silence Lightning's messages that mislead in our runs (each says why it does not apply)."""
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropLitLoggerTip())
+    # Lightning 2.6's own use of torch's LeafSpec, deprecated by torch; no setting of ours touches it.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*is deprecated")
 
 
 def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
@@ -65,7 +85,14 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
     if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+    quiet_lightning_notices()
+    trainer = instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+    # Lightning's own summary has a FLOPs column that reads 0 without an example input (see ParameterSummary).
+    trainer.callbacks = [
+        ParameterSummary(max_depth=c._max_depth) if type(c) in (ModelSummary, RichModelSummary) else c
+        for c in trainer.callbacks
+    ]
+    return trainer
 
 
 def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule) -> None:
@@ -86,7 +113,7 @@ def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, d
         return
     # A run that never validated (a budget shorter than one validation cadence) gets its best.ckpt here.
     path = checkpoint.best_model_path or str(Path(checkpoint.dirpath) / f"{checkpoint.filename or 'best'}.ckpt")
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)
     checkpoint.best_model_path, checkpoint.best_model_score = path, torch.tensor(float(final))
     log.info("the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, path)
 
@@ -102,7 +129,8 @@ def final_metrics(
     final weights without one."""
     keep_final_weights_if_best(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
-    ckpt_path = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+    # The path itself: "best" would make Lightning warn that last.ckpt's callback is a checkpoint callback too.
+    ckpt_path = getattr(checkpoint, "best_model_path", "") or None
     metrics: dict[str, float] = {}
     for result in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
         metrics.update(result)
@@ -155,6 +183,13 @@ def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
     )
 
 
+def check_run_directory(output_dir: Path, ckpt_path: str | None) -> None:
+    """Refuse a run into a directory another live run holds, or one holding an earlier run's outputs
+    (unless resuming that run), before anything is written there."""
+    check_unlocked(output_dir)
+    refuse_to_overwrite(output_dir, resolve_checkpoint(ckpt_path, output_dir))
+
+
 def check_launchable(trainer: L.Trainer) -> None:
     """Refuse a local sweep of DDP runs: Lightning would start each run's processes by re-running the
     whole command, sweep included. Launchers that start the processes themselves (SLURM's ``srun``,
@@ -173,27 +208,50 @@ def check_launchable(trainer: L.Trainer) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+    """Train as configured; returns the final metrics (also written to ``metrics.json``).
+
+    The run directory is locked for this process while it trains (in a distributed run by the first
+    process only; the others join its run): a second run into it fails at once, naming this one.
+    """
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), output_dir)
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank != 0:
+        return _train(cfg, output_dir, ckpt_path)
+    with lock_directory(output_dir):
         refuse_to_overwrite(output_dir, ckpt_path)
+        return _train(cfg, output_dir, ckpt_path)
+
+
+def write_run_config(output_dir: Path, config: dict[str, Any], plan: Any) -> None:
+    """``config.yaml`` and ``plan.json`` of the run; in a distributed run only the first process writes
+    (the others join its run)."""
+    if rank_zero_only.rank != 0:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(config))
+    if plan is not None:
+        write_plan(plan, output_dir)
+        log.info("%s", format_plan(plan))
+
+
+def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str, float]:
     plan = plan_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     config = plain_config(cfg)
-    # In a distributed run every process runs this; only the first writes (the others join its run).
-    if rank_zero_only.rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-        if plan is not None:
-            write_plan(plan, output_dir)
-            log.info("%s", format_plan(plan))
-
+    if ckpt_path is None:  # first, so a run that fails while building records what it was
+        write_run_config(output_dir, config, plan)
     datamodule = build_datamodule(cfg.data)
-    if ckpt_path is not None:
-        check_fits_data(load_checkpoint(ckpt_path)["hyper_parameters"], datamodule, ckpt_path)
+    # A checkpoint to resume from is checked before the config is written (a refused resume in place
+    # leaves its run's config.yaml as it was): intact, finite, one of ours, fitting data and network.
+    resumed = None if ckpt_path is None else load_checkpoint(ckpt_path)
+    if resumed is not None:
+        check_fits_data(resumed["hyper_parameters"], datamodule, ckpt_path)
     module = build_module(cfg.model, datamodule)
-    trainer = build_trainer(cfg, [StoreRunConfig(config)])
+    if resumed is not None:
+        check_same_network(resumed, module, ckpt_path)
+        del resumed
+        write_run_config(output_dir, config, plan)
+    trainer = build_trainer(cfg, [StoreRunConfig(config), FiniteCheckpoints()])
     check_launchable(trainer)
     log.info(
         "training %s (%s parameters) in %s",
@@ -205,6 +263,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         log.warning("stopped by SIGTERM; resume with ckpt_path=%s", output_dir)
+        raise
+    except StoppedBySigint:
+        log.warning("stopped by Ctrl-C (SIGINT); resume with ckpt_path=%s", output_dir)
         raise
 
     metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
@@ -223,6 +284,9 @@ def train_or_record_failure(cfg: DictConfig) -> dict[str, float] | None:
     """
     try:
         return train(cfg)
+    except DirectoryLockedError as error:  # the directory is another run's: write nothing into it
+        log.error("run not started: %s", error)
+        return None
     except Exception as error:  # noqa: BLE001 -- every failure is recorded, none is hidden
         write_json(
             Path(cfg.paths.output_dir) / "error.json",

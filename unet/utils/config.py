@@ -9,8 +9,6 @@ from omegaconf import DictConfig, OmegaConf
 
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
-
-
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as builtins (what gets stored in checkpoints and written to disk)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
@@ -38,3 +36,90 @@ def compose_config(
 
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def _annotation_of(target: Any, name: str) -> Any:
+    """The type annotation of ``target``'s keyword ``name`` (a class's ``__init__``, following ``**kwargs`` to
+    its bases), or ``None`` when it has none or the annotations cannot be evaluated."""
+    import inspect
+    import typing
+
+    functions = [klass.__init__ for klass in target.__mro__] if inspect.isclass(target) else [target]
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            return None
+        if name in parameters:
+            try:
+                return typing.get_type_hints(function).get(name)
+            except Exception:  # noqa: BLE001 -- annotations naming what is not importable here: no check
+                return None
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return None
+    return None
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a scalar config value can be passed where ``annotation`` is expected (lenient: unknown -> yes)."""
+    import typing
+
+    if annotation is None or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        return any(_fits(value, arm) for arm in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return type(value) in {type(option) for option in typing.get_args(annotation)}
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is type(None):
+        return value is None
+    klass = origin or annotation
+    try:
+        return isinstance(value, klass)
+    except TypeError:  # a type isinstance cannot test (a TypeVar, a subscripted alias): no check
+        return True
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(annotation: Any) -> str:
+    import typing
+
+    arms = typing.get_args(annotation) if typing.get_origin(annotation) is not typing.Literal else ()
+    names = [TYPE_NAMES.get(arm, getattr(arm, "__name__", str(arm))) for arm in arms if arm is not type(None)]
+    return " or ".join(names) if names else TYPE_NAMES.get(annotation, str(annotation))
+
+
+def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse a command-line value of the wrong type (``trainer.max_epochs=abc``) before any work.
+
+    The configs have no schema; the constructor a key ends up in (its node's ``_target_``) does, in
+    its type hints. Without this check such a value fails deep inside training with a ``TypeError``
+    that names neither the key nor the value. ``auto`` (planned later) and ``null`` are not checked.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_object
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if override.is_delete() or override.package is not None or key.startswith("hydra.") or "." not in key:
+            continue
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        if value is None or value == "auto" or not isinstance(value, bool | int | float | str):
+            continue
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, default=None, throw_on_resolution_failure=False)
+        target = parent.get("_target_") if isinstance(parent, DictConfig) else None
+        if not isinstance(target, str):
+            continue
+        try:
+            annotation = _annotation_of(get_object(target), name)
+        except Exception:  # noqa: BLE001 -- a target that does not import fails with its own message later
+            continue
+        if annotation is not None and not _fits(value, annotation):
+            raise ValueError(f"{key}={value!r}: expected {_expected(annotation)} (the type of {target}'s {name})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -11,26 +12,87 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+# What a write reports when the file system has no room left for it (disk full, or the user's quota).
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A file could not be written for lack of space; the previous file at that path is intact."""
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) says the disk is full.
+
+    Libraries wrap it: ``torch.save`` reports a failed write as a ``RuntimeError`` whose context is the
+    ``OSError(ENOSPC)``, so the chain is searched, not just the error itself.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def new_file_mode() -> int:
+    """The permissions ``open()`` would give a new file: 0666 less the process's umask (read, not set)."""
+    umask = 0o022
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~umask
+
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it is flushed, synced and renamed onto ``path``.
 
     A process killed mid-write (or an exception in the block) leaves the previous file intact and no
-    temporary file behind: readers see the old content or the new, never half of it.
+    temporary file behind: readers see the old content or the new, never half of it. A write that
+    runs out of disk space raises :class:`DiskFullError` naming ``path`` (one line, for the user).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode) as file:
+            os.fchmod(file.fileno(), new_file_mode())  # mkstemp's 0600 would hide files from the group
             yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if out_of_space(error):
+            raise DiskFullError(
+                f"the disk is full: could not write {path} (the previous {path.name}, if any, is kept); "
+                "free some space and run again"
+            ) from None
         raise
+
+
+def publish_new(written: str | Path, path: str | Path) -> Path:
+    """Move the finished file ``written`` to ``path``, which must not exist: nothing is ever replaced.
+
+    A hard link fails when ``path`` exists, so even a file created since the caller checked survives;
+    file systems without hard links fall back to a rename after the check.
+    """
+    written, path = Path(written), Path(path)
+    try:
+        os.link(written, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; nothing was overwritten") from None
+    except OSError:  # no hard links here (some network and FUSE file systems)
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; nothing was overwritten") from None
+        os.replace(written, path)
+        return path
+    written.unlink()
+    return path
 
 
 def json_safe(value: Any) -> Any:
