@@ -10,6 +10,7 @@ import torch
 from conftest import FIXED_PLAN, TINY_RUN, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from unet.evaluation.per_image import read_per_image
 from unet.models import UPSAMPLERS
 from unet.training.evaluate import evaluate
 from unet.training.run import train
@@ -123,6 +124,40 @@ def test_eval_rejects_data_that_does_not_fit_the_checkpoint(trained_run, compose
     cfg = compose_config("eval", f"ckpt_path={ckpt}", "data=synthetic", "data.in_channels=3")
     with pytest.raises(ValueError, match="1 input channels in the checkpoint, 3 in the data"):
         evaluate(cfg)
+
+
+def test_training_writes_one_row_per_val_and_test_image_that_adds_up_to_metrics(trained_run):
+    rows = read_per_image(trained_run / "per_image.csv")
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        split_rows = [row for row in rows if row["split"] == split]
+        assert [row["image"] for row in split_rows] == [f"{split}_{index}" for index in range(32)]
+        # Equal-sized images without ignored pixels: the plain mean of accuracies is the pooled one.
+        mean = sum(row["pixel_acc"] for row in split_rows) / len(split_rows)
+        assert mean == pytest.approx(metrics[f"{split}/pixel_acc"], rel=1e-6)
+        assert all(
+            0.0 <= row["boundary_f1"] <= 1.0 and 0.0 <= row["checkerboard"] <= 1.0 for row in split_rows
+        )
+    assert {"iou/background", "iou/circle", "dice/triangle"} <= set(rows[0])
+
+
+def test_eval_writes_the_same_per_image_rows_and_prints_the_worst_five(
+    trained_run, compose_config, tmp_path, capsys
+):
+    evaluate(compose_config("eval", f"ckpt_path={trained_run}", "split=val"))
+    rows = read_per_image(tmp_path / "per_image.csv")
+    trained = [row for row in read_per_image(trained_run / "per_image.csv") if row["split"] == "val"]
+    assert [row["image"] for row in rows] == [row["image"] for row in trained]
+    for mine, theirs in zip(rows, trained, strict=True):  # the same weights score each image the same
+        assert mine["miou"] == pytest.approx(theirs["miou"], abs=1e-9, nan_ok=True)
+
+    printed = capsys.readouterr().out
+    listing = printed.split("the 5 worst images by mean IoU:")[1].splitlines()[3:8]
+    worst = sorted(rows, key=lambda row: (row["miou"], row["image"]))[:5]
+    assert [line.split() for line in listing] == [[row["image"], f"{row['miou']:.4f}"] for row in worst]
+
+    with pytest.raises(FileExistsError, match="per_image.csv already exists"):
+        evaluate(compose_config("eval", f"ckpt_path={trained_run}", "split=val"))
 
 
 def test_resume_from_last_checkpoint_continues_training(trained_run, compose_config, tmp_path):

@@ -153,3 +153,162 @@ def test_parameter_counts_differ_exactly_where_methods_learn():
     assert counts["nearest"] - counts["bilinear_additive"] == projection
     # DySample adds an offset predictor (2 * groups * 4 outputs per stage) to the projection.
     assert counts["dysample"] - counts["nearest"] == sum(i * 32 + 32 for i, _ in widths)
+    # Resize-convolution: a 3x3 conv instead of the 1x1 projection.
+    assert counts["resize_conv"] - counts["nearest"] == sum(8 * i * o for i, o in widths)
+    # CARAFE adds a compressor to C_in // 4 channels and a 3x3 encoder of 4 * 5**2 kernels per stage.
+    carafe_extra = sum((i * (i // 4) + i // 4) + (9 * (i // 4) * 100 + 100) for i, _ in widths)
+    assert counts["carafe"] - counts["nearest"] == carafe_extra
+
+
+def test_resize_conv_is_a_2x_resize_then_a_3x3_conv():
+    upsampler = make("resize_conv", 3, 3)
+    identity = torch.zeros(3, 3, 3, 3)
+    identity[range(3), range(3), 1, 1] = 1.0  # the 3x3 conv passes each channel's centre through
+    with torch.no_grad():
+        upsampler.conv.weight.copy_(identity)
+        upsampler.conv.bias.zero_()
+    x = torch.randn(2, 3, 4, 5)
+    doubled = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    assert torch.equal(upsampler(x, (8, 10)), doubled)
+    odd = upsampler(x, (9, 11))  # an odd skip: the last row and column repeat their neighbours
+    assert torch.equal(odd[..., :8, :10], doubled)
+    assert torch.equal(odd[..., 8, :], odd[..., 7, :]) and torch.equal(odd[..., :, 10], odd[..., :, 9])
+    bilinear = make("resize_conv", 3, 3, mode="bilinear")
+    bilinear.load_state_dict(upsampler.state_dict())
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(bilinear(x, (8, 10)), expected)
+    with pytest.raises(ValueError, match="resize_conv mode must be one of nearest, bilinear"):
+        make("resize_conv", mode="bicubic")
+
+
+@pytest.mark.parametrize(("name", "options"), [("transposed", {}), ("transposed", {"kernel_size": 3})])
+def test_transposed_makes_a_periodic_pattern_where_resize_conv_stays_flat(name, options):
+    """Odena et al.'s point: on a constant input a stride-2 transposed conv paints a 2-periodic
+    pattern (the checkerboard), while resize-then-conv is constant away from the border."""
+    torch.manual_seed(0)
+    x = torch.ones(1, 4, 6, 6)
+    interior = make(name, 4, 4, **options)(x, (12, 12))[..., 2:-2, 2:-2]
+    assert (interior[..., 0::2, 0::2] - interior[..., 1::2, 1::2]).abs().max() > 1e-3
+    flat = make("resize_conv", 4, 4)(x, (12, 12))[..., 2:-2, 2:-2]
+    torch.testing.assert_close(flat, flat[..., :1, :1].expand_as(flat))
+
+
+@pytest.mark.parametrize(("kernel_size", "first_row"), [(2, 4), (3, 3), (4, 3)])
+def test_transposed_kernel_size_paints_its_block_around_the_source_cell(kernel_size, first_row):
+    """An impulse at input (2, 2) writes a k x k block covering its own 2x2 cell (rows 4, 5)."""
+    upsampler = make("transposed", 1, 1, kernel_size=kernel_size)
+    with torch.no_grad():
+        upsampler.deconv.weight.fill_(1.0)
+        upsampler.deconv.bias.zero_()
+    for height in (5, 6):  # odd and even inputs double exactly
+        x = torch.zeros(1, 1, height, height)
+        x[..., 2, 2] = 1.0
+        out = upsampler(x, (2 * height, 2 * height))
+        rows = torch.nonzero(out[0, 0].sum(dim=1)).flatten().tolist()
+        assert rows == list(range(first_row, first_row + kernel_size))
+        assert out.shape[-2:] == (2 * height, 2 * height)
+
+
+def test_transposed_default_is_the_original_2x2_and_keeps_old_checkpoints_loadable():
+    default = make("transposed", 8, 4)
+    assert default.deconv.weight.shape == (8, 4, 2, 2) and default.deconv.padding == (0, 0)
+    old_state = {"deconv.weight": torch.randn(8, 4, 2, 2), "deconv.bias": torch.randn(4)}
+    default.load_state_dict(old_state)  # the keys and shapes of checkpoints saved before kernel_size
+    assert make("transposed", 8, 4, kernel_size=4).deconv.weight.shape == (8, 4, 4, 4)
+    model = UNet(1, 2, upsample="transposed", depth=2, base_channels=4, upsample_options={"kernel_size": 3})
+    assert all(stage.upsample.deconv.kernel_size == (3, 3) for stage in model.decoder)
+    with pytest.raises(ValueError, match="transposed kernel_size must be an integer >= 2, got 1"):
+        make("transposed", kernel_size=1)
+
+
+def carafe_with_fixed_kernels(choices: dict[tuple[int, int], tuple[int, int]], k_up: int = 5):
+    """A CARAFE whose kernels ignore the content: sub-pixel (i, j) takes only neighbour (dy, dx)."""
+    upsampler = make("carafe", 3, 3, k_up=k_up)
+    identity_projection(upsampler)
+    with torch.no_grad():
+        upsampler.encoder.weight.zero_()
+        upsampler.encoder.bias.zero_()
+        for (i, j), (dy, dx) in choices.items():
+            neighbour = (dy + k_up // 2) * k_up + (dx + k_up // 2)
+            # Pixel shuffle reads kernel entry c of sub-pixel (i, j) from channel 4c + 2i + j.
+            upsampler.encoder.bias[4 * neighbour + 2 * i + j] = 1000.0
+    return upsampler
+
+
+def test_carafe_reassembles_the_predicted_neighbour_of_each_source_pixel():
+    x = torch.randn(2, 3, 4, 5)
+    centre = {(0, 0): (0, 0), (0, 1): (0, 0), (1, 0): (0, 0), (1, 1): (0, 0)}
+    nearest = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    assert torch.equal(carafe_with_fixed_kernels(centre)(x, (8, 10)), nearest)
+    out = carafe_with_fixed_kernels({**centre, (0, 1): (0, 1), (1, 0): (-2, 0)})(x, (9, 11))
+    right = F.pad(x[..., :, 1:], (0, 1))  # the right neighbour; zero past the border
+    two_up = F.pad(x[..., :-2, :], (0, 0, 2, 0))
+    assert torch.equal(out[..., 0:8:2, 0:10:2], x) and torch.equal(out[..., 1:8:2, 1:10:2], x)
+    assert torch.equal(out[..., 0:8:2, 1:10:2], right)
+    assert torch.equal(out[..., 1:8:2, 0:10:2], two_up)
+    assert torch.equal(out[..., 8, :], out[..., 7, :])  # an odd skip's last row is replicated
+
+
+def test_carafe_starts_as_a_box_filter_of_the_nearest_upsampling():
+    upsampler = make("carafe", 8, 8)
+    identity_projection(upsampler)
+    torch.nn.init.zeros_(upsampler.encoder.weight)
+    x = torch.randn(2, 8, 6, 7)
+    box = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True)
+    expected = box.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    torch.testing.assert_close(upsampler(x, (12, 14)), expected, atol=1e-5, rtol=1e-5)
+    kernels = make("carafe", 8, 8).kernels(x)  # the paper's near-zero init: almost uniform kernels
+    assert kernels.shape == (2, 25, 12, 14)
+    torch.testing.assert_close(kernels.sum(dim=1), torch.ones(2, 12, 14))
+    assert (kernels - 1 / 25).abs().max() < 1e-2
+
+
+def test_carafe_kernels_follow_the_content():
+    upsampler = make("carafe", 8, 8)
+    with torch.no_grad():
+        upsampler.encoder.weight.normal_(std=0.5)
+    x = torch.randn(1, 8, 6, 6)
+    kernels = upsampler.kernels(x)
+    assert not torch.allclose(kernels, upsampler.kernels(x.flip(-1)).flip(-1), atol=1e-3)
+    assert (kernels - 1 / 25).abs().max() > 0.05
+
+
+@pytest.mark.parametrize(("in_channels", "compressed"), [(512, 64), (256, 64), (64, 16), (16, 4), (2, 1)])
+def test_carafe_compresses_a_quarter_of_the_channels_up_to_the_papers_64(in_channels, compressed):
+    assert make("carafe", in_channels, 8).compressor.out_channels == compressed
+    upsampler = make("carafe", in_channels, 8, compressed_channels=32, k_up=3, k_enc=5)
+    assert upsampler.compressor.out_channels == 32 and upsampler.encoder.weight.shape == (36, 32, 5, 5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k_up": 4}, "carafe k_up must be an odd integer >= 1, got 4"),
+        ({"k_enc": 0}, "carafe k_enc must be an odd integer >= 1, got 0"),
+        ({"compressed_channels": 0}, "carafe compressed_channels must be an integer >= 1, got 0"),
+    ],
+)
+def test_carafe_rejects_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        make("carafe", **options)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("transposed", {"kernel_size": 3}),
+        ("transposed", {"kernel_size": 4}),
+        ("resize_conv", {"mode": "bilinear"}),
+        ("carafe", {"k_up": 3, "compressed_channels": 4}),
+    ],
+)
+@pytest.mark.parametrize("export_format", ["onnx", "torchscript"])
+def test_method_options_export_with_parity_at_new_sizes(method, options, export_format, tmp_path):
+    """The registry-wide export test covers default options; these change padding, modes and kernels."""
+    from unet.export.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    model = UNet(1, 3, upsample=method, depth=2, base_channels=8, upsample_options=options).eval()
+    metadata = {"in_channels": 1, "min_size": model.min_size}
+    EXPORTERS[export_format](model, tmp_path / "model", metadata, 1e-4)
+    assert metadata["check_max_abs_diff"] <= 1e-4

@@ -125,3 +125,29 @@ def plot_qualitative(qualitative: Mapping[str, Any], methods: Sequence[str], pat
         axes.set_title(title, fontsize="medium")
         axes.set_axis_off()
     return _save(figure, path)
+
+
+def plot_rank_stability(
+    methods: Sequence[str], rank_share: Sequence[Sequence[float]], path: Path, title: str
+) -> Path | None:
+    """How often each method takes each rank under the bootstrap, as a heat map (methods best first).
+
+    ``rank_share[m][k]`` is the share of draws in which ``methods[m]`` ranks ``k + 1``; a method whose
+    row is spread over many ranks is not reliably placed. ``None`` (nothing written) for < 2 methods.
+    """
+    if len(methods) < 2:
+        return None
+    shares = np.asarray(rank_share, dtype=float)
+    figure = Figure(figsize=(1.2 + 0.6 * shares.shape[1], 0.9 + 0.45 * len(methods)))
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for (row, column), share in np.ndenumerate(shares):
+        if share >= 0.005:
+            colour = "white" if share > 0.6 else "black"
+            axes.text(column, row, f"{share:.0%}", ha="center", va="center", fontsize=8, color=colour)
+    axes.set_xticks(range(shares.shape[1]), [str(rank + 1) for rank in range(shares.shape[1])])
+    axes.set_yticks(range(len(methods)), list(methods))
+    axes.set_xlabel("rank under the bootstrap")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of draws")
+    return _save(figure, path)

@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unet.compare.figures import plot_bars, plot_curves, plot_qualitative
+from unet.compare.figures import plot_bars, plot_curves, plot_qualitative, plot_rank_stability
+from unet.compare.statistics import Analysis, analyze, load_scores, verdict_text
+from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
+from unet.evaluation.per_image import read_per_image
 from unet.profiling import COST_KEYS
 from unet.utils.files import atomic_write, json_safe, write_json, write_text
 
@@ -127,6 +130,64 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
+# The per-image score the verdict ranks by, and the method it is measured against.
+VERDICT_METRIC = "miou"
+REFERENCE_METHOD = "bilinear"
+
+
+def verdict_split(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """``test`` when the runs scored a test split (the verdict; methods were selected on val), else ``val``;
+    ``None`` when no ok run wrote per-image scores (runs of an older unet)."""
+    for record in records:
+        path = Path(str(record.get("run_dir", ""))) / PER_IMAGE_FILE
+        if _ok(record) and path.is_file():
+            return "test" if any(row["split"] == "test" for row in read_per_image(path)) else "val"
+    return None
+
+
+def decoder_statistics(records: Sequence[Mapping[str, Any]]) -> Analysis | None:
+    """The verdict's statistics (:mod:`unet.compare.statistics`) over the runs' per-image mean IoU, or
+    ``None`` with fewer than two methods or without per-image scores."""
+    split = verdict_split(records)
+    if split is None or len({record["method"] for record in records if _ok(record)}) < 2:
+        return None
+    return analyze(load_scores(records, VERDICT_METRIC, split), reference=REFERENCE_METHOD)
+
+
+def statistics_section(analysis: Analysis | None) -> list[str]:
+    """The report's verdict: plain words, then each method's mean with its CI and rank shares, then
+    every pair's difference with its CI and tests."""
+    if analysis is None:
+        return ["No per-image scores (fewer than two methods, or runs of an unet without per_image.csv).", ""]
+    ranks = len(analysis.methods)
+    lines = [
+        verdict_text(analysis),
+        "",
+        f"Scores here are each image's {analysis.metric} (`per_image.csv` of every run), averaged over images "
+        "and seeds; the table under All metrics pools each split's pixels instead, so its numbers differ. "
+        "A pair differs significantly only when a paired sign-flip test over images and a t-test over "
+        "seeds (each Holm-corrected across pairs) both reject and the bootstrap CI of the difference "
+        "excludes 0.",
+        "",
+        f"| method | mean {analysis.metric} | 95 % CI | " + " | ".join(f"rank {k + 1}" for k in range(ranks)) + " |",
+        "|---|---|---|" + "---|" * ranks,
+    ]
+    for method in analysis.methods:
+        shares = " | ".join(f"{share:.0%}" for share in method.rank_share)
+        lines.append(f"| {method.method} | {method.mean:.4f} | [{method.ci_low:.4f}, {method.ci_high:.4f}] | {shares} |")
+    lines += [
+        "",
+        "| pair | difference | 95 % CI | p (images, Holm) | p (seeds, Holm) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair in analysis.pairs:
+        lines.append(
+            f"| {pair.first} − {pair.second} | {pair.difference:+.4f} | [{pair.ci_low:+.4f}, {pair.ci_high:+.4f}] | "
+            f"{pair.p_holm:.3g} | {_p_value(pair.p_seeds_holm)} | {pair.phrase()} |"
+        )
+    return [*lines, ""]
+
+
 def write_json_report(
     rows: Sequence[Mapping[str, Any]],
     records: Sequence[Mapping[str, Any]],
@@ -134,17 +195,25 @@ def write_json_report(
     config: Mapping[str, Any],
     sort_by: str,
     path: Path,
+    analysis: Analysis | None = None,
 ) -> Path:
-    """The summary rows and every run record as given (failed ones included), NaN written as null."""
+    """The summary rows, the verdict's statistics and every run record as given (failed ones included),
+    NaN written as null."""
     run_fields = ("method", "seed", "status", "error", "run_dir", "metrics", "history")
     document = {
         "command": command,
         "sort_by": sort_by,
         "methods": rows,
+        "statistics": None if analysis is None else analysis.to_dict(),
         "runs": [{field: record.get(field) for field in run_fields} for record in records],
         "config": config,
     }
     return write_json(path, document)
+
+
+def _p_value(value: float) -> str:
+    """A p-value, or "n/a" where the test needs more seeds than ran."""
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
 
 
 def _number(value: float) -> str:
@@ -202,13 +271,19 @@ def write_markdown(
     sort_by: str,
     figures: Sequence[Path],
     path: Path,
+    analysis: Analysis | None = None,
 ) -> Path:
-    """Ranking table, failed runs, figures, the command and the resolved config."""
+    """The verdict, ranking table, failed runs, figures, the command and the resolved config."""
     keys = metric_keys(records, sort_by)
     # The per-class keys (``val/iou/<class>``) would make the table unreadable; CSV and JSON hold them.
     shown = [key for key in keys if key.count("/") <= 1]
     text = [
         "# Decoder upsampling comparison",
+        "",
+        "## Verdict",
+        "",
+        *statistics_section(analysis),
+        "## All metrics",
         "",
         f"Sorted by `{sort_by}` (best first; failed methods last). Scores are mean ± sample std over "
         "the seeds that finished (std 0 for a single seed). GFLOPs and latency are per image; peak "
@@ -264,13 +339,21 @@ def write_report(
     }
     if qualitative is not None:
         figures["qualitative"] = plot_qualitative(qualitative, methods, output_dir / "qualitative.png")
+    analysis = decoder_statistics(records)
+    if analysis is not None:
+        figures["rank_stability"] = plot_rank_stability(
+            [method.method for method in analysis.methods],
+            [method.rank_share for method in analysis.methods],
+            output_dir / "rank_stability.png",
+            f"rank of {analysis.metric} on {analysis.split} under the bootstrap",
+        )
     written = {name: path for name, path in figures.items() if path is not None}
     written["csv"] = write_csv(rows, output_dir / "comparison.csv")
     written["json"] = write_json_report(
-        rows, records, command, config, sort_by, output_dir / "comparison.json"
+        rows, records, command, config, sort_by, output_dir / "comparison.json", analysis
     )
     pngs = [path for path in written.values() if path.suffix == ".png"]
     written["markdown"] = write_markdown(
-        rows, records, command, config, sort_by, pngs, output_dir / "comparison.md"
+        rows, records, command, config, sort_by, pngs, output_dir / "comparison.md", analysis
     )
     return written

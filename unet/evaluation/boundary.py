@@ -50,16 +50,17 @@ def dilate(mask: torch.Tensor, tolerance: int) -> torch.Tensor:
     return F.max_pool2d(mask[:, None].float(), kernel, stride=1, padding=tolerance)[:, 0] > 0
 
 
-def boundary_counts(
+def boundary_counts_per_image(
     preds: torch.Tensor,
     target: torch.Tensor,
     num_classes: int,
     tolerance: int = 2,
     ignore_index: int | None = None,
 ) -> torch.Tensor:
-    """Per-class boundary counts ``(4, K)`` int64 summed over a batch ``(B, H, W)`` or one map ``(H, W)``.
+    """Per-image, per-class boundary counts ``(B, 4, K)`` int64 of a batch ``(B, H, W)`` or one map ``(H, W)``.
 
     Rows: matched predicted, predicted, matched true and true boundary pixels (see the module doc).
+    Each image's counts are its own (dilation never crosses images), so their sum is the batch's.
     """
     if preds.shape != target.shape:
         raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} differ in shape")
@@ -70,16 +71,28 @@ def boundary_counts(
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-    counts = torch.zeros(4, num_classes, dtype=torch.long, device=preds.device)
+    counts = torch.zeros(preds.shape[0], 4, num_classes, dtype=torch.long, device=preds.device)
+    pixels = (1, 2)
     # One class at a time keeps memory at a few (B, H, W) maps however many classes there are.
     for c in range(num_classes):
         pred_boundary = boundary_pixels(preds == c, valid)
         true_boundary = boundary_pixels(target == c, valid)
-        counts[MATCHED_PRED, c] = (pred_boundary & dilate(true_boundary, tolerance)).sum()
-        counts[PRED, c] = pred_boundary.sum()
-        counts[MATCHED_TRUE, c] = (true_boundary & dilate(pred_boundary, tolerance)).sum()
-        counts[TRUE, c] = true_boundary.sum()
+        counts[:, MATCHED_PRED, c] = (pred_boundary & dilate(true_boundary, tolerance)).sum(pixels)
+        counts[:, PRED, c] = pred_boundary.sum(pixels)
+        counts[:, MATCHED_TRUE, c] = (true_boundary & dilate(pred_boundary, tolerance)).sum(pixels)
+        counts[:, TRUE, c] = true_boundary.sum(pixels)
     return counts
+
+
+def boundary_counts(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    tolerance: int = 2,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """Per-class boundary counts ``(4, K)`` int64 summed over a batch ``(B, H, W)`` or one map ``(H, W)``."""
+    return boundary_counts_per_image(preds, target, num_classes, tolerance, ignore_index).sum(0)
 
 
 def f1_from_counts(counts: torch.Tensor) -> float:

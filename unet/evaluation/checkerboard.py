@@ -28,8 +28,9 @@ import torch
 from torchmetrics import Metric
 
 
-def checkerboard_energies(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nyquist and total (non-DC) spectral energy of logits ``(B, K, H, W)``, each summed to a scalar."""
+def checkerboard_energies_per_image(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nyquist and total (non-DC) spectral energy of each image of logits ``(B, K, H, W)``: two ``(B,)``
+    float64 tensors, each summed over the image's channels."""
     if logits.dim() != 4:
         raise ValueError(f"expected logits (B, K, H, W), got shape {tuple(logits.shape)}")
     height, width = logits.shape[-2] // 2 * 2, logits.shape[-1] // 2 * 2
@@ -39,11 +40,18 @@ def checkerboard_energies(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     # A constant channel becomes exactly zero, so FFT rounding noise cannot read as a pattern.
     varies = x.amax(dim=(-2, -1), keepdim=True) > x.amin(dim=(-2, -1), keepdim=True)
     x = (x - x.mean(dim=(-2, -1), keepdim=True)) * varies
-    power = torch.fft.fft2(x).abs().square()
+    power = torch.fft.fft2(x).abs().square()  # (B, K, H, W)
     nyquist_row, nyquist_col = power[..., height // 2, :], power[..., :, width // 2]
-    nyquist = nyquist_row.sum() + nyquist_col.sum() - power[..., height // 2, width // 2].sum()
-    total = power.sum() - power[..., 0, 0].sum()
+    corner = power[..., height // 2, width // 2]
+    nyquist = (nyquist_row.sum(-1) + nyquist_col.sum(-1) - corner).sum(-1)
+    total = (power.sum(dim=(-2, -1)) - power[..., 0, 0]).sum(-1)
     return nyquist, total
+
+
+def checkerboard_energies(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nyquist and total (non-DC) spectral energy of logits ``(B, K, H, W)``, each summed to a scalar."""
+    nyquist, total = checkerboard_energies_per_image(logits)
+    return nyquist.sum(), total.sum()
 
 
 def score_from_energies(nyquist: torch.Tensor, total: torch.Tensor) -> float:

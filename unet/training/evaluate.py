@@ -1,4 +1,8 @@
-"""Score a checkpoint on one split (what ``unet-eval`` runs): the test split, val when there is none."""
+"""Score a checkpoint on one split (what ``unet-eval`` runs): the test split, val when there is none.
+
+Writes ``eval.json`` (the split's scores) and ``per_image.csv`` (each image's own scores,
+:mod:`unet.evaluation.per_image`) in the run directory, and prints the table and the worst images.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from unet.data.base import SegmentationDataModule
+from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
+from unet.evaluation.per_image import Row, worst_images, write_per_image
 from unet.models.networks import network_name
 from unet.planning import reading_datamodule, without_plan
 from unet.training.checkpoint import check_fits_data, module_from_checkpoint, training_data_config
@@ -68,9 +74,24 @@ def format_table(metrics: dict[str, float], class_names: list[str], split: str) 
     return f"{table}\npixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}"
 
 
+def format_worst(rows: list[Row], count: int) -> str:
+    """The ``count`` images with the lowest mean IoU, worst first: where to look at the predictions."""
+    worst = worst_images(rows, count)
+    table = text_table([("image", "image", "{}"), ("mean IoU", "miou", "{:.4f}")], worst, rule=True)
+    return f"the {len(worst)} worst images by mean IoU:\n{table}"
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.ckpt_path`` (a file, or a run directory's best.ckpt); prints the table, writes ``eval.json``
-    in the run directory and returns it."""
+    """Score ``cfg.ckpt_path`` (a file, or a run directory's best.ckpt); prints the table and the worst
+    images, writes ``eval.json`` and ``per_image.csv`` in the run directory and returns the former."""
+    output_dir = Path(cfg.paths.output_dir)
+    if (output_dir / PER_IMAGE_FILE).exists():  # before the scoring, which may take long
+        raise FileExistsError(
+            f"{output_dir / PER_IMAGE_FILE} already exists; choose a new hydra.run.dir (nothing was overwritten)"
+        )
+    show_worst = int(cfg.get("show_worst", 5))
+    if show_worst < 0:
+        raise ValueError(f"show_worst must be >= 0 (images to list), got {show_worst}")
     ckpt_path = evaluation_checkpoint(str(cfg.ckpt_path))
     module, checkpoint = module_from_checkpoint(ckpt_path)
     # Data named on the command line is normalised as the model was trained; nothing else is planned.
@@ -86,8 +107,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "val": datamodule.val_dataloader,
         "test": datamodule.test_dataloader,
     }
+    module.record_per_image(test_split=split)  # scored through the test loop whatever the split
     raw = trainer.test(module, dataloaders=loader[split](), verbose=False)[0]
     metrics = {key.replace("test/", f"{split}/", 1): float(value) for key, value in raw.items()}
+    rows = module.per_image_rows.get("test", [])
 
     class_names = module.class_names
     result = {
@@ -107,6 +130,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:  # a distributed evaluation's scores are already gathered
         print(f"\n{ckpt_path} on the {split} split:\n{format_table(metrics, class_names, split)}\n")
-        path = write_json(Path(cfg.paths.output_dir) / "eval.json", result)
-        log.info("evaluation written to %s", path)
+        if show_worst:
+            print(f"{format_worst(rows, show_worst)}\n")
+        write_per_image(output_dir / PER_IMAGE_FILE, rows, class_names)
+        path = write_json(output_dir / "eval.json", result)
+        log.info("evaluation written to %s and %s", path, output_dir / PER_IMAGE_FILE)
     return result

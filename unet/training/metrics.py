@@ -6,8 +6,6 @@ Scores are computed once from the summed confusion matrix, so they are exact ove
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 
 import torch
@@ -17,36 +15,10 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from unet.evaluation.boundary import BoundaryF1
 from unet.evaluation.checkerboard import CheckerboardScore
+from unet.evaluation.per_image import image_scores
+from unet.evaluation.scores import metric_key, scores_from_confusion
 
-
-def metric_key(class_name: str) -> str:
-    """A class name usable in a metric tag: ``"Pet border"`` -> ``"pet_border"``."""
-    return re.sub(r"[^0-9a-zA-Z_.-]+", "_", class_name.strip()).strip("_").lower() or "class"
-
-
-def scores_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -> dict[str, float]:
-    """Per-class IoU and Dice, their means over classes, and pixel accuracy from a ``(K, K)`` matrix.
-
-    ``confusion[t, p]`` counts pixels of true class ``t`` predicted as ``p``. A class that appears
-    in neither target nor prediction has an undefined score (NaN) and is left out of the means.
-    """
-    confusion = confusion.double()
-    true_positive = confusion.diag()
-    false_positive = confusion.sum(0) - true_positive
-    false_negative = confusion.sum(1) - true_positive
-    union = true_positive + false_positive + false_negative
-    iou = true_positive / union
-    dice = 2 * true_positive / (union + true_positive)
-    total = confusion.sum()
-    scores = {
-        "miou": iou.nanmean().item(),
-        "dice": dice.nanmean().item(),
-        "pixel_acc": (true_positive.sum() / total).item() if total > 0 else math.nan,
-    }
-    for index, name in enumerate(class_names):
-        scores[f"iou/{metric_key(name)}"] = iou[index].item()
-        scores[f"dice/{metric_key(name)}"] = dice[index].item()
-    return scores
+__all__ = ["SegmentationScores", "SplitMetrics", "metric_key", "scores_from_confusion"]
 
 
 class SegmentationScores(MulticlassConfusionMatrix):
@@ -67,6 +39,10 @@ class SplitMetrics(nn.Module):
     upsampling methods apart where mIoU barely moves: edge placement and stride-2 artefacts.
     They are left out of training, where they would only cost time. Every value is a metric state that
     synchronises across processes, so a distributed evaluation scores exactly like a single process.
+
+    ``per_image`` is ``None`` (off) or a list that every update extends with each image's scores
+    (:func:`unet.evaluation.per_image.image_scores`, from the same logits), in batch order; this
+    process's images only. The final scoring turns it on; during training it would only cost time.
     """
 
     def __init__(
@@ -80,6 +56,10 @@ class SplitMetrics(nn.Module):
         self.loss = MeanMetric()
         self.scores = SegmentationScores(class_names, ignore_index)
         self.evaluation = evaluation
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.boundary_tolerance = boundary_tolerance
+        self.per_image: list[dict[str, float]] | None = None
         if evaluation:
             self.boundary_f1 = BoundaryF1(len(class_names), boundary_tolerance, ignore_index)
             self.checkerboard = CheckerboardScore()
@@ -92,6 +72,10 @@ class SplitMetrics(nn.Module):
         if self.evaluation:
             self.boundary_f1.update(predictions, masks)
             self.checkerboard.update(logits)
+            if self.per_image is not None:
+                self.per_image += image_scores(
+                    logits, masks, self.class_names, self.ignore_index, self.boundary_tolerance
+                )
 
     def compute_and_reset(self) -> dict[str, float]:
         """The epoch's values (keys ``miou``, ``iou/<class>``, ``loss``, ``boundary_f1``, ...), then start afresh."""

@@ -6,18 +6,23 @@ checkpoint's hyper-parameters alone rebuild the model and load without unpicklin
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 import unet
+from unet.data.sources import sample_name
+from unet.evaluation.per_image import Row, image_names
 from unet.models.networks import DEFAULT_NET, build_network, network_config
 from unet.models.unet import check_sizes
 from unet.training.metrics import SplitMetrics
@@ -49,6 +54,23 @@ def training_time_budget(trainer: L.Trainer) -> float | None:
     """Seconds of ``trainer.max_time`` (the Timer callback it installs), or ``None`` without one."""
     timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
     return None if timer is None else timer.time_remaining(RunningStage.TRAINING)
+
+
+def loader_indices(loader: DataLoader) -> list[int]:
+    """The dataset indices ``loader`` serves this process, in order (an evaluation loader: no shuffling)."""
+    # An EpochSampler yields (epoch, index) pairs, torch's samplers plain indices.
+    keys = [key[1] if isinstance(key, tuple) else int(key) for key in loader.sampler]
+    return [key % len(loader.dataset) for key in keys]
+
+
+def sample_files(dataset: Any) -> list[str | None]:
+    """The file each sample of a dataset was read from; ``None`` for generated samples (which
+    :func:`unet.data.sources.sample_name` calls ``sample <index>``) and datasets that do not tell."""
+    source = getattr(dataset, "source", None)
+    if source is None:
+        return [None] * len(dataset)
+    names = [sample_name(source, index) for index in range(len(source))]
+    return [None if re.fullmatch(r"sample \d+", name) else name for name in names]
 
 
 class SegmentationModule(L.LightningModule):
@@ -117,6 +139,9 @@ class SegmentationModule(L.LightningModule):
                 f"{split}_metrics",
                 SplitMetrics(class_names, ignore_index, evaluation=split != "train"),
             )
+        self.recording_per_image = False
+        self.per_image_rows: dict[str, list[Row]] = {}
+        self.per_image_splits = {"val": "val", "test": "test"}
 
     @property
     def class_names(self) -> list[str]:
@@ -180,10 +205,55 @@ class SegmentationModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_scores("train")
 
+    def record_per_image(self, test_split: str = "test") -> None:
+        """Score every validation and test image on its own in the evaluations that follow (the final
+        scoring): each fills :attr:`per_image_rows` of its split, from the same logits as its epoch scores.
+
+        Rows are ``{"split", "image", <score column>: float}`` (:mod:`unet.evaluation.per_image`),
+        ordered by dataset index; in a distributed run every process holds all of them (gathered).
+        ``test_split``: the split the test loop is given (``unet-eval`` scores any split through it), which
+        names its rows and images.
+        """
+        self.recording_per_image = True
+        self.per_image_rows = {}
+        self.per_image_splits = {"val": "val", "test": test_split}
+
+    def _start_per_image(self, split: str) -> None:
+        self.metrics(split).per_image = [] if self.recording_per_image else None
+
+    def _finish_per_image(self, split: str) -> None:
+        scores = self.metrics(split).per_image
+        if scores is None:
+            return
+        self.metrics(split).per_image = None
+        loaders = self.trainer.val_dataloaders if split == "val" else self.trainer.test_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+        # Batches are scored in the sampler's order, so the k-th row is the sampler's k-th index
+        # (limit_val_batches / limit_test_batches score a prefix of it).
+        scored = list(zip(loader_indices(loader), scores, strict=False))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            shards: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(shards, scored)
+            scored = [pair for shard in shards for pair in shard]
+        label = self.per_image_splits[split]
+        names = image_names(sample_files(loader.dataset), label)
+        self.per_image_rows[split] = [
+            {"split": label, "image": names[index], **values}
+            for index, values in sorted(scored, key=lambda p: p[0])
+        ]
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_per_image("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_per_image("test")
+
     def on_validation_epoch_end(self) -> None:
+        self._finish_per_image("val")
         self._log_scores("val")
 
     def on_test_epoch_end(self) -> None:
+        self._finish_per_image("test")
         self._log_scores("test")
 
     def configure_optimizers(self) -> dict[str, Any]:

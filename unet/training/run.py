@@ -4,7 +4,8 @@ The config's ``auto`` keys are planned first (:mod:`unet.planning`). The run dir
 ``config.yaml`` (resolved, planned values included), ``plan.json`` (what was planned and why),
 ``checkpoints/best.ckpt`` and
 ``checkpoints/last.ckpt`` (the latest state: every epoch's end, SIGTERM and Ctrl-C), TensorBoard logs under
-``tensorboard/<network name>/``, and ``metrics.json``. While it runs, ``run.lock`` names the process
+``tensorboard/<network name>/``, ``per_image.csv`` (every val and test image's own scores, from the
+weights ``metrics.json`` scores: :mod:`unet.evaluation.per_image`) and, last, ``metrics.json``. While it runs, ``run.lock`` names the process
 writing the directory (:mod:`unet.utils.locking`): one run directory, one writer.
 """
 
@@ -29,6 +30,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from unet.data.base import SegmentationDataModule
+from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
+from unet.evaluation.per_image import write_per_image
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import format_plan, plan_config, write_plan
@@ -126,8 +129,9 @@ def final_metrics(
     trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
 ) -> dict[str, float]:
     """Validation (and test) scores of the best checkpoint (the final weights competing), or of the
-    final weights without one."""
+    final weights without one; each image's own scores are left in ``module.per_image_rows``."""
     keep_final_weights_if_best(trainer, module, datamodule)
+    module.record_per_image()
     checkpoint = trainer.checkpoint_callback
     # The path itself: "best" would make Lightning warn that last.ckpt's callback is a checkpoint callback too.
     ckpt_path = getattr(checkpoint, "best_model_path", "") or None
@@ -172,7 +176,9 @@ def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
 
     Resuming a run in its own directory (``ckpt_path`` inside it) is allowed.
     """
-    earlier = [p for p in (output_dir / "metrics.json", output_dir / "checkpoints") if p.exists()]
+    earlier = [
+        p for p in (output_dir / "metrics.json", output_dir / PER_IMAGE_FILE, output_dir / "checkpoints") if p.exists()
+    ]
     if not earlier:
         return
     if resume_from and Path(resume_from).resolve().is_relative_to(output_dir.resolve()):
@@ -270,6 +276,9 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
 
     metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
     if trainer.is_global_zero:
+        # Before metrics.json, which marks a finished run. A resumed run rewrites both (same weights).
+        rows = [row for split in ("val", "test") for row in module.per_image_rows.get(split, [])]
+        write_per_image(output_dir / PER_IMAGE_FILE, rows, module.class_names, replace=ckpt_path is not None)
         write_json(output_dir / "metrics.json", metrics)
         log_hparams(trainer, config, metrics)
         log.info("metrics written to %s", output_dir / "metrics.json")
