@@ -61,6 +61,8 @@ def quiet_lightning_notices() -> None:
         rank_zero_log.addFilter(_DropLitLoggerTip())
     # Lightning 2.6's own use of torch's LeafSpec, deprecated by torch; no setting of ours touches it.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*is deprecated")
+    # Mixed precision keeps the weights in float32, so the 32 bits the summary falls back to are right.
+    warnings.filterwarnings("ignore", message=r".*-mixed is not supported by the model summary")
 
 
 def build_datamodule(data_cfg: DictConfig) -> SegmentationDataModule:
