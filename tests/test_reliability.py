@@ -242,6 +242,20 @@ def wait_for_checkpoint(path: Path, process: subprocess.Popen, epoch: int, timeo
     raise AssertionError(f"no checkpoint of epoch {epoch} at {path} within {timeout} s: {stderr[-2000:]}")
 
 
+def assert_same_run(resumed: Path, reference: Path, epochs: int) -> None:
+    """The resumed run's validation history (times aside) and final metrics equal the reference run's."""
+
+    def without_times(run: Path) -> list[dict]:
+        return [
+            {k: v for k, v in record.items() if k != "time_s"}
+            for record in json.loads((run / "history.json").read_text())
+        ]
+
+    assert len(without_times(reference)) == epochs
+    assert without_times(resumed) == without_times(reference)
+    assert json.loads((resumed / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+
+
 def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     assert start_training(*DETERMINISTIC_RUN, f"hydra.run.dir={reference}").wait(timeout=300) == 0
@@ -264,17 +278,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_p
     )
     assert not (interrupted / "run.lock").exists()
 
-    def without_times(run: Path) -> list[dict]:
-        return [
-            {k: v for k, v in record.items() if k != "time_s"}
-            for record in json.loads((run / "history.json").read_text())
-        ]
-
-    assert len(without_times(reference)) == 3
-    assert without_times(interrupted) == without_times(reference)
-    assert json.loads((interrupted / "metrics.json").read_text()) == json.loads(
-        (reference / "metrics.json").read_text()
-    )
+    assert_same_run(interrupted, reference, epochs=3)
 
 
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
@@ -342,17 +346,7 @@ def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly_where_it_stopped(tmp
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stdout + resumed.stderr
 
-    def without_times(run: Path) -> list[dict]:
-        return [
-            {k: v for k, v in record.items() if k != "time_s"}
-            for record in json.loads((run / "history.json").read_text())
-        ]
-
-    assert len(without_times(reference)) == 2
-    assert without_times(interrupted) == without_times(reference)
-    assert json.loads((interrupted / "metrics.json").read_text()) == json.loads(
-        (reference / "metrics.json").read_text()
-    )
+    assert_same_run(interrupted, reference, epochs=2)
 
 
 # What Lightning printed in a normal run that misled or could not be acted on.

@@ -59,8 +59,17 @@ class ArraySource:
     def name(self, index: int) -> str:
         return self.names[index] if self.names is not None else f"sample {index}"
 
+    def file(self, index: int) -> str | None:
+        return self.names[index] if self.names is not None else None
+
     def size(self, index: int) -> tuple[int, int]:
         return tuple(self.images[index].shape[:2])  # type: ignore[return-value]
+
+
+def sample_file(source: SampleSource, index: int) -> str | None:
+    """The image file sample ``index`` of ``source`` was read from; ``None`` for generated samples."""
+    file = getattr(source, "file", None)
+    return file(index) if callable(file) else None
 
 
 def sample_name(source: SampleSource, index: int) -> str:
@@ -113,6 +122,9 @@ class FileSource:
     def name(self, index: int) -> str:
         return str(self.pairs[index][0])
 
+    def file(self, index: int) -> str | None:
+        return str(self.pairs[index][0])
+
     def size(self, index: int) -> tuple[int, int]:
         return image_size(self.pairs[index][0])
 
@@ -127,6 +139,9 @@ class ResizedSource:
 
     def name(self, index: int) -> str:
         return sample_name(self.source, index)
+
+    def file(self, index: int) -> str | None:
+        return sample_file(self.source, index)
 
     def size(self, index: int) -> tuple[int, int]:
         return self.resized_to
@@ -157,6 +172,9 @@ class SubsetSource:
     def name(self, index: int) -> str:
         return sample_name(self.source, self.indices[index])
 
+    def file(self, index: int) -> str | None:
+        return sample_file(self.source, self.indices[index])
+
     def size(self, index: int) -> tuple[int, int] | None:
         size = getattr(self.source, "size", None)
         return size(self.indices[index]) if callable(size) else None
@@ -173,7 +191,8 @@ def cache_source(source: SampleSource, threads: int | None = None) -> ArraySourc
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         samples = list(pool.map(source.__getitem__, range(len(source))))
-    names = [sample_name(source, index) for index in range(len(source))]
+    files = [sample_file(source, index) for index in range(len(source))]
+    names = None if None in files else files
     return ArraySource([image for image, _ in samples], [mask for _, mask in samples], names)
 
 

@@ -6,7 +6,6 @@ checkpoint's hyper-parameters alone rebuild the model and load without unpicklin
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 import unet
-from unet.data.sources import sample_name
+from unet.data.sources import sample_file
 from unet.evaluation.per_image import Row, image_names
 from unet.models.networks import DEFAULT_NET, build_network, network_config
 from unet.models.unet import check_sizes
@@ -64,13 +63,12 @@ def loader_indices(loader: DataLoader) -> list[int]:
 
 
 def sample_files(dataset: Any) -> list[str | None]:
-    """The file each sample of a dataset was read from; ``None`` for generated samples (which
-    :func:`unet.data.sources.sample_name` calls ``sample <index>``) and datasets that do not tell."""
+    """The file each sample of a dataset was read from; ``None`` for generated samples and datasets
+    that do not tell."""
     source = getattr(dataset, "source", None)
     if source is None:
         return [None] * len(dataset)
-    names = [sample_name(source, index) for index in range(len(source))]
-    return [None if re.fullmatch(r"sample \d+", name) else name for name in names]
+    return [sample_file(source, index) for index in range(len(source))]
 
 
 class SegmentationModule(L.LightningModule):
