@@ -84,3 +84,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return subprocess.run(
         [str(executable), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+@pytest.fixture(scope="session")
+def resnet18_file(tmp_path_factory) -> Path:
+    """A resnet18 classifier's state dict (fc included) as a user would download it (random weights:
+    this machine is offline, and the tests only need weights that differ from a fresh network's)."""
+    import torchvision
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(7)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    torch.random.set_rng_state(generator_state)
+    return path

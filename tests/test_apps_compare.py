@@ -53,9 +53,12 @@ def test_compare_keys_are_those_compare_adds_to_the_train_config():
 
 
 def test_every_report_file_is_written(comparison):
-    for name in ["comparison.csv", "comparison.json", "comparison.md", "miou_curves.png", "miou_bars.png"]:
+    for name in [
+        "comparison.csv", "comparison.json", "comparison.md", "comparison.html", "miou_curves.png", "miou_bars.png",
+        "rank_stability.png", "confidence_intervals.png",
+    ]:  # fmt: skip
         assert (comparison / name).is_file(), name
-    for name in ["qualitative.png", "miou_bars.png"]:
+    for name in ["qualitative.png", "qualitative_crops.png", "miou_bars.png"]:
         with Image.open(comparison / name) as image:
             assert image.width > 200 and image.height > 100
     runs = sorted(p.relative_to(comparison).as_posix() for p in comparison.glob("runs/*/seed_*/metrics.json"))
@@ -121,6 +124,29 @@ def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
     assert "train loss became nan" in (comparison / "comparison.md").read_text()
 
 
+def test_resume_trains_again_only_the_runs_without_a_result_and_keeps_the_failed_one(comparison):
+    broken = comparison / "runs" / "maxunpool" / "seed_0"
+    (broken / "metrics.json").unlink()
+    (broken / "error.json").write_text(json.dumps({"error": "node lost"}))
+    untouched = (comparison / "runs" / "nearest" / "seed_0" / "metrics.json").stat().st_mtime_ns
+    cfg, overrides = compare_config([f"output_dir={comparison}", "resume=true"])
+    run_comparison(cfg, overrides, "unet-compare resume=true")
+    assert json.loads((broken / "metrics.json").read_text())["global_step"] > 0
+    assert not (broken / "error.json").exists()
+    kept = comparison / "failed_runs" / "maxunpool" / "seed_0" / "error.json"
+    assert json.loads(kept.read_text())["error"] == "node lost"
+    assert (comparison / "runs" / "nearest" / "seed_0" / "metrics.json").stat().st_mtime_ns == untouched
+    report = json.loads((comparison / "comparison.json").read_text())
+    assert all(run["status"] == "ok" for run in report["runs"])
+
+
+def test_resume_and_report_only_are_one_or_the_other(tmp_path):
+    with pytest.raises(ValueError, match="choose one"):
+        run_comparison(
+            *compare_config([f"output_dir={tmp_path}", "report_only=true", "resume=true"]), "unet-compare"
+        )
+
+
 def test_rerunning_into_a_finished_comparison_is_refused(comparison):
     with pytest.raises(FileExistsError, match="report_only=true"):
         run_comparison(*compare_config([f"output_dir={comparison}"]), "unet-compare")
@@ -132,7 +158,9 @@ def test_report_only_needs_a_comparison(tmp_path):
 
 
 def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent():
-    cfg = compose_config("compare", ["model.net.base_channels=8", "model.net.depth=3", "model.net.norm=batch"])
+    cfg = compose_config(
+        "compare", ["model.net.base_channels=8", "model.net.depth=3", "model.net.norm=batch"]
+    )
     widths = equal_parameter_widths(sorted(UPSAMPLERS), cfg)
     counts = {
         method: parameter_count(

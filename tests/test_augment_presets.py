@@ -14,7 +14,9 @@ from unet.data.transforms import SamplePipeline
 
 REPO = Path(__file__).resolve().parents[1]
 # `auto` is a choice between these, made by the plan (tests/test_planning.py).
-PRESETS = sorted(path.stem for path in (REPO / "configs" / "data" / "augment").glob("*.yaml") if path.stem != "auto")
+PRESETS = sorted(
+    path.stem for path in (REPO / "configs" / "data" / "augment").glob("*.yaml") if path.stem != "auto"
+)
 DATA_CONFIGS = ["synthetic", "folder", "isbi2012", "oxford_pet", "camvid"]
 
 # configs/data/isbi2012.yaml's list before the presets (commit 60747f3), which the README's ISBI numbers
@@ -45,7 +47,9 @@ def test_the_natural_preset_never_flips_vertically_or_rotates(compose_config, se
     """Photographs keep their up (the plan's choice for RGB folder data): whatever the scale, crop, flip
     and colour, mask values still grow downwards."""
     transforms = instantiate(
-        train_transforms(compose_config, "data=folder", "data.root=unused", "data/augment=natural", "augment.crop=256")
+        train_transforms(
+            compose_config, "data=folder", "data.root=unused", "data/augment=natural", "augment.crop=256"
+        )
     )
     pipeline = SamplePipeline(transforms, mean=[0.5] * 3, std=[0.25] * 3, seed=seed)
     # Large enough that even the smallest scale (0.75) needs no padding, whose mirroring would fold rows.
@@ -60,7 +64,9 @@ def test_the_natural_preset_never_flips_vertically_or_rotates(compose_config, se
 
 def test_isbi2012_keeps_the_augmentation_of_its_readme_numbers(compose_config):
     """The list before presets plus only an inactive (p=0) elastic step: the very same samples."""
-    now = train_transforms(compose_config, "data=isbi2012", "augment.crop=256")  # the crop the plan chooses on a CPU
+    now = train_transforms(
+        compose_config, "data=isbi2012", "augment.crop=256"
+    )  # the crop the plan chooses on a CPU
     assert [t for t in now if t.get("p") != 0.0] == ISBI2012_BEFORE_PRESETS
     image = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
     mask = (image > 128).astype(np.uint8)
@@ -90,7 +96,9 @@ def test_every_preset_applies_to_every_data_config(compose_config, data, preset)
 
 def test_crop_is_one_key_and_train_transforms_stays_overridable(compose_config):
     crops = [
-        t for t in train_transforms(compose_config, "data=folder", "data/augment=natural", "augment.crop=96") if "height" in t
+        t
+        for t in train_transforms(compose_config, "data=folder", "data/augment=natural", "augment.crop=96")
+        if "height" in t
     ]
     assert crops and all(t["height"] == t["width"] == 96 for t in crops)
     assert train_transforms(compose_config, "data=folder", "data.train_transforms=null") == []
@@ -121,7 +129,9 @@ def test_elastic_is_one_key_and_keeps_labels(compose_config):
     mask = (image // 86).astype(np.uint8)
     off, on = (
         SamplePipeline(
-            instantiate(train_transforms(compose_config, "data=isbi2012", "augment.crop=256", f"augment.elastic={p}")),
+            instantiate(
+                train_transforms(compose_config, "data=isbi2012", "augment.crop=256", f"augment.elastic={p}")
+            ),
             [0.5],
             [0.25],
         )

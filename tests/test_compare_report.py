@@ -70,10 +70,13 @@ def report(tmp_path_factory):
 
 
 def test_all_files_are_written(report):
-    expected = {"csv", "json", "markdown", "miou_curves", "miou_bars", "qualitative"}
+    expected = {
+        "csv", "json", "markdown", "html", "miou_curves", "miou_bars", "qualitative", "qualitative_crops",
+    }  # fmt: skip
     assert set(report) == expected
     assert {path.name for path in report.values()} == {
-        "comparison.csv", "comparison.json", "comparison.md", "miou_curves.png", "miou_bars.png", "qualitative.png",
+        "comparison.csv", "comparison.json", "comparison.md", "comparison.html", "miou_curves.png", "miou_bars.png",
+        "qualitative.png", "qualitative_crops.png",
     }  # fmt: skip
     assert all(path.is_file() and path.stat().st_size > 0 for path in report.values())
 
@@ -140,12 +143,13 @@ def test_markdown_ranks_methods_and_shows_failures_command_config_and_figures(re
     assert "ValueError: bad | offset" in failed_section
     assert f"```bash\n{COMMAND}\n```" in text
     assert "base_channels: 8" in text.split("```yaml")[1]
-    for name in ("miou_curves.png", "miou_bars.png", "qualitative.png"):
+    figures = ("miou_curves.png", "miou_bars.png", "qualitative.png", "qualitative_crops.png")
+    for name in (*figures, "comparison.html"):
         assert f"]({name})" in text
 
 
 def test_figures_are_real_images(report):
-    for name in ("miou_curves", "miou_bars", "qualitative"):
+    for name in ("miou_curves", "miou_bars", "qualitative", "qualitative_crops"):
         with Image.open(report[name]) as image:
             image.verify()
         with Image.open(report[name]) as image:

@@ -63,7 +63,9 @@ def test_counts_leave_void_pixels_out():
 
 
 def test_median_frequency_weights_are_segnet_balancing():
-    assert class_weights_from_counts("median_frequency", [5, 3, 3], [8, 8, 3]) == pytest.approx(MEDIAN_FREQUENCY)
+    assert class_weights_from_counts("median_frequency", [5, 3, 3], [8, 8, 3]) == pytest.approx(
+        MEDIAN_FREQUENCY
+    )
 
 
 def test_inverse_weights_average_one_and_a_class_absent_from_training_weighs_zero():
@@ -72,7 +74,9 @@ def test_inverse_weights_average_one_and_a_class_absent_from_training_weighs_zer
     assert inverse == pytest.approx([w / (sum(raw) / 3) for w in raw] + [0.0])
     root = class_weights_from_counts("inverse_sqrt", [5, 3, 3, 0], [8, 8, 3, 0])
     assert np.mean(root[:3]) == pytest.approx(1.0) and root[3] == 0.0
-    assert class_weights_from_counts("median_frequency", [5, 3, 3, 0], [8, 8, 3, 0]) == pytest.approx([*MEDIAN_FREQUENCY, 0.0])
+    assert class_weights_from_counts("median_frequency", [5, 3, 3, 0], [8, 8, 3, 0]) == pytest.approx(
+        [*MEDIAN_FREQUENCY, 0.0]
+    )
 
 
 def test_an_unknown_kind_names_the_valid_ones():

@@ -20,7 +20,7 @@ TINY_DATA = [override for override in TINY_RUN if not override.startswith("model
 def test_monai_basicunet_trains_exports_and_predicts_through_the_pipeline(compose_config, tmp_path):
     pytest.importorskip("monai", reason='needs pip install -e ".[baselines]"')
     cfg = compose_config(
-        "train", *TINY_DATA, "trainer.max_epochs=1", "model/net=monai_basicunet", "model.upsample=null",
+        "train", *TINY_DATA, "trainer.max_epochs=1", "model/net=monai_basicunet", "model.upsample=null", "model.encoder=null",
         "model.net.features=[4,4,8,8,16,4]",
     )  # fmt: skip
     metrics = train(cfg)

@@ -68,7 +68,9 @@ def machine(fp32: float = 6.0, bf16: float = 12.0, channels_last: float = 1.3):
     return rates
 
 
-def plan_for(fp: Fingerprint, budget_s: float | None = 600, fixed=None, val_images: int = 5, rates=None, device="cpu"):
+def plan_for(
+    fp: Fingerprint, budget_s: float | None = 600, fixed=None, val_images: int = 5, rates=None, device="cpu"
+):
     inputs = PlanInputs(fingerprint=fp, val_images=val_images, device=device, budget_s=budget_s)
     return make_plan(inputs, {**ALL_AUTO, **(fixed or {})}, rates or machine())
 
@@ -98,7 +100,9 @@ def test_validation_of_large_images_is_spread_further_apart():
 
 
 def test_large_objects_on_a_short_budget_train_at_lower_resolution():
-    data = fingerprint(images=300, size=(720, 960), channels=3, fractions=(0.5, 0.3, 0.2), widths=(60, 40, 30))
+    data = fingerprint(
+        images=300, size=(720, 960), channels=3, fractions=(0.5, 0.3, 0.2), widths=(60, 40, 30)
+    )
     short = plan_for(data, budget_s=600)
     assert short.value("data.train_scale") < 1
     long = plan_for(data, budget_s=600 * 50)
@@ -173,7 +177,9 @@ def test_keys_the_config_lacks_are_not_planned():
 
 def test_class_weights_and_rare_crops_respond_to_class_frequencies():
     balanced = plan_for(fingerprint(fractions=(0.6, 0.4), widths=(9.0, 9.0)))
-    assert balanced.value("model.loss.class_weights") is None and balanced.value("data.rare_class_crop_p") == 0
+    assert (
+        balanced.value("model.loss.class_weights") is None and balanced.value("data.rare_class_crop_p") == 0
+    )
     skewed = plan_for(fingerprint(fractions=(0.9, 0.09, 0.01), widths=(9.0, 9.0, 9.0)))
     assert skewed.value("model.loss.class_weights") == "median_frequency"
     assert skewed.value("data.rare_class_crop_p") > 0
@@ -275,12 +281,15 @@ def test_unet_plan_prints_every_planned_key_with_a_reason(folder, tmp_path):
     assert "model.net.base_channels" in result.stdout and "config" in result.stdout
 
 
-
 def test_the_mitochondria_proxy_gets_sampled_epochs_and_sparse_validation(tmp_path):
     """The README's proxy (few large images, binary 0/255 masks), typed as a user would: an epoch is many
     sampled crops with one validation after it, not a pass of 5 steps followed by a validation."""
     root = write_mitochondria_proxy(tmp_path / "proxy")
-    assert [len(list((root / split / "images").iterdir())) for split in ("train", "val", "test")] == [22, 5, 8]
+    assert [len(list((root / split / "images").iterdir())) for split in ("train", "val", "test")] == [
+        22,
+        5,
+        8,
+    ]
     assert set(np.unique(np.array(Image.open(next((root / "train" / "masks").iterdir()))))) == {0, 255}
     cfg = compose_config(
         "train",

@@ -51,14 +51,18 @@ def last_line(err: str) -> str:
 
 @pytest.mark.parametrize("app", APPS)
 def test_an_unknown_key_is_one_line_naming_it_with_exit_2(app, monkeypatch, capsys, tmp_path):
-    code, err, _ = run_app(app, "modle.lr=1", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
+    code, err, _ = run_app(
+        app, "modle.lr=1", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+    )
     assert code == 2
     assert "Could not override 'modle.lr': unknown key" in error_line(err)
 
 
 @pytest.mark.parametrize("app", ["train", "evaluate", "compare", "plan"])
 def test_an_unknown_group_option_lists_the_valid_ones_on_one_line(app, monkeypatch, capsys, tmp_path):
-    code, err, _ = run_app(app, "data=nope", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
+    code, err, _ = run_app(
+        app, "data=nope", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+    )
     assert code == 2
     line = error_line(err)
     assert "data/nope" in line and "folder, isbi2012" in line
@@ -73,9 +77,15 @@ def test_bad_override_syntax_is_one_line(app, monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("override", "expected"),
-    [("trainer.max_epochs=abc", "an integer"), ("data.batch_size=2.5", "an integer"), ("model.optimizer.lr=fast", "a number")],
+    [
+        ("trainer.max_epochs=abc", "an integer"),
+        ("data.batch_size=2.5", "an integer"),
+        ("model.optimizer.lr=fast", "a number"),
+    ],
 )
-def test_a_value_of_the_wrong_type_is_refused_before_any_work(override, expected, monkeypatch, capsys, tmp_path):
+def test_a_value_of_the_wrong_type_is_refused_before_any_work(
+    override, expected, monkeypatch, capsys, tmp_path
+):
     code, err, _ = run_app(
         "train", *TINY_RUN, override, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
     )
@@ -106,7 +116,9 @@ def test_the_console_scripts_still_help_show_config_and_refuse_with_2(tmp_path):
     ],
 )
 def test_a_missing_value_names_its_full_key(app, arguments, key, monkeypatch, capsys, tmp_path):
-    code, err, _ = run_app(app, *arguments, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
+    code, err, _ = run_app(
+        app, *arguments, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+    )
     assert code == 2
     assert f"missing value for {key} " in error_line(err)
 
@@ -121,7 +133,9 @@ def test_a_missing_value_names_its_full_key(app, arguments, key, monkeypatch, ca
     ],
 )
 def test_cuda_without_a_gpu_says_so_and_what_to_use(app, arguments, key, monkeypatch, capsys, tmp_path):
-    code, err, _ = run_app(app, *arguments, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
+    code, err, _ = run_app(
+        app, *arguments, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+    )
     assert code == 2
     line = error_line(err)
     assert "no CUDA device is available" in line and f"use {key}" in line
@@ -173,7 +187,12 @@ def test_predict_skip_errors_goes_on_and_lists_the_failures(tmp_path, monkeypatc
     inputs = write_inputs(tmp_path / "in")
     common = [f"model={model}", f"input={inputs}", f"hydra.run.dir={tmp_path / 'log'}"]
     code, err, out = run_app(
-        "predict", *common, f"output={tmp_path / 'all'}", "skip_errors=true", monkeypatch=monkeypatch, capsys=capsys
+        "predict",
+        *common,
+        f"output={tmp_path / 'all'}",
+        "skip_errors=true",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
     )
     assert code == 2
     assert sorted(p.name for p in (tmp_path / "all").glob("*_mask.png")) == ["a_mask.png", "c_mask.png"]
@@ -181,7 +200,9 @@ def test_predict_skip_errors_goes_on_and_lists_the_failures(tmp_path, monkeypatc
     assert err.strip().splitlines()[-1] == "error: 1 of 3 input(s) failed (listed above)"
     assert "segmented 2 image(s)" in out
     # Without it the first failure stops the run, in one line naming the file.
-    code, err, _ = run_app("predict", *common, f"output={tmp_path / 'first'}", monkeypatch=monkeypatch, capsys=capsys)
+    code, err, _ = run_app(
+        "predict", *common, f"output={tmp_path / 'first'}", monkeypatch=monkeypatch, capsys=capsys
+    )
     assert code == 2 and "b.png" in last_line(err)
 
 
@@ -211,7 +232,9 @@ def test_a_new_run_into_a_finished_runs_directory_is_refused_before_hydra_writes
     assert sorted(path.name for path in run_dir.iterdir()) == [".hydra", "metrics.json"]  # no train.log
 
 
-def test_a_run_directory_held_by_a_live_run_is_refused_before_hydra_writes_there(monkeypatch, capsys, tmp_path):
+def test_a_run_directory_held_by_a_live_run_is_refused_before_hydra_writes_there(
+    monkeypatch, capsys, tmp_path
+):
     import json
     import os
     import socket
@@ -220,11 +243,17 @@ def test_a_run_directory_held_by_a_live_run_is_refused_before_hydra_writes_there
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid())}
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "process_start": process_start_time(os.getpid()),
+    }
     (run_dir / "run.lock").write_text(json.dumps(holder))
     code, err, _ = run_app(
         "train", *TINY_RUN, f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch, capsys=capsys
     )
     assert code == 2
-    assert f"is in use by another unet-train (pid {os.getpid()} on host {socket.gethostname()}" in error_line(err)
+    assert f"is in use by another unet-train (pid {os.getpid()} on host {socket.gethostname()}" in error_line(
+        err
+    )
     assert sorted(path.name for path in run_dir.iterdir()) == ["run.lock"]

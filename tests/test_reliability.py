@@ -253,7 +253,9 @@ def assert_same_run(resumed: Path, reference: Path, epochs: int) -> None:
 
     assert len(without_times(reference)) == epochs
     assert without_times(resumed) == without_times(reference)
-    assert json.loads((resumed / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+    assert json.loads((resumed / "metrics.json").read_text()) == json.loads(
+        (reference / "metrics.json").read_text()
+    )
 
 
 def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_path):

@@ -34,9 +34,7 @@ def main(cfg: DictConfig) -> None:
         reuse_freed_memory=cfg.runtime.reuse_freed_memory,
     )
     # Network builders: called with in_channels and num_classes (see configs/model/net/).
-    nets = {
-        method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)
-    }
+    nets = {method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)}
     peers = {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
     report = run_benchmark(settings, nets, peers, instantiate(cfg.train_transforms) or [])
     print(format_report(report))

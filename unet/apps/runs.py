@@ -51,7 +51,9 @@ HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
 _FROM_COMMAND = "_unet_raised_by_command"
 
 
-def hydra_app(config_name: str, config_path: str = CONFIG_PATH) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+def hydra_app(
+    config_name: str, config_path: str = CONFIG_PATH
+) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
     """``hydra.main`` for our commands: config mistakes and input errors are one line and exit code 2.
 
     ``--help``, ``--cfg job``, ``-m`` sweeps and ``main(cfg)`` (a composed config, as in tests) work as
@@ -166,7 +168,9 @@ def check_devices(cfg: DictConfig) -> None:
     if torch.cuda.is_available():
         return
     for key, instead in DEVICE_KEYS.items():
-        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
         if isinstance(value, str) and (value in ("gpu", "cuda") or value.startswith("cuda:")):
             raise ValueError(
                 f"{key}={value}: no CUDA device is available on this machine (torch.cuda.is_available() is "
@@ -178,7 +182,9 @@ def check_config_sizes(cfg: DictConfig) -> None:
     """Refuse a typo'd class count before the data are read: per-class statistics of the data
     fingerprint, confusion matrices and the network would take gigabytes first."""
     for key in ("data.num_classes", "num_classes"):
-        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
         if isinstance(value, int):
             check_num_classes(value, key)
 
@@ -245,7 +251,11 @@ def _missing_in_interpolation(error: BaseException) -> bool:
 def _missing_key(error: BaseException, cfg: DictConfig | None) -> str:
     """The full key of the missing value: OmegaConf names it relative to the node it was read from."""
     match = re.search(r"Missing mandatory value: ?([\w.\[\]]+)", str(error))
-    key = match.group(1) if match and _missing_in_interpolation(error) else str(getattr(error, "full_key", "") or "")
+    key = (
+        match.group(1)
+        if match and _missing_in_interpolation(error)
+        else str(getattr(error, "full_key", "") or "")
+    )
     if cfg is None or not key:
         return key or "a value marked ???"
     try:

@@ -7,15 +7,15 @@ One module per concern: :mod:`~unet.compare.plan` (methods, seeds, decoder width
 """
 
 from unet.compare.comparison import run_comparison
-from unet.compare.plan import COMPARE_KEYS, equal_parameter_widths, run_overrides, selected_methods
+from unet.compare.plan import COMPARE_KEYS, equal_parameter_widths, method_specs, run_overrides
 from unet.compare.report import summarize, write_report
 
 __all__ = [
     "COMPARE_KEYS",
     "equal_parameter_widths",
+    "method_specs",
     "run_comparison",
     "run_overrides",
-    "selected_methods",
     "summarize",
     "write_report",
 ]

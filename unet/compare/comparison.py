@@ -18,12 +18,12 @@ from unet.compare.costs import COSTS_FILE, method_costs
 from unet.compare.plan import PLAN_FILE, make_plan
 from unet.compare.qualitative import qualitative_panel
 from unet.compare.report import write_report
-from unet.compare.runs import best_checkpoints, collect_records, run_sweep
+from unet.compare.runs import FAILED_DIR, best_checkpoints, collect_records, rerun_unfinished, run_sweep
 from unet.utils.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 # What the report shows of the plan, under "config".
-REPORTED_PLAN_KEYS = ("methods", "seeds", "equal_params", "decoder_widths", "train_overrides")
+REPORTED_PLAN_KEYS = ("methods", "variants", "seeds", "equal_params", "decoder_widths", "train_overrides")
 
 
 def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> dict[str, Path]:
@@ -35,12 +35,23 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
     output_dir = Path(cfg.output_dir)
     runs_dir = output_dir / "runs"
     plan_path = output_dir / PLAN_FILE
-    if cfg.report_only:
+    resume = bool(cfg.get("resume", False))
+    if cfg.report_only and resume:
+        raise ValueError(
+            "report_only=true and resume=true: choose one (resume=true also rebuilds the report)"
+        )
+    if cfg.report_only or resume:
         plan = read_json(plan_path)
         if plan is None:
             raise FileNotFoundError(
-                f"{plan_path} not found: report_only=true needs the output_dir of a comparison"
+                f"{plan_path} not found: {'resume' if resume else 'report_only'}=true needs the output_dir of a comparison"
             )
+        if resume:
+            returncode = rerun_unfinished(plan, runs_dir, output_dir / FAILED_DIR)
+            if returncode != 0:
+                log.warning(
+                    "the training sweep exited with code %d; the report shows what finished", returncode
+                )
     else:
         if plan_path.exists() or runs_dir.exists():
             raise FileExistsError(
@@ -60,7 +71,7 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
         method_costs(checkpoints, cfg.costs, output_dir / COSTS_FILE),
         output_dir,
         command=plan["command"],
-        config={key: plan[key] for key in REPORTED_PLAN_KEYS},
+        config={key: plan.get(key) for key in REPORTED_PLAN_KEYS},
         sort_by=cfg.sort_by,
         qualitative=qualitative_panel(checkpoints),
     )

@@ -1,4 +1,5 @@
-"""The comparison report's figures: learning curves, a bar chart of the ranking metric, sample predictions.
+"""The comparison report's figures: learning curves, a bar chart of the ranking metric, the verdict's
+intervals and rank stability, sample predictions and zoomed crops of where the methods err along class boundaries.
 
 Figures are drawn on :class:`~matplotlib.figure.Figure` objects with an Agg canvas, never through
 ``pyplot``: this works without a display and leaves the process-wide matplotlib backend alone.
@@ -13,12 +14,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from unet.evaluation.boundary import boundary_pixels, dilate
 from unet.utils.visualize import colourize
+
+# Wrong pixels in error maps: one strong colour, which no pixel of the gray input beneath can take.
+ERROR_COLOUR = torch.tensor([255, 32, 32], dtype=torch.uint8)
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -105,6 +112,11 @@ def _as_rgb(image: torch.Tensor) -> np.ndarray:
     return image[:3].permute(1, 2, 0).numpy()
 
 
+def _in_order(predictions: Mapping[str, Any], methods: Sequence[str]) -> list[str]:
+    """The methods of ``predictions`` in ``methods`` order, those not in ``methods`` at the end (none dropped)."""
+    return [m for m in methods if m in predictions] + [m for m in predictions if m not in methods]
+
+
 def plot_qualitative(qualitative: Mapping[str, Any], methods: Sequence[str], path: Path) -> Path:
     """One row: input | ground truth | each method's prediction, in ``methods`` order, class-coloured.
 
@@ -114,7 +126,7 @@ def plot_qualitative(qualitative: Mapping[str, Any], methods: Sequence[str], pat
     """
     ignore_index = qualitative.get("ignore_index")
     predictions = qualitative["predictions"]
-    order = [m for m in methods if m in predictions] + [m for m in predictions if m not in methods]
+    order = _in_order(predictions, methods)
     panels = [("input", _as_rgb(qualitative["image"])), ("ground truth", qualitative["target"])]
     panels += [(method, predictions[method]) for method in order]
     figure = Figure(figsize=(2.4 * len(panels), 2.8))
@@ -150,4 +162,156 @@ def plot_rank_stability(
     axes.set_xlabel("rank under the bootstrap")
     axes.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of draws")
+    return _save(figure, path)
+
+
+def plot_confidence_intervals(
+    methods: Sequence[str],
+    means: Sequence[float],
+    intervals: Sequence[tuple[float, float]],
+    path: Path,
+    label: str,
+    reference: str | None = None,
+) -> Path | None:
+    """Each method's mean with its 95 % CI ``(low, high)`` as a horizontal error bar, ``methods`` top to
+    bottom (pass them best first); ``reference`` in black with a dashed line at its mean, so every
+    other interval reads against it. ``None`` (nothing written) without methods.
+    """
+    if not methods:
+        return None
+    figure = Figure(figsize=(6.5, 1.1 + 0.4 * len(methods)))
+    axes = figure.add_subplot()
+    for position, (method, mean, (low, high)) in enumerate(zip(methods, means, intervals, strict=True)):
+        marked = method == reference
+        colour = "black" if marked else "tab:blue"
+        error = [[max(0.0, mean - low)], [max(0.0, high - mean)]]  # a percentile CI may miss the mean
+        axes.errorbar(mean, position, xerr=error, fmt="s" if marked else "o", color=colour, capsize=4)
+        axes.annotate(f"{mean:.3f}", (high, position), xytext=(5, 0), textcoords="offset points",
+                      va="center", fontsize="small")  # fmt: skip
+        if marked:
+            axes.axvline(mean, color="black", linestyle="--", linewidth=0.8, alpha=0.6)
+    names = [f"{method} (reference)" if method == reference else method for method in methods]
+    axes.set_yticks(range(len(methods)), names)
+    axes.set_ylim(len(methods) - 0.5, -0.5)  # best at the top
+    axes.margins(x=0.15)
+    axes.set(xlabel=label, title=f"{label}: mean with 95 % bootstrap CI")
+    axes.grid(axis="x", alpha=0.3)
+    return _save(figure, path)
+
+
+def error_map(
+    prediction: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None
+) -> torch.Tensor:
+    """The wrong pixels ``(H, W)`` bool of a prediction ``(H, W)`` against its target ``(H, W)``.
+
+    ``ignore_index`` pixels are never wrong: their class is unknown, and the scores skip them too.
+    """
+    prediction, target = prediction.long().cpu(), target.long().cpu()
+    wrong = prediction != target
+    return wrong & (target != ignore_index) if ignore_index is not None else wrong
+
+
+def error_overlay(image: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """The input ``(3, H, W)`` or ``(1, H, W)`` uint8 in dimmed gray, ``wrong`` ``(H, W)`` pixels in
+    :data:`ERROR_COLOUR`: ``(3, H, W)`` uint8. Gray keeps the structure readable and leaves colour to the errors."""
+    rgb = image.detach().cpu().float().expand(3, -1, -1)
+    gray = 0.7 * (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+    overlay = gray.round().to(torch.uint8).expand(3, -1, -1).clone()
+    overlay[:, wrong.cpu()] = ERROR_COLOUR[:, None]
+    return overlay
+
+
+def class_boundaries(target: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """The target's class-boundary pixels ``(H, W)`` bool of a target ``(H, W)``, as boundary F1 defines them
+    (a valid 4-neighbour of another class; ``ignore_index`` pixels neither are nor make boundaries)."""
+    target = target.long().cpu()[None]
+    valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+    edges = torch.zeros_like(valid)
+    for value in target[valid].unique().tolist():
+        edges |= boundary_pixels(target == value, valid)
+    return edges[0]
+
+
+def crop_window(
+    target: torch.Tensor,
+    predictions: Sequence[torch.Tensor],
+    ignore_index: int | None = None,
+    fraction: float = 0.25,
+    min_size: int = 32,
+    tolerance: int = 2,
+) -> tuple[int, int, int]:
+    """The square crop ``(top, left, size)`` of a target ``(H, W)`` where upsamplers differ most.
+
+    It holds the most pixels within ``tolerance`` px of a target class boundary where the predictions
+    ``(H, W)`` disagree with each other or with the target (on valid pixels, the union of their error
+    maps: predictions that differ cannot all be right); ties go to the most boundary pixels, then to
+    the topmost, leftmost window, so the choice is deterministic. ``size`` is ``fraction`` of the
+    shorter side, at least ``min_size``, at most the image.
+    """
+    height, width = target.shape
+    size = min(height, width, max(min_size, round(fraction * min(height, width))))
+    edges = class_boundaries(target, ignore_index)
+    disagree = torch.zeros_like(edges)
+    for prediction in predictions:
+        disagree |= error_map(prediction, target, ignore_index)
+    # Lexicographic (disagreement, boundary) in one integer: a window holds at most size**2 of either.
+    score = (disagree & dilate(edges[None], tolerance)[0]).long() * (size * size + 1) + edges.long()
+    integral = F.pad(score.cumsum(0).cumsum(1), (1, 0, 1, 0))  # (H + 1, W + 1)
+    sums = (
+        integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    )
+    top, left = divmod(int(sums.flatten().argmax()), sums.shape[1])  # argmax: the first maximum
+    return top, left, size
+
+
+def plot_boundary_crops(
+    qualitative: Mapping[str, Any], methods: Sequence[str], path: Path, per_row: int = 4
+) -> Path:
+    """A zoomed crop of :func:`plot_qualitative`'s image where the methods err along class boundaries.
+
+    Whole thumbnails hide the pixels where upsamplers differ; the crop (:func:`crop_window`) shows
+    them: the input with the crop outlined, the input and ground-truth crops, then per method (in
+    ``methods`` order, ``per_row`` to a row) its prediction and its error map (:func:`error_overlay`;
+    ``ignore_index`` pixels are not counted). Crops are drawn with nearest interpolation, so each
+    pixel stays a visible square. ``qualitative`` as for :func:`plot_qualitative`.
+    """
+    ignore_index = qualitative.get("ignore_index")
+    predictions = qualitative["predictions"]
+    order = _in_order(predictions, methods)
+    image, target = qualitative["image"], torch.as_tensor(qualitative["target"])
+    top, left, size = crop_window(target, [torch.as_tensor(predictions[m]) for m in order], ignore_index)
+
+    def crop(tensor: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(tensor)[..., top : top + size, left : left + size]
+
+    rows = max(1, math.ceil(len(order) / per_row))
+    columns = 3 + 2 * min(len(order), per_row)
+    figure = Figure(figsize=(2.0 * columns, 2.3 * rows + 0.4))
+    panels = [
+        (0, "input (crop outlined)", _as_rgb(image)),
+        (1, "input crop", _as_rgb(crop(image))),
+        (2, "ground truth crop", _as_rgb(colourize(crop(target), ignore_index))),
+    ]
+    for index, method in enumerate(order):
+        cell = (index // per_row) * columns + 3 + 2 * (index % per_row)
+        prediction = crop(predictions[method])
+        wrong = error_map(prediction, crop(target), ignore_index)
+        panels += [
+            (cell, method, _as_rgb(colourize(prediction, ignore_index))),
+            (cell + 1, f"errors: {int(wrong.sum())} px", _as_rgb(error_overlay(crop(image), wrong))),
+        ]
+    for cell, title, rgb in panels:
+        axes = figure.add_subplot(rows, columns, cell + 1)
+        axes.imshow(rgb, interpolation="nearest")
+        axes.set_title(title, fontsize="small")
+        axes.set_axis_off()
+        if cell == 0:
+            axes.add_patch(
+                Rectangle((left - 0.5, top - 0.5), size, size, fill=False, edgecolor="yellow", linewidth=1.5)
+            )
+    figure.suptitle(
+        f"{size}x{size} px crop (rows {top}-{top + size - 1}, columns {left}-{left + size - 1}) where the methods "
+        "err most along class boundaries; red: wrong pixels (void not counted)",
+        fontsize="medium",
+    )
     return _save(figure, path)

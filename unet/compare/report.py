@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unet.compare.figures import plot_bars, plot_curves, plot_qualitative, plot_rank_stability
+from unet.compare.figures import (
+    plot_bars,
+    plot_boundary_crops,
+    plot_confidence_intervals,
+    plot_curves,
+    plot_qualitative,
+    plot_rank_stability,
+)
+from unet.compare.html import Cell, p_value_text, write_html
 from unet.compare.statistics import Analysis, analyze, load_scores, verdict_text
 from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
 from unet.evaluation.per_image import read_per_image
@@ -25,6 +33,7 @@ from unet.profiling import COST_KEYS
 from unet.utils.files import atomic_write, json_safe, write_json, write_text
 
 CURVE_METRIC = "val/miou"
+HTML_FILE = "comparison.html"
 COST_COLUMNS = (*COST_KEYS[:2], "upsampler_share", *COST_KEYS[2:])
 
 
@@ -154,11 +163,15 @@ def decoder_statistics(records: Sequence[Mapping[str, Any]]) -> Analysis | None:
     return analyze(load_scores(records, VERDICT_METRIC, split), reference=REFERENCE_METHOD)
 
 
+# The verdict when there are no statistics to give one.
+NO_STATISTICS = "No per-image scores (fewer than two methods, or runs of an unet without per_image.csv)."
+
+
 def statistics_section(analysis: Analysis | None) -> list[str]:
     """The report's verdict: plain words, then each method's mean with its CI and rank shares, then
     every pair's difference with its CI and tests."""
     if analysis is None:
-        return ["No per-image scores (fewer than two methods, or runs of an unet without per_image.csv).", ""]
+        return [NO_STATISTICS, ""]
     ranks = len(analysis.methods)
     lines = [
         verdict_text(analysis),
@@ -169,12 +182,16 @@ def statistics_section(analysis: Analysis | None) -> list[str]:
         "seeds (each Holm-corrected across pairs) both reject and the bootstrap CI of the difference "
         "excludes 0.",
         "",
-        f"| method | mean {analysis.metric} | 95 % CI | " + " | ".join(f"rank {k + 1}" for k in range(ranks)) + " |",
+        f"| method | mean {analysis.metric} | 95 % CI | "
+        + " | ".join(f"rank {k + 1}" for k in range(ranks))
+        + " |",
         "|---|---|---|" + "---|" * ranks,
     ]
     for method in analysis.methods:
         shares = " | ".join(f"{share:.0%}" for share in method.rank_share)
-        lines.append(f"| {method.method} | {method.mean:.4f} | [{method.ci_low:.4f}, {method.ci_high:.4f}] | {shares} |")
+        lines.append(
+            f"| {method.method} | {method.mean:.4f} | [{method.ci_low:.4f}, {method.ci_high:.4f}] | {shares} |"
+        )
     lines += [
         "",
         "| pair | difference | 95 % CI | p (images, Holm) | p (seeds, Holm) | verdict |",
@@ -183,7 +200,7 @@ def statistics_section(analysis: Analysis | None) -> list[str]:
     for pair in analysis.pairs:
         lines.append(
             f"| {pair.first} − {pair.second} | {pair.difference:+.4f} | [{pair.ci_low:+.4f}, {pair.ci_high:+.4f}] | "
-            f"{pair.p_holm:.3g} | {_p_value(pair.p_seeds_holm)} | {pair.phrase()} |"
+            f"{pair.p_holm:.3g} | {p_value_text(pair.p_seeds_holm)} | {pair.phrase()} |"
         )
     return [*lines, ""]
 
@@ -211,11 +228,6 @@ def write_json_report(
     return write_json(path, document)
 
 
-def _p_value(value: float) -> str:
-    """A p-value, or "n/a" where the test needs more seeds than ran."""
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
-
-
 def _number(value: float) -> str:
     return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
 
@@ -224,24 +236,52 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
-    """Rank, method, runs, the given metrics as ``mean ± std`` and the cost columns."""
+def metrics_table(
+    rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> tuple[list[str], list[list[Cell]]]:
+    """The all-metrics table as a header and rows of (text, raw number) cells: rank, method, runs, the
+    given metrics as ``mean ± std`` and the cost columns. The numbers (NaN where missing, ``None`` for
+    the method's name) let the HTML page sort on values rather than on their text."""
     header = ["#", "method", "runs", *keys, *(COST_FORMATS[c][0] for c in COST_COLUMNS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for rank, row in enumerate(rows, start=1):
-        total = row["n_seeds"] + row["n_failed"]
-        runs = f"{row['n_seeds']}/{total} ok" if row["status"] == "ok" else f"failed ({total})"
-        cells = [str(rank) if row["status"] == "ok" else "–", f"`{row['method']}`", runs]
+        ok, total = row["status"] == "ok", row["n_seeds"] + row["n_failed"]
+        cells: list[Cell] = [
+            (str(rank), rank) if ok else ("–", math.nan),
+            (row["method"], None),
+            (f"{row['n_seeds']}/{total} ok" if ok else f"failed ({total})", row["n_seeds"]),
+        ]
         for key in keys:
             mean, std = row.get(f"{key}_mean", math.nan), row.get(f"{key}_std", math.nan)
-            cells.append("—" if math.isnan(mean) else f"{_number(mean)} ± {_number(std)}")
+            cells.append(("—" if math.isnan(mean) else f"{_number(mean)} ± {_number(std)}", mean))
         for column in COST_COLUMNS:
             value = row.get(column)
-            cells.append(
-                COST_FORMATS[column][1](value) if value is not None and math.isfinite(value) else "—"
-            )
-        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+            finite = value is not None and math.isfinite(value)
+            cells.append((COST_FORMATS[column][1](value), float(value)) if finite else ("—", math.nan))
+        body.append(cells)
+    return header, body
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
+    """:func:`metrics_table` in Markdown, the method's name as code."""
+    header, body = metrics_table(rows, keys)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cells in body:
+        texts = [text for text, _ in cells]
+        texts[1] = f"`{texts[1]}`"
+        lines.append("| " + " | ".join(_cell(text) for text in texts) + " |")
     return "\n".join(lines)
+
+
+def shown_keys(records: Sequence[Mapping[str, Any]], sort_by: str) -> list[str]:
+    """The metric keys of the all-metrics table: the per-class keys (``val/iou/<class>``) would make it
+    unreadable, so they stay in the CSV and JSON."""
+    return [key for key in metric_keys(records, sort_by) if key.count("/") <= 1]
+
+
+def config_yaml(config: Mapping[str, Any]) -> str:
+    """The resolved config as the report shows it (NaN as null)."""
+    return yaml.safe_dump(json_safe(config), sort_keys=False).rstrip()
 
 
 def _failed_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -274,11 +314,10 @@ def write_markdown(
     analysis: Analysis | None = None,
 ) -> Path:
     """The verdict, ranking table, failed runs, figures, the command and the resolved config."""
-    keys = metric_keys(records, sort_by)
-    # The per-class keys (``val/iou/<class>``) would make the table unreadable; CSV and JSON hold them.
-    shown = [key for key in keys if key.count("/") <= 1]
     text = [
         "# Decoder upsampling comparison",
+        "",
+        f"The same report with sortable tables and every figure inline, in one file: [{HTML_FILE}]({HTML_FILE}).",
         "",
         "## Verdict",
         "",
@@ -289,7 +328,7 @@ def write_markdown(
         "the seeds that finished (std 0 for a single seed). GFLOPs and latency are per image; peak "
         "memory is that of a training step.",
         "",
-        markdown_table(rows, shown),
+        markdown_table(rows, shown_keys(records, sort_by)),
         "",
         "## Failed runs",
         "",
@@ -309,7 +348,7 @@ def write_markdown(
         "## Config",
         "",
         "```yaml",
-        yaml.safe_dump(json_safe(config), sort_keys=False).rstrip(),
+        config_yaml(config),
         "```",
         "",
     ]
@@ -325,7 +364,7 @@ def write_report(
     sort_by: str = "val/miou",
     qualitative: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``comparison.{csv,json,md}`` and the PNG figures into ``output_dir``; return their paths by name.
+    """Write ``comparison.{csv,json,md,html}`` and the PNG figures into ``output_dir``; return their paths by name.
 
     Figures without data (no history, no successful method) are skipped rather than drawn empty.
     """
@@ -339,13 +378,25 @@ def write_report(
     }
     if qualitative is not None:
         figures["qualitative"] = plot_qualitative(qualitative, methods, output_dir / "qualitative.png")
+        figures["qualitative_crops"] = plot_boundary_crops(
+            qualitative, methods, output_dir / "qualitative_crops.png"
+        )
     analysis = decoder_statistics(records)
     if analysis is not None:
+        names = [method.method for method in analysis.methods]
         figures["rank_stability"] = plot_rank_stability(
-            [method.method for method in analysis.methods],
+            names,
             [method.rank_share for method in analysis.methods],
             output_dir / "rank_stability.png",
             f"rank of {analysis.metric} on {analysis.split} under the bootstrap",
+        )
+        figures["confidence_intervals"] = plot_confidence_intervals(
+            names,
+            [method.mean for method in analysis.methods],
+            [(method.ci_low, method.ci_high) for method in analysis.methods],
+            output_dir / "confidence_intervals.png",
+            f"per-image {analysis.metric} on {analysis.split}",
+            analysis.verdict.reference,
         )
     written = {name: path for name, path in figures.items() if path is not None}
     written["csv"] = write_csv(rows, output_dir / "comparison.csv")
@@ -355,5 +406,16 @@ def write_report(
     pngs = [path for path in written.values() if path.suffix == ".png"]
     written["markdown"] = write_markdown(
         rows, records, command, config, sort_by, pngs, output_dir / "comparison.md", analysis
+    )
+    written["html"] = write_html(
+        output_dir / HTML_FILE,
+        verdict=verdict_text(analysis) if analysis is not None else NO_STATISTICS,
+        analysis=analysis,
+        table=metrics_table(rows, shown_keys(records, sort_by)),
+        sort_by=sort_by,
+        figures={name: path for name, path in written.items() if path.suffix == ".png"},
+        failed=[record for record in records if not _ok(record)],
+        command=command,
+        config=config_yaml(config),
     )
     return written

@@ -162,7 +162,9 @@ class _SampleScan:
                 self.areas[label].append(np.bincount(components.ravel(), minlength=count + 1)[1:])
                 # Zero padding: the image border bounds a structure like another class does.
                 distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1][inside]
-                bins = np.minimum(distance * WIDTH_BINS_PER_PIXEL, self.distances.shape[1] - 1).astype(np.int64)
+                bins = np.minimum(distance * WIDTH_BINS_PER_PIXEL, self.distances.shape[1] - 1).astype(
+                    np.int64
+                )
                 self.distances[label] += np.bincount(bins, minlength=self.distances.shape[1])
 
     def fingerprint(self, counts: ClassCounts, class_names: list[str]) -> Fingerprint:

@@ -1,15 +1,19 @@
 """Plain-torch models: usable and exportable without Lightning, Hydra or the data layer."""
 
+from unet.models.encoders import ENCODERS, Encoder, register_encoder
 from unet.models.networks import build_network, network_config, network_name
 from unet.models.unet import UNet
 from unet.models.upsamplers import UPSAMPLERS, Upsampler, register_upsampler
 
 __all__ = [
+    "ENCODERS",
+    "Encoder",
     "UNet",
     "UPSAMPLERS",
     "Upsampler",
     "build_network",
     "network_config",
     "network_name",
+    "register_encoder",
     "register_upsampler",
 ]

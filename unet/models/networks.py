@@ -96,12 +96,16 @@ def network_config(
     upsample: str | None = None,
     upsample_options: Mapping[str, Any] | None = None,
     input_scale: float = 1.0,
+    encoder: str | None = None,
 ) -> dict[str, Any]:
-    """The complete constructor call of a network: ``net`` with the data's sizes and the upsampling method.
+    """The complete constructor call of a network: ``net`` with the data's sizes, the upsampling method
+    and the encoder.
 
     ``upsample`` (with its options) is the decoder choice runs are compared by; ``None`` for a
-    network that has none. ``input_scale`` below 1 runs the network at that fraction of the input's
-    resolution (:class:`ScaledNetwork`; the data's ``train_scale``).
+    network that has none. ``encoder`` names a registered encoder (``unet.models.ENCODERS``); ``None``
+    leaves the network's own. Pretrained weights are not part of it: a rebuilt network gets its
+    weights from a state dict. ``input_scale`` below 1 runs the network at that fraction of the
+    input's resolution (:class:`ScaledNetwork`; the data's ``train_scale``).
     """
     config = {**net, "in_channels": int(in_channels), "num_classes": int(num_classes)}
     if input_scale != 1:
@@ -111,6 +115,8 @@ def network_config(
         config["upsample_options"] = dict(upsample_options or {})
     elif upsample_options:
         raise ValueError("model.upsample_options is set but model.upsample is null")
+    if encoder is not None:
+        config["encoder"] = encoder
     return config
 
 
@@ -120,11 +126,15 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
         raise ValueError(f"a network config needs a _target_; got keys {sorted(config)}")
     target = resolve_target(config["_target_"])
     options = {key: value for key, value in config.items() if key not in ("_target_", "input_scale")}
-    if "upsample" in options and not _accepts(target, "upsample"):
-        raise ValueError(
-            f"{config['_target_']} has no decoder upsampling to choose; set model.upsample=null "
-            f"(got model.upsample={options['upsample']})"
-        )
+    for key, what in (
+        ("upsample", "decoder upsampling"),
+        ("encoder", "encoder"),
+        ("encoder_weights", "encoder"),
+    ):
+        if key in options and not _accepts(target, key):
+            raise ValueError(
+                f"{config['_target_']} has no {what} to choose; set model.{key}=null (got model.{key}={options[key]})"
+            )
     network = target(**options)
     scale = config.get("input_scale", 1.0)
     return network if scale == 1 else ScaledNetwork(network, scale)

@@ -1,8 +1,11 @@
-"""The U-Net: an encoder of conv blocks and 2x2 max-pools, a decoder whose upsampling is a registry name."""
+"""The U-Net: a registered encoder (plain conv blocks or a pretrained backbone), a decoder whose upsampling
+is a registry name."""
 
 from __future__ import annotations
 
+import inspect
 import numbers
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -13,7 +16,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from unet.models.blocks import ConvBlock
+from unet.models.encoders import get_encoder
 from unet.models.upsamplers import get_upsampler
+from unet.models.upsamplers.base import argmax_indices
 from unet.utils.limits import check_num_classes
 
 FUSIONS = ("concat", "add", "none")
@@ -61,27 +66,44 @@ class DecoderStage(nn.Module):
     """Upsample to the skip's size and width, fuse with the skip, then a conv block to ``out_channels``.
 
     The upsampler always produces the skip's channel count (max-unpooling needs it, and so does
-    ``add``); ``out_channels`` is the stage's own width, which ``decoder_width`` scales.
+    ``add``); ``out_channels`` is the stage's own width, which ``decoder_width`` scales. A stage
+    without skip (``skip_channels=None``: above an encoder's first feature) upsamples to its own width.
     """
 
     def __init__(
         self,
         in_channels: int,
-        skip_channels: int,
+        skip_channels: int | None,
         out_channels: int,
         upsample: str,
         upsample_options: dict[str, Any],
         fuse: str,
+        ceil_mode: bool = False,
         **block_options: Any,
     ) -> None:
         super().__init__()
-        self.fuse = fuse
-        self.upsample = get_upsampler(upsample)(in_channels, skip_channels, **upsample_options)
-        block_in = 2 * skip_channels if fuse == "concat" else skip_channels
+        self.fuse = fuse if skip_channels is not None else "none"
+        self.ceil_mode = ceil_mode
+        up_channels = out_channels if skip_channels is None else skip_channels
+        self.upsample = get_upsampler(upsample)(in_channels, up_channels, **upsample_options)
+        block_in = 2 * up_channels if self.fuse == "concat" else up_channels
         self.block = ConvBlock(block_in, out_channels, **block_options)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
-        x = self.upsample(x, (skip.shape[-2], skip.shape[-1]), indices)
+    def forward(
+        self,
+        x: torch.Tensor,
+        reference: torch.Tensor,
+        skip: torch.Tensor | None = None,
+        indices: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``x`` ``(B, C_in, h, w)`` -> ``(B, out_channels, H, W)``, the size of ``reference`` ``(B, *, H, W)``:
+        the skip, or for a stage without skip the image's channel mean pooled to the stage's size.
+
+        Max-unpooling without the encoder's pool ``indices`` takes those of ``reference``'s 2x2 argmax.
+        """
+        if self.upsample.needs_pool_indices and indices is None:
+            indices = argmax_indices(reference, self.upsample.out_channels, self.ceil_mode)
+        x = self.upsample(x, (reference.shape[-2], reference.shape[-1]), indices)
         if self.fuse == "concat":
             x = torch.cat([x, skip], dim=1)
         elif self.fuse == "add":
@@ -92,21 +114,38 @@ class DecoderStage(nn.Module):
 class UNet(nn.Module):
     """U-Net (Ronneberger et al., 2015) mapping ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)``.
 
-    Works for any ``H, W >= 2**depth``, divisible by ``2**depth`` or not: each decoder stage
-    upsamples to its skip connection's exact size, so the output matches the input without cropping.
-    Encoder level ``i`` has ``base_channels * 2**i`` channels; the decoder mirrors it.
+    Works for any ``H, W >= min_size``, divisible or not: each decoder stage upsamples to its skip
+    connection's exact size, so the output matches the input without cropping. The encoder is a
+    registry name (``unet.models.ENCODERS``): ``unet``, whose level ``i`` has ``base_channels * 2**i``
+    channels (the decoder mirrors it), or a torchvision backbone (``resnet34``, ``convnext_tiny``, ...)
+    whose decoder stage at each skip is the skip's width capped at 256 (but at least the next
+    shallower skip's; see ``unet.models.encoders.torchvision``). A backbone whose first feature is
+    below full resolution (stride 2 or 4) gets final stages without skip, each halving the width
+    (at least 16), up to the input's exact size.
+
+    Max-unpooling uses the encoder's 2x2 max-pool indices where it has them (``unet``, ``vgg16_bn``),
+    elsewhere the indices of the skip's own 2x2 argmax, and in the final stages without skip those
+    of the input's channel mean (see ``unet.models.upsamplers.maxunpool``).
 
     Args:
         upsample: name of a registered upsampling method (see ``unet.models.UPSAMPLERS``).
+        depth, base_channels: levels and first width of the ``unet`` encoder; a backbone has its own
+            (``depth`` then reads the backbone's number of stride-2 levels).
         upsample_options: keyword options for that method's class (e.g. ``{"corner": "top_left"}``).
         fuse: how the upsampled features meet the skip: ``concat`` (U-Net), ``add`` or ``none``.
         norm: ``batch``, ``group``, ``instance`` or ``none``; activation: ``relu``, ``gelu``, ...
+            (the decoder's, and the ``unet`` encoder's; a backbone keeps its own).
         dropout: channel dropout at the end of every conv block.
         decoder_width: multiplier of the decoder stages' widths (1: mirror the encoder). Comparisons
             use it to give every method the same parameter count (see ``unet.models.sizing``).
-        checkpoint_encoder: gradient checkpointing of the encoder blocks, in training only: trades
+        checkpoint_encoder: gradient checkpointing of the encoder stages, in training only: trades
             compute for memory on large images (their activations are recomputed during backward
             instead of kept). Outputs, gradients and BatchNorm statistics are those without it.
+        encoder: name of a registered encoder (``unet.models.ENCODERS``).
+        encoder_weights: None (random initialisation), ``"imagenet"`` (torchvision's weights,
+            downloaded to its cache) or the path of a local state dict of the backbone's classifier.
+            ``in_channels`` other than 3 adapt the first convolution's kernels; the normalisation
+            the weights expect is ``self.encoder.mean`` / ``.std`` (None for ``unet``).
     """
 
     def __init__(
@@ -123,44 +162,62 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         decoder_width: float = 1.0,
         checkpoint_encoder: bool = False,
+        encoder: str = "unet",
+        encoder_weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         upsampler_cls = get_upsampler(upsample)
+        build_encoder = get_encoder(encoder)
         if fuse not in FUSIONS:
             raise ValueError(f"unknown fuse {fuse!r}; valid: {', '.join(FUSIONS)}")
         check_sizes(in_channels, num_classes, base_channels, depth)
         if decoder_width <= 0:
             raise ValueError(f"decoder_width must be positive, got {decoder_width}")
-        self.depth = depth
         self.checkpoint_encoder = checkpoint_encoder
         self.save_indices = upsampler_cls.needs_pool_indices
         block_options = {"norm": norm, "activation": activation, "dropout": dropout}
-        widths = [base_channels * 2**level for level in range(depth + 1)]
-        # Decoder stage widths; the bottleneck (level ``depth``) belongs to the encoder.
-        decoder_widths = [max(1, round(width * decoder_width)) for width in widths[:depth]] + [widths[depth]]
+        # Each encoder takes the options it has (the unet encoder: all; a backbone: none).
+        accepted = inspect.signature(build_encoder).parameters
+        encoder_options = {"depth": depth, "base_channels": base_channels, **block_options}
+        self.encoder = build_encoder(
+            in_channels,
+            weights=encoder_weights,
+            **{name: value for name, value in encoder_options.items() if name in accepted},
+        )
+        channels = self.encoder.channels
+        self.depth = len(channels) - 1
 
-        self.encoder = nn.ModuleList(
-            ConvBlock(in_channels if level == 0 else widths[level - 1], widths[level], **block_options)
-            for level in range(depth + 1)
-        )
-        self.decoder = nn.ModuleList(
+        def scaled(width: int) -> int:
+            return max(1, round(width * decoder_width))
+
+        # Decoder stage widths, then the final stages' (without skip) up to stride 1.
+        widths = [scaled(width) for width in self.encoder.decoder_channels]
+        final_widths, width = [], self.encoder.decoder_channels[0]
+        for _ in range(self.encoder.reductions[0].bit_length() - 1):
+            width = max(16, width // 2)
+            final_widths.append(scaled(width))
+        stage_options = {"upsample": upsample, "upsample_options": dict(upsample_options or {}), "fuse": fuse}
+        stage_options |= {"ceil_mode": self.encoder.ceil_mode, **block_options}
+        stages = [
             DecoderStage(
-                decoder_widths[level + 1],
+                widths[level + 1] if level + 1 < self.depth else channels[-1],
+                channels[level],
                 widths[level],
-                decoder_widths[level],
-                upsample,
-                dict(upsample_options or {}),
-                fuse,
-                **block_options,
+                **stage_options,
             )
-            for level in reversed(range(depth))
-        )
-        self.head = nn.Conv2d(decoder_widths[0], num_classes, kernel_size=1)
+            for level in reversed(range(self.depth))
+        ]
+        in_width = widths[0]
+        for width in final_widths:
+            stages.append(DecoderStage(in_width, None, width, **stage_options))
+            in_width = width
+        self.decoder = nn.ModuleList(stages)
+        self.head = nn.Conv2d(in_width, num_classes, kernel_size=1)
 
     @property
     def min_size(self) -> int:
-        """Smallest height/width the network accepts: every pooling level needs at least one pixel."""
-        return 2**self.depth
+        """Smallest height/width the network accepts: the deepest feature needs at least one pixel."""
+        return self.encoder.min_size
 
     def _encode(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not (self.checkpoint_encoder and self.training and torch.is_grad_enabled()):
@@ -175,6 +232,17 @@ class UNet(nn.Module):
             context_fn=lambda: (nullcontext(), buffers_kept(block)),
         )
 
+    def _references(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Size references of the final stages without skip, deepest first: the image's channel mean
+        ``(B, 1, H, W)`` average-pooled to each stage's stride, rounding as the encoder does."""
+        count = len(self.decoder) - self.depth
+        if count == 0:
+            return []
+        references = [x.mean(dim=1, keepdim=True)]
+        for _ in range(count - 1):
+            references.append(F.avg_pool2d(references[-1], 2, ceil_mode=self.encoder.ceil_mode))
+        return references[::-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             not torch.compiler.is_compiling()
@@ -182,21 +250,14 @@ class UNet(nn.Module):
             and min(x.shape[-2:]) < self.min_size
         ):
             raise ValueError(
-                f"input of size {tuple(x.shape[-2:])} is too small for depth {self.depth}: "
+                f"input of size {tuple(x.shape[-2:])} is too small for this U-Net of {self.depth} levels: "
                 f"height and width must be >= {self.min_size}"
             )
-        skips: list[torch.Tensor] = []
-        indices: list[torch.Tensor | None] = []
-        for level, block in enumerate(self.encoder):
-            if level > 0:
-                if self.save_indices:
-                    x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
-                else:
-                    x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2), None
-                indices.append(level_indices)
-            x = self._encode(block, x)
-            if level < self.depth:
-                skips.append(x)
-        for stage in self.decoder:
-            x = stage(x, skips.pop(), indices.pop())
-        return self.head(x)
+        features, indices = self.encoder(x, self.save_indices, self._encode)
+        y = features.pop()
+        for stage in self.decoder[: self.depth]:
+            skip = features.pop()
+            y = stage(y, skip, skip, indices.pop())
+        for stage, reference in zip(self.decoder[self.depth :], self._references(x), strict=True):
+            y = stage(y, reference)
+        return self.head(y)

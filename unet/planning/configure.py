@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from unet.data.base import SegmentationDataModule
 from unet.data.fingerprint import fingerprint
+from unet.models.encoders import pretrained_statistics
 from unet.models.networks import network_config
 from unet.planning.rules import AUTO, PLANNED_KEYS, Plan, PlanInputs, make_plan
 from unet.planning.speed import MEMORY_FORMATS, PRECISIONS, StepTiming, machine_name, step_rates
-from unet.utils.config import CONFIG_MODULE, plain_config
+from unet.utils.config import CONFIG_MODULE, override_value, plain_config
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
 
@@ -91,7 +92,9 @@ def time_budget_s(max_time: Any) -> float | None:
         return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
     if isinstance(max_time, dict | DictConfig):
         return datetime.timedelta(**{k: float(v) for k, v in dict(max_time).items()}).total_seconds()
-    raise ValueError(f"trainer.max_time={max_time!r}: expected DD:HH:MM:SS or a map of days/hours/minutes/seconds")
+    raise ValueError(
+        f"trainer.max_time={max_time!r}: expected DD:HH:MM:SS or a map of days/hours/minutes/seconds"
+    )
 
 
 def planned_device(accelerator: Any) -> str:
@@ -107,7 +110,9 @@ def augment_preset(kind: str) -> DictConfig:
     try:
         return OmegaConf.create(yaml.safe_load(path.read_text()))["augment"]
     except (FileNotFoundError, KeyError) as error:
-        raise ValueError(f"augment.kind={kind!r}: no augmentation preset configs/data/augment/{kind}.yaml") from error
+        raise ValueError(
+            f"augment.kind={kind!r}: no augmentation preset configs/data/augment/{kind}.yaml"
+        ) from error
 
 
 def _options(value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
@@ -137,6 +142,7 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         budget_s=time_budget_s(_select(cfg, "trainer.max_time")),
         has_crop=transforms_auto or _select(cfg, "augment.crop") is not _ABSENT,
         cpu_count=os.cpu_count() or 1,
+        pretrained=pretrained_normalisation(cfg, datamodule.in_channels),
     )
     net = plain_config(cfg.model.net)
 
@@ -145,7 +151,7 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         timed = {k: v for k, v in timed.items() if v != AUTO}
         config = network_config(
             timed, datamodule.in_channels, datamodule.num_classes, cfg.model.get("upsample"),
-            cfg.model.get("upsample_options"),
+            cfg.model.get("upsample_options"), encoder=cfg.model.get("encoder"),
         )  # fmt: skip
         timing = StepTiming(
             config, batch, patch, datamodule.num_classes, device,
@@ -174,6 +180,19 @@ def plan_config(cfg: DictConfig) -> Plan | None:
     return plan
 
 
+def pretrained_normalisation(
+    cfg: DictConfig, in_channels: int
+) -> tuple[str, tuple[float, ...], tuple[float, ...]] | None:
+    """``(what, mean, std)`` the encoder's pretrained weights expect (``model.encoder_weights`` set), else ``None``."""
+    encoder, weights = _select(cfg, "model.encoder"), _select(cfg, "model.encoder_weights")
+    if encoder in (None, _ABSENT) or weights in (None, _ABSENT):
+        return None
+    statistics = pretrained_statistics(encoder, in_channels)
+    if statistics is None:
+        return None
+    return f"the {encoder} weights ({weights})", *statistics
+
+
 def apply_plan(cfg: DictConfig, plan: Plan) -> None:
     """Write the plan's values into ``cfg`` (the augmentation preset first, then every key)."""
     with open_dict(cfg):
@@ -195,16 +214,8 @@ def plan_overrides(plan: Plan) -> list[str]:
         if key == "augment.kind":
             overrides.append(f"data/augment={value}")
         else:
-            overrides.append(f"{key}={_override_value(value)}")
+            overrides.append(f"{key}={override_value(value)}")
     return overrides
-
-
-def _override_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(_override_value(v) for v in value) + "]"
-    return str(value)
 
 
 def write_plan(plan: Plan, output_dir: str | Path) -> Path:
@@ -227,9 +238,18 @@ def format_plan(plan: Plan) -> str:
         f"{facts.get('steps_between_validations')} steps"
     )
     records = [
-        {"key": c.key, "value": _override_value(c.value), "from": "plan" if c.planned else "config", "reason": c.reason}
+        {
+            "key": c.key,
+            "value": override_value(c.value),
+            "from": "plan" if c.planned else "config",
+            "reason": c.reason,
+        }
         for c in plan.choices.values()
     ]
-    columns = [("key", "key", "{}"), ("value", "value", "{}"), ("from", "from", "{}"), ("why", "reason", "{}")]
+    columns = [
+        ("key", "key", "{}"),
+        ("value", "value", "{}"),
+        ("from", "from", "{}"),
+        ("why", "reason", "{}"),
+    ]
     return "\n".join([head, text_table(columns, records, rule=True, left=(0, 1, 2, 3))])
-

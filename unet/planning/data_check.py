@@ -51,6 +51,7 @@ def network_min_size(cfg: DictConfig, datamodule: SegmentationDataModule) -> int
         _plain(cfg, "model.upsample"),
         _plain(cfg, "model.upsample_options"),
         input_scale=1.0 if scale in (None, AUTO) else float(scale),
+        encoder=_plain(cfg, "model.encoder"),
     )
     return min_input_size(build_network(config))
 

@@ -8,7 +8,7 @@ the decisions after it take it into account: ``data.batch_size=2`` still gets a 
 The rules, in the order they are decided (the constants below hold the numbers):
 
 - **epochs**: unbounded under a time budget (the time ends the run), else :data:`DEFAULT_EPOCHS`.
-- **normalisation**: the training set's per-channel mean and std.
+- **normalisation**: the training set's per-channel mean and std, or those pretrained encoder weights expect.
 - **augmentation kind**: ``microscopy`` (flips, 90-degree rotations) for 1-channel images, where no
   direction is special; ``natural`` (horizontal flips, scale jitter) for RGB.
 - **width and depth**: the network's first width by device (:data:`WIDTH`); levels until the
@@ -117,6 +117,7 @@ class PlanInputs:
         budget_s: ``trainer.max_time`` in seconds, ``None`` when the run is bounded by epochs.
         has_crop: whether the augmentation crops (it has an ``augment.crop`` key).
         cpu_count: the machine's cores (loader processes on a GPU machine).
+        pretrained: ``(what, mean, std)`` of pretrained encoder weights: the normalisation they expect.
     """
 
     fingerprint: Fingerprint
@@ -125,6 +126,7 @@ class PlanInputs:
     budget_s: float | None
     has_crop: bool = True
     cpu_count: int = 2
+    pretrained: tuple[str, tuple[float, ...], tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,9 @@ class _Planner:
             value, reason = rule()
             self.plan.choices[key] = Choice(key, value, reason, planned=True)
         else:
-            self.plan.choices[key] = Choice(key, value, "set in the config or on the command line", planned=False)
+            self.plan.choices[key] = Choice(
+                key, value, "set in the config or on the command line", planned=False
+            )
         return value
 
 
@@ -205,29 +209,50 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
 
     max_epochs = decide(
         "trainer.max_epochs",
-        lambda: (-1, "unbounded: the time budget ends the run")
-        if inputs.budget_s is not None
-        else (DEFAULT_EPOCHS, f"no time budget (trainer.max_time): {DEFAULT_EPOCHS} epochs"),
+        lambda: (
+            (-1, "unbounded: the time budget ends the run")
+            if inputs.budget_s is not None
+            else (DEFAULT_EPOCHS, f"no time budget (trainer.max_time): {DEFAULT_EPOCHS} epochs")
+        ),
     )
+
     def normalisation(values: tuple[float, ...], name: str) -> tuple[list[float], str]:
         if not all(math.isfinite(v) for v in values):
             raise ValueError(
                 f"data.{name}: the training images hold NaN or infinite values, so their statistics cannot "
                 "normalise them; set data.mean and data.std"
             )
-        return [round(max(v, 1e-3) if name == "std" else v, 4) for v in values], f"the training images' per-channel {name}"
+        return [
+            round(max(v, 1e-3) if name == "std" else v, 4) for v in values
+        ], f"the training images' per-channel {name}"
 
-    decide("data.mean", lambda: normalisation(fp.mean, "mean"))
-    decide("data.std", lambda: normalisation(fp.std, "std"))
+    if inputs.pretrained is not None:
+        what, mean, std = inputs.pretrained
+        decide("data.mean", lambda: ([round(v, 4) for v in mean], f"the mean {what} expect"))
+        decide("data.std", lambda: ([round(v, 4) for v in std], f"the std {what} expect"))
+    else:
+        decide("data.mean", lambda: normalisation(fp.mean, "mean"))
+        decide("data.std", lambda: normalisation(fp.std, "std"))
     decide(
         "augment.kind",
-        lambda: ("microscopy", "1-channel images: flips both ways and 90-degree rotations, as no direction is special")
-        if fp.channels == 1
-        else ("natural", "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter"),
+        lambda: (
+            (
+                "microscopy",
+                "1-channel images: flips both ways and 90-degree rotations, as no direction is special",
+            )
+            if fp.channels == 1
+            else (
+                "natural",
+                "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter",
+            )
+        ),
     )
     width = decide(
         "model.net.base_channels",
-        lambda: (WIDTH[device], f"on {device.upper()}, {WIDTH[device]}: more steps in the budget beat a wider network"),
+        lambda: (
+            WIDTH[device],
+            f"on {device.upper()}, {WIDTH[device]}: more steps in the budget beat a wider network",
+        ),
     )
 
     def nominal_patch(scale: float) -> int:
@@ -267,7 +292,11 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
     timed_norm = typed_norm if typed_norm != AUTO else norm_for(timed_batch)[0]
     net_values = {
         key: value
-        for key, value in (("base_channels", width), ("depth", depth), ("norm", timed_norm if "model.net.norm" in fixed else None))
+        for key, value in (
+            ("base_channels", width),
+            ("depth", depth),
+            ("norm", timed_norm if "model.net.norm" in fixed else None),
+        )
         if value is not None
     }
     measured = dict(rates(net_values, timed_batch, patch1))
@@ -286,7 +315,10 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
         plain = measured.get(f"32-true/{best.split('/')[1]}", baseline)
         if best.startswith("32-true") or rate < MIN_SPEEDUP * plain:
             return "32-true", f"fp32: bf16 autocast is not {MIN_SPEEDUP}x faster here ({_rates(measured)})"
-        return "bf16-mixed", f"bf16 autocast trains {rate / plain:.2f}x as fast as fp32 here ({_rates(measured)})"
+        return (
+            "bf16-mixed",
+            f"bf16 autocast trains {rate / plain:.2f}x as fast as fp32 here ({_rates(measured)})",
+        )
 
     precision = decide("trainer.precision", precision_rule)
     precision = precision if precision in ("32-true", "bf16-mixed") else "32-true"
@@ -295,7 +327,10 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
         contiguous = measured.get(f"{precision}/contiguous", baseline)
         last = measured.get(f"{precision}/channels_last", 0.0)
         if last >= MIN_SPEEDUP * contiguous:
-            return "channels_last", f"channels_last trains {last / contiguous:.2f}x as fast as contiguous here"
+            return (
+                "channels_last",
+                f"channels_last trains {last / contiguous:.2f}x as fast as contiguous here",
+            )
         return "contiguous", "channels_last is not faster here"
 
     layout = decide("model.memory_format", layout_rule) or "contiguous"
@@ -304,7 +339,9 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
     facts["training_pixels_per_s"] = round(rate_pixels)
     train_s = None if inputs.budget_s is None else inputs.budget_s * (1 - VAL_SHARE)
 
-    present_widths = [w for w, f in zip(fp.class_width, fp.class_fraction, strict=True) if w is not None and f > 0]
+    present_widths = [
+        w for w, f in zip(fp.class_width, fp.class_fraction, strict=True) if w is not None and f > 0
+    ]
     thinnest = min(present_widths) if present_widths else math.inf
 
     def passes(scale: float) -> float:
@@ -323,7 +360,10 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
                 seen = f"the budget sees the training pixels about {passes(scale):.0f} times"
                 if scale == 1.0:
                     return 1.0, f"full resolution: {seen}"
-                return scale, f"{scale:g}x resolution: {seen} (at full resolution {passes(1.0):.0f}, under {MIN_PASSES})"
+                return (
+                    scale,
+                    f"{scale:g}x resolution: {seen} (at full resolution {passes(1.0):.0f}, under {MIN_PASSES})",
+                )
         scale = allowed[-1]
         return scale, (
             f"{scale:g}x resolution, the lowest that keeps the thinnest class ({thinnest:g} px) "
@@ -343,21 +383,29 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
 
     crop = decide("augment.crop", crop_rule) if inputs.has_crop else None
     patch = round(crop * scale) if crop not in (None, AUTO) else nominal_patch(scale)
-    batch = decide(
-        "data.batch_size",
-        lambda: (
-            batch_for(patch),
-            f"{BATCH_PIXELS[device] // 1024}k network pixels per step on {device.upper()} ({patch}x{patch} patches): "
-            "many small steps",
-        ),
-    ) or timed_batch
+    batch = (
+        decide(
+            "data.batch_size",
+            lambda: (
+                batch_for(patch),
+                f"{BATCH_PIXELS[device] // 1024}k network pixels per step on {device.upper()} ({patch}x{patch} patches): "
+                "many small steps",
+            ),
+        )
+        or timed_batch
+    )
     decide(
         "data.num_workers",
-        lambda: (0, "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)")
-        if device == "cpu"
-        else (
-            workers := max(0, min(GPU_LOADER_WORKERS, inputs.cpu_count - 1)),
-            f"{workers} loader processes: one process cannot augment as fast as the GPU trains",
+        lambda: (
+            (
+                0,
+                "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)",
+            )
+            if device == "cpu"
+            else (
+                workers := max(0, min(GPU_LOADER_WORKERS, inputs.cpu_count - 1)),
+                f"{workers} loader processes: one process cannot augment as fast as the GPU trains",
+            )
         ),
     )
     decide("model.net.norm", lambda: norm_for(batch))
@@ -383,7 +431,10 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
         if train_s is None and pass_steps >= MIN_EPOCH_STEPS:
             return None, f"budget in epochs: an epoch is one pass ({pass_steps} steps)"
         if train_s is not None and 0.5 * steps_between <= pass_steps <= 2 * steps_between:
-            return None, f"one pass ({pass_steps} steps) is about the {steps_between} steps between validations"
+            return (
+                None,
+                f"one pass ({pass_steps} steps) is about the {steps_between} steps between validations",
+            )
         steps = max(steps_between, MIN_EPOCH_STEPS)
         size = steps * batch
         return size, (
@@ -402,10 +453,16 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
         every = max(1, round(steps_between / epoch_steps))
         if max_epochs is not None and max_epochs > 0:
             every = min(every, max_epochs)
-        return every, f"every {every} epoch(s) of {epoch_steps} steps: validation ~{VAL_SHARE:.0%} of the time"
+        return (
+            every,
+            f"every {every} epoch(s) of {epoch_steps} steps: validation ~{VAL_SHARE:.0%} of the time",
+        )
 
     decide("trainer.check_val_every_n_epoch", cadence_rule)
-    decide("model.optimizer.lr", lambda: (LEARNING_RATE, "AdamW at 2e-3 with cosine decay to the end of the budget"))
+    decide(
+        "model.optimizer.lr",
+        lambda: (LEARNING_RATE, "AdamW at 2e-3 with cosine decay to the end of the budget"),
+    )
 
     present = [f for f in fp.class_fraction if f > 0]
     rarest = min(present) if present else 1.0
@@ -423,7 +480,10 @@ def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction)
         if not inputs.has_crop:
             return 0.0, "the augmentation does not crop"
         if rarest < RARE_FRACTION:
-            return RARE_CROP_P, f"the rarest class holds {rarest:.1%} of the pixels: a third of the crops centred on it"
+            return (
+                RARE_CROP_P,
+                f"the rarest class holds {rarest:.1%} of the pixels: a third of the crops centred on it",
+            )
         return 0.0, f"the rarest class holds {rarest:.1%} of the pixels: plain random crops"
 
     decide("data.rare_class_crop_p", rare_rule)

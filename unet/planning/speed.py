@@ -97,7 +97,9 @@ def measure_step_rates(timing: StepTiming, repeats: int = 3, warmup: int = 2) ->
         if dtype is not None and not bf16_supported(timing.device):
             continue
         for layout in timing.layouts:
-            step = training_step(network, spec, device, channels_last=layout == "channels_last", autocast_dtype=dtype)
+            step = training_step(
+                network, spec, device, channels_last=layout == "channels_last", autocast_dtype=dtype
+            )
             rates[f"{precision}/{layout}"] = timing.batch_size / median_seconds(step, repeats, warmup, device)
     return rates
 

@@ -42,7 +42,10 @@ def synthetic_datamodule(
 
 
 def write_png_folder(
-    root: Path, datamodule: SegmentationDataModule, splits: Sequence[str] = ("train", "val"), binary: bool = False
+    root: Path,
+    datamodule: SegmentationDataModule,
+    splits: Sequence[str] = ("train", "val"),
+    binary: bool = False,
 ) -> Path:
     """The datamodule's samples of ``splits`` as PNG files in ``root/<split>/{images,masks}``.
 

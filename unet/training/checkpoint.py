@@ -225,7 +225,8 @@ def module_from_checkpoint(path: str | Path) -> tuple[SegmentationModule, dict[s
     """Rebuild the trained module from the checkpoint alone; returns it (in eval mode) and the checkpoint."""
     checkpoint = load_checkpoint(path)
     check_trusted_targets(checkpoint["hyper_parameters"])
-    module = SegmentationModule(**checkpoint["hyper_parameters"])
+    # The state dict holds the trained weights: the pretrained ones the run started from are not read.
+    module = SegmentationModule(**{**checkpoint["hyper_parameters"], "encoder_weights": None})
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval(), checkpoint
 
@@ -243,7 +244,7 @@ def training_data_config(checkpoint: dict[str, Any], path: str | Path) -> DictCo
 
 
 # Network options that change how a network is run, not its weights or what it computes.
-RUN_ONLY_NET_OPTIONS = ("checkpoint_encoder",)
+RUN_ONLY_NET_OPTIONS = ("checkpoint_encoder", "encoder_weights")
 
 
 def _constructor_defaults(target: Any) -> dict[str, Any]:
@@ -271,7 +272,12 @@ def architecture_options(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """The options that decide a network's weights and computation, by the config key that sets them."""
     net = _plain(dict(hparams.get("net") or {}))
     options = {**_constructor_defaults(net.get("_target_")), **net} if net.get("_target_") else net
+    # The encoder is chosen by model.encoder; where that is unset (older runs), the network's own default.
+    network_default = options.pop("encoder", None)
+    encoder = hparams.get("encoder") or network_default
     flat = {f"model.net.{key}": value for key, value in options.items() if key not in RUN_ONLY_NET_OPTIONS}
+    if encoder is not None:
+        flat["model.encoder"] = encoder
     flat["model.upsample"] = hparams.get("upsample")
     for key, value in _plain(dict(hparams.get("upsample_options") or {})).items():
         flat[f"model.upsample_options.{key}"] = value

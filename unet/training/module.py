@@ -83,6 +83,11 @@ class SegmentationModule(L.LightningModule):
     ``in_channels``, ``num_classes`` and the decoder's ``upsample`` method (with ``upsample_options``)
     from here (see :func:`unet.models.networks.network_config`). ``upsample=None`` for a network with
     no decoder choice, e.g. a peer trained through the same data, loss, metrics and budget as a baseline.
+    ``encoder`` names the network's encoder (``unet.models.ENCODERS``; ``None``: the network's own) and
+    ``encoder_weights`` its initial weights (``imagenet`` or a state-dict file), used when the module is
+    built for training and never stored in ``network_config``; ``freeze_encoder_epochs`` trains with
+    the encoder frozen (BatchNorm in eval mode) for that many epochs, and ``encoder_lr_ratio`` scales
+    its learning rate.
     ``memory_format`` (``contiguous`` or ``channels_last``) and ``compile`` (``torch.compile`` of the
     network) are speed levers with no effect on the numbers; ``unet-benchmark`` measures them.
     ``input_scale`` (the data's ``train_scale``) runs the network at that fraction of the resolution,
@@ -106,6 +111,10 @@ class SegmentationModule(L.LightningModule):
         memory_format: str = "contiguous",
         compile: bool = False,
         input_scale: float = 1.0,
+        encoder: str | None = None,
+        encoder_weights: str | None = None,
+        freeze_encoder_epochs: int = 0,
+        encoder_lr_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         # Before anything is sized by them (class names, the metrics' K x K confusion matrices, the network).
@@ -123,8 +132,27 @@ class SegmentationModule(L.LightningModule):
         net = dict(to_plain(net) or DEFAULT_NET)
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
+        if (
+            isinstance(freeze_encoder_epochs, bool)
+            or not isinstance(freeze_encoder_epochs, int)
+            or freeze_encoder_epochs < 0
+        ):
+            raise ValueError(
+                f"model.freeze_encoder_epochs must be an integer >= 0, got {freeze_encoder_epochs!r}"
+            )
+        if not encoder_lr_ratio > 0:
+            raise ValueError(f"model.encoder_lr_ratio must be positive, got {encoder_lr_ratio!r}")
         self.save_hyperparameters(logger=False)
-        self.net = build_network(self.network_config)
+        # Pretrained weights initialise the network built for training only: a network rebuilt from a
+        # checkpoint or an export (network_config) takes its weights from the state dict.
+        initial = {"encoder_weights": str(encoder_weights)} if encoder_weights is not None else {}
+        self.net = build_network({**self.network_config, **initial})
+        if (freeze_encoder_epochs or encoder_lr_ratio != 1) and self.encoder is None:
+            raise ValueError(
+                "model.freeze_encoder_epochs and model.encoder_lr_ratio need a network with an `encoder` "
+                f"(unet.models.UNet); {self.hparams.net.get('_target_')} has none"
+            )
+        self.encoder_frozen = False
         self.memory_format = MEMORY_FORMATS[memory_format]
         self.net.to(memory_format=self.memory_format)
         if compile:
@@ -156,7 +184,34 @@ class SegmentationModule(L.LightningModule):
             hparams.upsample,
             hparams.upsample_options,
             hparams.get("input_scale", 1.0),
+            hparams.get("encoder"),
         )
+
+    @property
+    def encoder(self) -> torch.nn.Module | None:
+        """The network's encoder (what ``freeze_encoder_epochs`` and ``encoder_lr_ratio`` act on); ``None``
+        for a network without one."""
+        return getattr(getattr(self.net, "inner", self.net), "encoder", None)
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze the encoder (weights and BatchNorm statistics) for the first ``freeze_encoder_epochs``.
+
+        Decided from the epoch alone, so a resumed run freezes exactly as the uninterrupted one did.
+        """
+        if self.hparams.get("freeze_encoder_epochs", 0) == 0:
+            return
+        self.encoder_frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(not self.encoder_frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SegmentationModule:
+        """As ``nn.Module.train``, keeping a frozen encoder in eval mode: its BatchNorm statistics stay
+        those of its (pretrained) weights."""
+        super().train(mode)
+        if mode and self.encoder_frozen:
+            self.encoder.eval()
+        return self
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
@@ -254,8 +309,24 @@ class SegmentationModule(L.LightningModule):
         self._finish_per_image("test")
         self._log_scores("test")
 
+    def parameter_groups(self) -> list[dict[str, Any]] | Any:
+        """The optimizer's parameters: with ``encoder_lr_ratio`` other than 1, the encoder's in a group of
+        its own at that fraction of the learning rate (schedules scale each group's rate alike)."""
+        ratio = self.hparams.get("encoder_lr_ratio", 1.0)
+        if ratio == 1:
+            return self.parameters()
+        lr = self.hparams.optimizer.get("lr")
+        if not isinstance(lr, int | float):
+            raise ValueError(f"model.encoder_lr_ratio scales model.optimizer.lr, which is {lr!r}")
+        encoder = {id(parameter) for parameter in self.encoder.parameters()}
+        return [
+            {"params": [p for p in self.parameters() if id(p) in encoder], "lr": lr * ratio},
+            {"params": [p for p in self.parameters() if id(p) not in encoder]},
+        ]
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        # Called, not instantiated with them: Hydra would turn the groups (dicts of tensors) into configs.
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(self.parameter_groups())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         scheduler = instantiate(

@@ -100,14 +100,20 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
     return trainer
 
 
-def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule) -> None:
+def keep_final_weights_if_best(
+    trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule
+) -> None:
     """Validate the final weights and make them ``best.ckpt`` when they score better than it.
 
     A run ended by its time budget stops between validations, after the learning rate has annealed:
     its last steps are often its best, and sparse validation would otherwise never score them.
     """
     checkpoint = trainer.checkpoint_callback
-    if not isinstance(checkpoint, ModelCheckpoint) or checkpoint.monitor is None or checkpoint.dirpath is None:
+    if (
+        not isinstance(checkpoint, ModelCheckpoint)
+        or checkpoint.monitor is None
+        or checkpoint.dirpath is None
+    ):
         return
     if trainer.fast_dev_run:  # a dry run writes nothing
         return
@@ -117,10 +123,14 @@ def keep_final_weights_if_best(trainer: L.Trainer, module: SegmentationModule, d
     if final is None or (best is not None and not _better(float(final), float(best), checkpoint.mode)):
         return
     # A run that never validated (a budget shorter than one validation cadence) gets its best.ckpt here.
-    path = checkpoint.best_model_path or str(Path(checkpoint.dirpath) / f"{checkpoint.filename or 'best'}.ckpt")
+    path = checkpoint.best_model_path or str(
+        Path(checkpoint.dirpath) / f"{checkpoint.filename or 'best'}.ckpt"
+    )
     trainer.save_checkpoint(path, weights_only=False)
     checkpoint.best_model_path, checkpoint.best_model_score = path, torch.tensor(float(final))
-    log.info("the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, path)
+    log.info(
+        "the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, path
+    )
 
 
 def _better(score: float, reference: float, mode: str) -> bool:
@@ -179,7 +189,9 @@ def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
     Resuming a run in its own directory (``ckpt_path`` inside it) is allowed.
     """
     earlier = [
-        p for p in (output_dir / "metrics.json", output_dir / PER_IMAGE_FILE, output_dir / "checkpoints") if p.exists()
+        p
+        for p in (output_dir / "metrics.json", output_dir / PER_IMAGE_FILE, output_dir / "checkpoints")
+        if p.exists()
     ]
     if not earlier:
         return

@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
+
+
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as builtins (what gets stored in checkpoints and written to disk)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
@@ -109,7 +111,9 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
         key = override.key_or_group
         if override.is_delete() or override.package is not None or key.startswith("hydra.") or "." not in key:
             continue
-        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
         if value is None or value == "auto" or not isinstance(value, bool | int | float | str):
             continue
         parent_key, _, name = key.rpartition(".")
@@ -122,4 +126,33 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
         except Exception:  # noqa: BLE001 -- a target that does not import fails with its own message later
             continue
         if annotation is not None and not _fits(value, annotation):
-            raise ValueError(f"{key}={value!r}: expected {_expected(annotation)} (the type of {target}'s {name})")
+            raise ValueError(
+                f"{key}={value!r}: expected {_expected(annotation)} (the type of {target}'s {name})"
+            )
+
+
+def override_value(value: Any) -> str:
+    """``value`` in Hydra's override syntax: ``null``, ``[a,b]``, ``{key: value}``; strings quoted when
+    Hydra would read them otherwise (spaces, commas, brackets, or words like ``null`` and ``3``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {override_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, str) and not _reads_back_as_itself(value):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)
+
+
+def _reads_back_as_itself(text: str) -> bool:
+    """Whether Hydra reads the unquoted ``text`` as this same string."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"key={text}").value()
+    except Exception:  # noqa: BLE001 - any parse error means: quote it
+        return False
+    return parsed == text and isinstance(parsed, str)

@@ -137,7 +137,8 @@ def _held_by_other(other: dict[str, Any]) -> bool:
 
 def _locked_error(directory: Path, path: Path, other: dict[str, Any], command: str) -> DirectoryLockedError:
     where = (
-        "" if other.get("host") == socket.gethostname()
+        ""
+        if other.get("host") == socket.gethostname()
         else " (another host: if that process is gone, delete the lock file)"
     )
     return DirectoryLockedError(

@@ -10,7 +10,10 @@ Column = tuple[str, str, str]
 
 
 def text_table(
-    columns: Sequence[Column], records: Sequence[Mapping[str, Any]], rule: bool = False, left: Sequence[int] = (0,)
+    columns: Sequence[Column],
+    records: Sequence[Mapping[str, Any]],
+    rule: bool = False,
+    left: Sequence[int] = (0,),
 ) -> str:
     """``records`` as columns under a header; the ``left`` columns (by index) left-aligned, the others
     right-aligned (numbers).

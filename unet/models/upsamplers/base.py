@@ -62,15 +62,29 @@ class Upsampler(nn.Module):
 
 
 def pad_to_size(x: torch.Tensor, size: tuple[int, int], mode: str = "replicate") -> torch.Tensor:
-    """Pad the bottom/right of a ``(B, C, 2h, 2w)`` map to ``(B, C, H, W)`` with ``H - 2h <= 1``.
+    """Fit the bottom/right of a ``(B, C, 2h, 2w)`` map to ``(B, C, H, W)`` with ``|H - 2h| <= 1``.
 
-    A stride-2 method doubles ``h``; when the skip is odd (``H = 2h + 1``) the last row/column
-    has no source cell. Replicating the border fills it without inventing content (zeros for
-    methods whose output is sparse by design).
+    A stride-2 method doubles ``h``. When the skip is odd, the encoder rounded its half down
+    (2x2 pools: ``H = 2h + 1``, the last row/column has no source cell) or up (padded stride-2
+    convs: ``H = 2h - 1``, the last row/column is the padding's). Replicating the border fills the
+    first case without inventing content (zeros for methods whose output is sparse by design);
+    cropping handles the second.
     """
-    # Always pad (a zero pad is a no-op) so exported graphs keep height and width dynamic instead
-    # of specialising on whether the skip size is odd.
+    # Always crop and pad (no-ops when the size already fits) so exported graphs keep height and
+    # width dynamic instead of specialising on whether the skip size is odd.
+    x = x[..., : size[0], : size[1]]
     padding = (0, size[1] - x.shape[-1], 0, size[0] - x.shape[-2])
     if mode == "constant":
         return F.pad(x, padding)
     return F.pad(x, padding, mode=mode)
+
+
+def argmax_indices(reference: torch.Tensor, channels: int, ceil_mode: bool = False) -> torch.Tensor:
+    """Indices ``(B, channels, h, w)`` of the 2x2 argmax of ``reference`` ``(B, C, H, W)``, as a 2x2
+    max-pool (stride 2) returns them: max-unpooling's indices where the encoder did not max-pool.
+
+    ``ceil_mode`` rounds odd sizes as the encoder did, so ``(h, w)`` is the decoder feature's size;
+    ``C`` is ``channels`` or 1 (one position for every channel).
+    """
+    _, indices = F.max_pool2d(reference, kernel_size=2, stride=2, ceil_mode=ceil_mode, return_indices=True)
+    return indices.expand(-1, channels, -1, -1)

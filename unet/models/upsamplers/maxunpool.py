@@ -14,6 +14,13 @@ class MaxUnpoolUpsampler(Upsampler):
 
     The indices belong to the skip feature, which has ``out_channels`` channels, so the input is
     first projected to that width by a 1x1 conv (Badrinarayanan et al., SegNet, 2017).
+
+    The indices are those of the encoder's 2x2 max-pool (the ``unet`` encoder and ``vgg16_bn``:
+    SegNet exactly). Where the encoder reached the lower resolution otherwise (strided convs, a
+    3x3 pool), the U-Net passes the indices of the skip feature's own 2x2 argmax instead
+    (:func:`~unet.models.upsamplers.base.argmax_indices`, rounding odd sizes as the encoder did),
+    and in the final stages above an encoder's first feature, which have no skip, those of the
+    input image's channel mean, average-pooled to the stage's size.
     """
 
     needs_pool_indices = True

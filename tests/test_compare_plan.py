@@ -1,0 +1,109 @@
+"""What unet-compare plans: registered methods and named variants, and the sweeps that train them."""
+
+from __future__ import annotations
+
+import pytest
+
+from unet.compare import method_specs
+from unet.compare.plan import sweep_commands
+from unet.utils.config import compose_config, override_value
+
+VARIANTS = {"transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}}}
+
+
+def test_registered_methods_use_the_runs_options_and_variants_their_own():
+    specs = method_specs(["nearest", "transposed_k3", "nearest"], VARIANTS)
+    assert specs == {
+        "nearest": {"upsample": "nearest", "options": None},
+        "transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}},
+    }
+
+
+def test_the_default_variants_of_compare_yaml_are_valid():
+    cfg = compose_config("compare")
+    specs = method_specs(list(cfg.variants), cfg.variants)
+    assert specs["transposed_k4"] == {"upsample": "transposed", "options": {"kernel_size": 4}}
+
+
+@pytest.mark.parametrize(
+    ("methods", "variants", "message"),
+    [
+        (
+            ["nearest", "bicubic"],
+            VARIANTS,
+            r"unknown upsampling method\(s\) \['bicubic'\].*variants: transposed_k3",
+        ),
+        (
+            ["nearest"],
+            {"nearest": {"upsample": "bilinear", "options": {}}},
+            r"variants \['nearest'\] are named like",
+        ),
+        (["k5"], {"k5": {"upsample": "transposed"}}, r"variants.k5: expected \{upsample: "),
+        (["k5"], {"k5": {"upsample": "bicubic", "options": {}}}, r"variants.k5: expected"),
+    ],
+)
+def test_bad_names_and_variants_are_refused_with_the_key(methods, variants, message):
+    with pytest.raises(ValueError, match=message):
+        method_specs(methods, variants)
+
+
+def composed_runs(command: list[str]) -> list:
+    """The train configs of the first seed of one sweep, as unet-train composes them."""
+    overrides = [o for o in command[command.index("unet.apps.train") + 2 :] if not o.startswith("hydra.")]
+    overrides = [o.split(",")[0] if o.startswith("seed=") else o for o in overrides]
+    upsample = next(o for o in overrides if o.startswith("model.upsample="))
+    return [
+        compose_config("train", [*(o for o in overrides if o != upsample), f"model.upsample={method}"])
+        for method in upsample.split("=", 1)[1].split(",")
+    ]
+
+
+def test_each_variant_trains_in_its_own_sweep_with_its_options_and_decoder_width(tmp_path):
+    plan = {
+        "methods": ["nearest", "bilinear", "transposed_k3"],
+        "variants": VARIANTS,
+        "seeds": [0, 1],
+        "decoder_widths": {"nearest": 1.5, "bilinear": 1.5, "transposed_k3": 1.0},
+        # The user's options go to the registered methods; the variant's replace them.
+        "train_overrides": ["model.net.depth=2", "model.upsample_options={corner: top_left}"],
+    }
+    methods_sweep, variant_sweep = sweep_commands(plan, tmp_path)
+    assert "hydra.sweep.subdir=${model.upsample}/seed_${seed}" in methods_sweep
+    assert "hydra.sweep.subdir=transposed_k3/seed_${seed}" in variant_sweep
+    assert "seed=0,1" in methods_sweep and "seed=0,1" in variant_sweep
+    nearest, bilinear = composed_runs(methods_sweep)
+    assert (nearest.model.upsample, bilinear.model.upsample) == ("nearest", "bilinear")
+    assert nearest.model.upsample_options == {"corner": "top_left"}
+    assert nearest.model.net.decoder_width == 1.5 and nearest.model.net.depth == 2
+    (variant,) = composed_runs(variant_sweep)
+    assert variant.model.upsample == "transposed"
+    assert variant.model.upsample_options == {"kernel_size": 3}
+    assert variant.model.net.decoder_width == 1.0 and variant.model.net.depth == 2
+
+
+def test_a_comparison_of_variants_only_runs_no_empty_sweep(tmp_path):
+    plan = {"methods": ["transposed_k3"], "variants": VARIANTS, "seeds": [0], "decoder_widths": None,
+            "train_overrides": []}  # fmt: skip
+    (command,) = sweep_commands(plan, tmp_path)
+    assert "model.upsample=transposed" in command
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        3,
+        0.25,
+        "nearest",
+        "null",
+        "3",
+        "a,b",
+        "it's [x]",
+        {"kernel_size": 3, "mode": "bilinear"},
+        [1, "b"],
+    ],
+)
+def test_override_values_read_back_as_the_same_value(value):
+    cfg = compose_config("train", [f"+probe={override_value(value)}"])
+    assert cfg.probe == value
