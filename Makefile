@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Optuna 4 for the sweeper's SQLite storage: hydra-optuna-sweeper 1.3 pins optuna<3, yet runs on 4.
+	$(BIN)/python -m pip install --quiet --no-warn-conflicts "optuna>=4,<5"
 	touch $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/unet-train $(ARGS)
 
+# One test process per core (pytest-xdist), each with its share of the threads (tests/conftest.py):
+# the suite's CLI runs spend much of their time importing, which one process cannot overlap.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

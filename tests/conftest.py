@@ -23,6 +23,14 @@ def find_isbi_root() -> Path:
     return next((path for path in candidates if (path / "images" / "00.png").exists()), candidates[-1])
 
 
+# Under pytest-xdist (`make test` runs `-n auto`) the workers share the cores: each takes its share of
+# the threads, so workers do not fight over every core (an OpenMP step waits for its slowest thread).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    torch.set_num_threads(_THREADS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)  # and the commands the tests start
+
 ISBI_ROOT = find_isbi_root()
 requires_isbi = pytest.mark.skipif(
     not (ISBI_ROOT / "images" / "00.png").exists() or not (ISBI_ROOT / "masks" / "00.png").exists(),
@@ -53,6 +61,15 @@ TINY_RUN = [
     "model.optimizer.lr=1e-3",
     *FIXED_PLAN,
 ]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -173,6 +173,17 @@ def test_equal_params_gives_every_method_the_same_parameter_count_within_2_perce
     assert widths["bilinear_additive"] > widths["nearest"] > 1.0
 
 
+def test_equal_params_sizes_a_variant_with_its_own_overrides():
+    net = ["model.net.base_channels=32", "model.net.depth=4", "model.net.norm=batch"]
+    variant = "+variants.resnet18={upsample: nearest, overrides: {model.encoder: resnet18}}"
+    widths = equal_parameter_widths(["nearest", "resnet18"], compose_config("compare", [*net, variant]))
+    sizes = {"upsample": "nearest", "in_channels": 1, "num_classes": 4, "base_channels": 32, "depth": 4}
+    # The plain U-Net (7 M) is widened to the parameter count of the variant's ResNet-18 U-Net (14 M).
+    target = parameter_count(**sizes, encoder="resnet18")
+    assert widths["resnet18"] == pytest.approx(1.0, abs=0.01) and widths["nearest"] > 1.2
+    assert parameter_count(**sizes, decoder_width=widths["nearest"]) == pytest.approx(target, rel=0.02)
+
+
 def test_equal_params_refuses_a_network_it_cannot_size():
     cfg = compose_config("compare", ["model/net=monai_basicunet"])
     with pytest.raises(ValueError, match="equal_params=true sizes unet.models.UNet"):

@@ -4,6 +4,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 from conftest import run_cli
 
 from unet.models import UPSAMPLERS, UNet
@@ -37,6 +38,55 @@ def test_quick_benchmark_measures_every_method_and_each_lever():
         assert row["value"] > 0 and row["baseline"] > 0 and row["speedup"] > 0
     text = format_report(report)
     assert "fp32 matmul peak" in text and "speed levers (bilinear" in text
+    # Every figure names the machine it comes from: the processor's model and vector extensions.
+    assert report["machine"]["cpu"] and f"CPU {report['machine']['cpu']}" in text
+
+
+def test_encoders_are_measured_with_every_method_in_one_run():
+    settings = BenchmarkSettings(quick=True, methods=("bilinear", "nearest"), encoders=("unet", "resnet18"))
+    report = run_benchmark(
+        settings, {m: (lambda m=m, **kw: UNet(upsample=m, **kw)) for m in UPSAMPLERS}, {}, []
+    )
+    rows = {row["model"]: row for row in report["results"]}
+    assert list(rows) == ["unet/bilinear", "unet/nearest", "resnet18/bilinear", "resnet18/nearest"]
+    # The backbone is what is measured: its parameters are the U-Net's with that encoder.
+    assert rows["resnet18/bilinear"]["params"] == sum(
+        p.numel()
+        for p in UNet(1, 2, upsample="bilinear", encoder="resnet18", depth=2, base_channels=8).parameters()
+    )
+    assert rows["resnet18/bilinear"]["params"] > 10 * rows["unet/bilinear"]["params"]
+    assert all(row["train_images_per_s"] > 0 for row in rows.values())
+
+
+def test_scaling_measures_each_size_with_and_without_encoder_checkpointing():
+    settings = BenchmarkSettings(quick=True, methods=("bilinear",), scaling=True)
+    report = run_benchmark(settings, {"bilinear": lambda **kw: UNet(upsample="bilinear", **kw)}, {}, [])
+    rows = report["scaling"]
+    assert [(row["size"], row["checkpoint_encoder"]) for row in rows] == [
+        (32, False), (64, False), (32, True), (64, True)
+    ]  # fmt: skip
+    for row in rows:
+        assert not row["out_of_memory"] and row["train_s"] > 0 and row["infer_s"] > 0
+        assert row["train_peak_memory_mb"] >= 0 and row["infer_peak_memory_mb"] >= 0
+    text = format_report(report)
+    assert "scaling (bilinear, batch 1" in text and "checkpoint_encoder" in text
+
+
+def test_scaling_reports_a_size_that_runs_out_of_memory_and_skips_larger_ones(monkeypatch):
+    import unet.profiling.scaling as scaling
+
+    def out_of_memory_past_48(model, spec, *args):
+        if spec.height > 48:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return {"train_s": 1.0, "train_peak_memory_mb": 1.0, "infer_s": 1.0, "infer_peak_memory_mb": 1.0}
+
+    monkeypatch.setattr(scaling, "_row", out_of_memory_past_48)
+    rows = scaling.measure_scaling(
+        lambda checkpoint_encoder: UNet(depth=2, base_channels=4), sizes=[32, 64, 128]
+    )
+    assert [(r["size"], r["checkpoint_encoder"], r["out_of_memory"]) for r in rows] == [
+        (32, False, False), (64, False, True), (32, True, False), (64, True, True)
+    ]  # fmt: skip
 
 
 def test_unknown_method_is_named():

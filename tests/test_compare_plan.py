@@ -14,15 +14,19 @@ VARIANTS = {"transposed_k3": {"upsample": "transposed", "options": {"kernel_size
 def test_registered_methods_use_the_runs_options_and_variants_their_own():
     specs = method_specs(["nearest", "transposed_k3", "nearest"], VARIANTS)
     assert specs == {
-        "nearest": {"upsample": "nearest", "options": None},
-        "transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}},
+        "nearest": {"upsample": "nearest", "options": None, "overrides": {}},
+        "transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}, "overrides": {}},
     }
 
 
 def test_the_default_variants_of_compare_yaml_are_valid():
     cfg = compose_config("compare")
     specs = method_specs(list(cfg.variants), cfg.variants)
-    assert specs["transposed_k4"] == {"upsample": "transposed", "options": {"kernel_size": 4}}
+    assert specs["transposed_k4"] == {
+        "upsample": "transposed",
+        "options": {"kernel_size": 4},
+        "overrides": {},
+    }
 
 
 @pytest.mark.parametrize(
@@ -38,8 +42,19 @@ def test_the_default_variants_of_compare_yaml_are_valid():
             {"nearest": {"upsample": "bilinear", "options": {}}},
             r"variants \['nearest'\] are named like",
         ),
-        (["k5"], {"k5": {"upsample": "transposed"}}, r"variants.k5: expected \{upsample: "),
+        (["k5"], {"k5": {"upsample": "transposed", "kernel": 5}}, r"variants.k5: expected \{upsample: "),
         (["k5"], {"k5": {"upsample": "bicubic", "options": {}}}, r"variants.k5: expected"),
+        (["k5"], {"k5": {"upsample": "transposed", "overrides": [1]}}, r"variants.k5: expected"),
+        (
+            ["r34"],
+            {"r34": {"upsample": "bilinear", "overrides": {"model.upsample_options": {}}}},
+            r"variants.r34.overrides sets \['model.upsample_options'\], which the comparison sets",
+        ),
+        (
+            ["r34"],
+            {"r34": {"upsample": "bilinear", "overrides": {"seeds": [1]}}},
+            r"variants.r34.overrides sets",
+        ),
     ],
 )
 def test_bad_names_and_variants_are_refused_with_the_key(methods, variants, message):
@@ -79,6 +94,24 @@ def test_each_variant_trains_in_its_own_sweep_with_its_options_and_decoder_width
     assert variant.model.upsample == "transposed"
     assert variant.model.upsample_options == {"kernel_size": 3}
     assert variant.model.net.decoder_width == 1.0 and variant.model.net.depth == 2
+
+
+def test_a_variant_with_overrides_trains_its_runs_with_them(tmp_path):
+    # Another encoder for one name: the runs' own model.encoder gives way to the variant's.
+    variants = {"resnet18": {"upsample": "bilinear", "overrides": {"model.encoder": "resnet18"}}}
+    specs = method_specs(["bilinear", "resnet18"], variants)
+    assert specs["resnet18"] == {
+        "upsample": "bilinear",
+        "options": {},
+        "overrides": {"model.encoder": "resnet18"},
+    }
+    plan = {"methods": list(specs), "variants": {"resnet18": specs["resnet18"]}, "seeds": [0],
+            "decoder_widths": None, "train_overrides": ["model.encoder=unet", "model.net.depth=2"]}  # fmt: skip
+    methods_sweep, variant_sweep = sweep_commands(plan, tmp_path)
+    (bilinear,) = composed_runs(methods_sweep)
+    (resnet,) = composed_runs(variant_sweep)
+    assert (bilinear.model.encoder, resnet.model.encoder) == ("unet", "resnet18")
+    assert resnet.model.upsample == "bilinear" and resnet.model.net.depth == 2
 
 
 def test_a_comparison_of_variants_only_runs_no_empty_sweep(tmp_path):

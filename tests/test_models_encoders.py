@@ -27,12 +27,8 @@ BACKBONE_NAMES = sorted(BACKBONES)
 ODD_SIZE = (37, 45)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Many small backbones: one thread each is faster than two that wait for each other.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

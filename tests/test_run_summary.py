@@ -65,6 +65,7 @@ def fake_trainer(**overrides) -> SimpleNamespace:
         is_global_zero=True,
         global_step=0,
         current_epoch=0,
+        early_stopping_callback=None,
     )
     return SimpleNamespace(**{**fields, **overrides})
 

@@ -1,4 +1,4 @@
-"""``unet-export ckpt_path=... format=onnx|torchscript|weights [output=...]``: ship a trained model.
+"""``unet-export ckpt_path=... format=onnx|pt2|torchscript|weights [output=...]``: ship a trained model.
 
 Keys: ``configs/deploy/export.yaml``; see :func:`unet.export.export_checkpoint`.
 """
@@ -15,7 +15,16 @@ from unet.export import export_checkpoint
 @hydra_app("export", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-export``."""
-    path, sidecar = export_checkpoint(cfg.ckpt_path, cfg.format, cfg.output, cfg.tolerance)
+    path, sidecar = export_checkpoint(
+        cfg.ckpt_path,
+        cfg.format,
+        cfg.output,
+        cfg.tolerance,
+        embed=cfg.embed_preprocessing,
+        input_layout=cfg.input_layout,
+        outputs=cfg.outputs,
+        quantize=cfg.quantize,
+    )
     print(f"wrote {path} and {sidecar}")
 
 

@@ -32,12 +32,14 @@ from unet.data.errors import DataError
 from unet.training.checkpoint import CheckpointError
 from unet.training.run import check_run_directory
 from unet.utils.config import check_override_types
+from unet.utils.extras import MissingExtraError
 from unet.utils.files import DiskFullError
 from unet.utils.limits import check_num_classes
 
 # Errors caused by the user's input or config: reported as one clear line, exit code 2.
 USER_ERRORS = (
     DataError, CheckpointError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, DiskFullError,
+    MissingExtraError,
 )  # fmt: skip
 # What the user is told to change when BatchNorm meets a batch of one value per channel.
 BATCH_NORM_FIXES = (

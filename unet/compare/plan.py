@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unet.models import UPSAMPLERS
 from unet.models.networks import network_config
@@ -36,8 +36,19 @@ COMPARE_KEYS = (
 PLACEMENT_KEYS = ("hydra.mode", "hydra.run", "hydra.sweep", "hydra.output_subdir")
 # The key of a method's options, which a variant sets.
 OPTIONS_KEY = "model.upsample_options"
+# Run keys a comparison sets for each run: a variant's overrides cannot set them.
+VARIANT_SET_KEYS = (
+    "model.upsample",
+    OPTIONS_KEY,
+    "model.net.decoder_width",
+    "decoder_widths",
+    "seed",
+    "hydra",
+)
 # The only network equal_params can size (unet.models.sizing builds it).
 SIZED_NETWORK = "unet.models.UNet"
+# The MLflow logger of a run's config (configs/logger/mlflow.yaml).
+MLFLOW_KEY = "logger.mlflow"
 
 
 def _key(override: str) -> str:
@@ -64,15 +75,16 @@ def run_overrides(task_overrides: Sequence[str], hydra_overrides: Sequence[str])
 def method_specs(
     methods: Sequence[str] | None, variants: Mapping[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """What each compared name trains: ``{name: {"upsample": method, "options": {...} | None}}``, in order.
+    """What each compared name trains: ``{name: {"upsample", "options", "overrides"}}``, in order.
 
-    A name is a registered upsampling method (trained with the runs' own ``model.upsample_options``,
-    ``options`` None) or one of ``variants`` (configs/compare.yaml: a registered method with its
-    options, e.g. ``transposed_k3``). ``None`` or empty: every registered method.
+    A name is a registered upsampling method (trained with the runs' own ``model.upsample_options``:
+    ``options`` None, no ``overrides``) or one of ``variants`` (configs/compare.yaml): a registered
+    method with its own options (default ``{}``) and, optionally, other settings of its runs
+    (``overrides``, e.g. ``{model.encoder: resnet34}``). ``None`` or empty: every registered method.
     """
     variants = variants or {}
     if not methods:
-        return {name: {"upsample": name, "options": None} for name in sorted(UPSAMPLERS)}
+        return {name: {"upsample": name, "options": None, "overrides": {}} for name in sorted(UPSAMPLERS)}
     shadowing = sorted(name for name in variants if name in UPSAMPLERS)
     if shadowing:
         raise ValueError(f"variants {shadowing} are named like registered methods; give them other names")
@@ -82,20 +94,38 @@ def method_specs(
             f"unknown upsampling method(s) {unknown}; valid names: {', '.join(sorted(UPSAMPLERS))}"
             + (f"; variants: {', '.join(sorted(variants))}" if variants else "")
         )
-    specs = {}
-    for name in dict.fromkeys(methods):
-        if name in UPSAMPLERS:
-            specs[name] = {"upsample": name, "options": None}
-            continue
-        variant = (
-            plain_config(variants[name]) if isinstance(variants[name], DictConfig) else dict(variants[name])
+    return {
+        name: (
+            {"upsample": name, "options": None, "overrides": {}}
+            if name in UPSAMPLERS
+            else _variant_spec(name, variants[name])
         )
-        if set(variant) != {"upsample", "options"} or variant["upsample"] not in UPSAMPLERS:
-            raise ValueError(
-                f"variants.{name}: expected {{upsample: <a registered method>, options: {{...}}}}, got {variant}"
-            )
-        specs[name] = {"upsample": variant["upsample"], "options": dict(variant["options"] or {})}
-    return specs
+        for name in dict.fromkeys(methods)
+    }
+
+
+def _variant_spec(name: str, variant: Any) -> dict[str, Any]:
+    """One variant of configs/compare.yaml, checked: a registered method, its options, its runs' overrides."""
+    variant = plain_config(variant) if isinstance(variant, DictConfig) else variant
+    expected = (
+        f"variants.{name}: expected {{upsample: <a registered method>, options: {{...}}, "
+        f"overrides: {{key: value}}}} (options and overrides optional), got {variant}"
+    )
+    if not isinstance(variant, Mapping) or not set(variant) <= {"upsample", "options", "overrides"}:
+        raise ValueError(expected)
+    if variant.get("upsample") not in UPSAMPLERS:
+        raise ValueError(expected)
+    options, overrides = variant.get("options") or {}, variant.get("overrides") or {}
+    if not isinstance(options, Mapping) or not isinstance(overrides, Mapping):
+        raise ValueError(expected)
+    # Keys the variant itself (or the comparison) sets: an override of them would be lost or conflict.
+    reserved = [key for key in overrides if _is_under(key, [*COMPARE_KEYS, *VARIANT_SET_KEYS])]
+    if reserved:
+        raise ValueError(
+            f"variants.{name}.overrides sets {reserved}, which the comparison sets itself; "
+            "use the variant's upsample and options keys (seeds for the seed)"
+        )
+    return {"upsample": variant["upsample"], "options": dict(options), "overrides": dict(overrides)}
 
 
 def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str, float]:
@@ -105,24 +135,28 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
     ``decoder_width``, which is the per-method value this returns. ``methods`` may name variants
     (``cfg.variants``), sized with their own options.
     """
-    net = plain_config(cfg.model.net)
-    if net["_target_"] != SIZED_NETWORK:
-        raise ValueError(f"equal_params=true sizes {SIZED_NETWORK} decoders; model.net is {net['_target_']}")
-    del net["_target_"]
-    net.pop("decoder_width", None)
-    datamodule = reading_datamodule(cfg.data)
     specs = method_specs(methods, cfg.get("variants"))
-    options = {
-        name: network_config(
+    datamodule = reading_datamodule(cfg.data)
+    options = {}
+    for name, spec in specs.items():
+        run = cfg.copy()  # with the variant's overrides, e.g. another encoder or depth
+        for key, value in spec["overrides"].items():
+            OmegaConf.update(run, key, value, force_add=True)
+        net = plain_config(run.model.net)
+        if net["_target_"] != SIZED_NETWORK:
+            raise ValueError(
+                f"equal_params=true sizes {SIZED_NETWORK} decoders; model.net is {net['_target_']}"
+            )
+        del net["_target_"]
+        net.pop("decoder_width", None)
+        options[name] = network_config(
             net,
             datamodule.in_channels,
             datamodule.num_classes,
             spec["upsample"],
-            cfg.model.upsample_options if spec["options"] is None else spec["options"],
-            encoder=cfg.model.get("encoder"),
+            run.model.upsample_options if spec["options"] is None else spec["options"],
+            encoder=run.model.get("encoder"),
         )
-        for name, spec in specs.items()
-    }
     target = max(parameter_count(**method_options) for method_options in options.values())
     return {method: decoder_width_for(target, **method_options) for method, method_options in options.items()}
 
@@ -141,7 +175,7 @@ def make_plan(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> 
     return {
         "command": command,
         "methods": methods,
-        "variants": {name: spec for name, spec in specs.items() if spec["options"] is not None},
+        "variants": {name: spec for name, spec in specs.items() if name not in UPSAMPLERS},
         "seeds": [int(seed) for seed in cfg.seeds],
         "equal_params": bool(cfg.equal_params),
         "decoder_widths": equal_parameter_widths(methods, cfg) if cfg.equal_params else None,
@@ -151,25 +185,54 @@ def make_plan(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> 
     }
 
 
+def mlflow_overrides(plan: dict[str, Any], runs_dir: Path, subdir: str) -> list[str]:
+    """The MLflow settings of the runs of one sweep into ``<runs_dir>/<subdir>/``, when they log to MLflow.
+
+    One store in the comparison's output directory (``runs_dir``'s parent: ``mlflow.db``,
+    ``mlartifacts/``), one experiment named after it, and each run named ``<name>/seed_<seed>``, so the
+    MLflow UI compares the methods too. A key the user set stays theirs (their ``tracking_uri``: their
+    store, which keeps the artifacts where it does).
+    """
+    if "mlflow" not in ((plan.get("compare_config") or {}).get("logger") or {}):
+        return []
+    output_dir = runs_dir.resolve().parent
+    settings = {
+        "tracking_uri": override_value(f"sqlite:///{output_dir / 'mlflow.db'}"),
+        "artifact_location": override_value(str(output_dir / "mlartifacts")),
+        "experiment_name": override_value(output_dir.name),
+        "run_name": f"{subdir}/seed_${{seed}}",
+    }
+    user = {_key(o) for o in plan["train_overrides"]}
+    if f"{MLFLOW_KEY}.tracking_uri" in user:
+        del settings["artifact_location"]
+    return [
+        f"{MLFLOW_KEY}.{key}={value}" for key, value in settings.items() if f"{MLFLOW_KEY}.{key}" not in user
+    ]
+
+
 def sweep_commands(plan: dict[str, Any], runs_dir: Path) -> list[list[str]]:
     """``unet-train -m`` commands training every planned (name, seed) into ``<runs_dir>/<name>/seed_<seed>/``.
 
     The registered methods share one sweep over ``model.upsample`` (a launcher sends them out
     together); each variant is a sweep of its own, since it sets ``model.upsample_options`` too.
     Runs record their failures instead of stopping the sweep, so every planned run has a result.
+    Runs logging to MLflow share one store and experiment (:func:`mlflow_overrides`).
     """
     variants = plan.get("variants") or {}
     widths = plan["decoder_widths"] or {}
     seeds = f"seed={','.join(str(seed) for seed in plan['seeds'])}"
     methods = [name for name in plan["methods"] if name not in variants]
 
-    def sweep(sweep_overrides: list[str], subdir: str, variant: bool = False) -> list[str]:
-        # A variant's options replace the runs' model.upsample_options instead of merging with them.
-        train = [o for o in plan["train_overrides"] if not (variant and _is_under(_key(o), [OPTIONS_KEY]))]
+    def sweep(
+        sweep_overrides: list[str], subdir: str, variant: bool = False, extra: Sequence[str] = ()
+    ) -> list[str]:
+        # A variant's options and overrides replace the runs' own instead of merging with them.
+        replaced = [OPTIONS_KEY, *(_key(o) for o in extra)] if variant else []
+        train = [*(o for o in plan["train_overrides"] if not _is_under(_key(o), replaced)), *extra]
         return [
             sys.executable, "-m", "unet.apps.train", "-m",
             seeds, f"hydra.sweep.dir={runs_dir}", f"hydra.sweep.subdir={subdir}/seed_${{seed}}",
-            "record_failures=true", *train, *sweep_overrides,
+            "record_failures=true", *train, *mlflow_overrides(plan, runs_dir, subdir), *sweep_overrides,
         ]  # fmt: skip
 
     commands = []
@@ -187,5 +250,11 @@ def sweep_commands(plan: dict[str, Any], runs_dir: Path) -> list[list[str]]:
     for name, spec in variants.items():
         width = [f"model.net.decoder_width={widths[name]}"] if name in widths else []
         options = f"{OPTIONS_KEY}={override_value(spec['options'])}"
-        commands.append(sweep([f"model.upsample={spec['upsample']}", options, *width], name, variant=True))
+        # Before the variant's own keys, so its overrides win over the runs' (e.g. model.encoder).
+        overrides = [f"{key}={override_value(value)}" for key, value in spec.get("overrides", {}).items()]
+        commands.append(
+            sweep(
+                [f"model.upsample={spec['upsample']}", options, *width], name, variant=True, extra=overrides
+            )
+        )
     return commands

@@ -1,11 +1,13 @@
 """One exporter per format, registered by name; each writes the file, checks it, and writes the sidecar.
 
-ONNX and TorchScript files are checked after writing: the exported model runs on a random input of
-an odd size and must match PyTorch's logits within ``tolerance``, or the export fails.
+ONNX, TorchScript and ``torch.export`` (pt2) files are checked after writing: the exported model runs
+on a random input of another size than the one it was exported at and must match PyTorch's logits
+within ``tolerance``, or the export fails.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import warnings
@@ -18,11 +20,18 @@ import torch
 from torch import nn
 
 from unet.export.metadata import model_metadata, sidecar_path, write_metadata
+from unet.export.preprocessing import check_embedding_options, embed_preprocessing, example_input
+from unet.export.quantize import QUANTIZERS, describe_quantization, quantize_onnx, quantized_path
 from unet.training.checkpoint import module_from_checkpoint
+from unet.utils.extras import requires_extra
 from unet.utils.files import publish_new, read_json
 
+log = logging.getLogger(__name__)
+
 EXPORTERS: dict[str, Callable[[nn.Module, Path, dict[str, Any], float], None]] = {}
-DEFAULT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "weights": ".weights.pt"}
+DEFAULT_SUFFIXES: dict[str, str] = {}
+# Formats whose graph can hold the uint8 normalisation and the argmax (embed_preprocessing=true).
+EMBEDDING_FORMATS: set[str] = set()
 ONNX_OPSET = 18
 
 
@@ -30,18 +39,29 @@ class ExportError(RuntimeError):
     """An exported model that does not reproduce PyTorch's output, or a format that cannot hold it."""
 
 
-def register_exporter(name: str):
+def register_exporter(name: str, suffix: str, embeds_preprocessing: bool = False):
+    """Register ``name`` with its default file suffix, and whether it can embed the preprocessing."""
+
     def decorator(function):
         EXPORTERS[name] = function
+        DEFAULT_SUFFIXES[name] = suffix
+        if embeds_preprocessing:
+            EMBEDDING_FORMATS.add(name)
         return function
 
     return decorator
 
 
-def check_input(in_channels: int, min_size: int, seed: int = 0) -> torch.Tensor:
-    """A random ``(2, C, H, W)`` input with odd ``H != W`` above the minimum, so dynamic shapes are exercised."""
-    height, width = 2 * min_size + 3, 3 * min_size + 5
-    return torch.randn(2, in_channels, height, width, generator=torch.Generator().manual_seed(seed))
+def dynamic_axes(metadata: dict[str, Any], min_size: int | None = None) -> dict[int, torch.export.Dim]:
+    """Batch, height and width of the input as dynamic dims, by position (forward may name its argument
+    anything); height and width from ``min_size`` (the network's minimum) up: below it, predictors pad."""
+    height_axis = 1 if metadata.get("input", {}).get("layout") == "bhwc" else 2
+    min_size = min_size or metadata["min_size"]
+    return {
+        0: torch.export.Dim("batch", min=1),
+        height_axis: torch.export.Dim("height", min=min_size),
+        height_axis + 1: torch.export.Dim("width", min=min_size),
+    }
 
 
 def compare_outputs(
@@ -58,46 +78,114 @@ def compare_outputs(
     return difference
 
 
-@register_exporter("onnx")
+def compare_masks(
+    logits: torch.Tensor, exported: np.ndarray | torch.Tensor, what: str, tolerance: float
+) -> int:
+    """Class indices ``(B, H, W)`` against PyTorch's argmax of ``logits`` ``(B, K, H, W)``; returns the
+    pixels that differ. Only pixels whose top two logits lie within ``tolerance`` (a tie the export's
+    rounding may break either way) may differ."""
+    exported, reference = torch.as_tensor(np.asarray(exported)), logits.argmax(dim=1)
+    if exported.shape != reference.shape:
+        raise ExportError(f"{what} returned shape {tuple(exported.shape)}, PyTorch {tuple(reference.shape)}")
+    top = logits.topk(2, dim=1).values
+    differ = exported.long() != reference
+    wrong = int((differ & (top[:, 0] - top[:, 1] > tolerance)).sum())
+    if wrong:
+        raise ExportError(f"{what} gives other classes than PyTorch at {wrong} of {reference.numel()} pixels")
+    return int(differ.sum())
+
+
+def record_parity(
+    model: nn.Module,
+    run: Callable[[torch.Tensor], Any],
+    metadata: dict[str, Any],
+    what: str,
+    tolerance: float,
+) -> None:
+    """Run the exported model (``run``) and ``model`` at a size other than the export's; record the logit
+    difference (``check_max_abs_diff``), or for a mask model the pixels at ties (``check_pixels_differing``)."""
+    images = example_input(metadata, check=True)
+    with torch.inference_mode():
+        exported = run(images)
+        if metadata.get("output", {}).get("kind") == "mask":
+            metadata["check_pixels_differing"] = compare_masks(
+                model.logits(images), exported, what, tolerance
+            )
+        else:
+            metadata["check_max_abs_diff"] = compare_outputs(model(images), exported, what, tolerance)
+
+
+@register_exporter("onnx", ".onnx", embeds_preprocessing=True)
 def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
     """ONNX (opset 18) through ``torch.export`` (the dynamo exporter, which handles ``max_unpool2d``),
     with dynamic batch, height and width; checked with onnxruntime."""
-    import onnxruntime
+    with requires_extra("export"):
+        import onnxruntime
+        import onnxscript  # noqa: F401 -- what torch.onnx.export(dynamo=True) runs on
 
-    example = check_input(metadata["in_channels"], metadata["min_size"], seed=1)
-    batch, height, width = (
-        torch.export.Dim("batch", min=1),
-        torch.export.Dim("height", min=metadata["min_size"]),
-        torch.export.Dim("width", min=metadata["min_size"]),
-    )
+    output_name = metadata.get("output", {}).get("name", "logits")
     program = torch.onnx.export(
         model,
-        (example,),
-        dynamic_shapes=({0: batch, 2: height, 3: width},),  # by position: forward may name it anything
+        (example_input(metadata),),
+        dynamic_shapes=(dynamic_axes(metadata),),
         input_names=["images"],
-        output_names=["logits"],
+        output_names=[output_name],
         opset_version=ONNX_OPSET,
         dynamo=True,
         external_data=False,
     )
     program.save(str(path), external_data=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    images = check_input(metadata["in_channels"], metadata["min_size"])
-    with torch.inference_mode():
-        reference = model(images)
-    metadata["check_max_abs_diff"] = compare_outputs(
-        reference,
-        session.run(["logits"], {"images": images.numpy()})[0],
+    record_parity(
+        model,
+        lambda images: session.run([output_name], {"images": images.numpy()})[0],
+        metadata,
         f"onnxruntime on {path.name}",
         tolerance,
     )
     metadata["opset"] = ONNX_OPSET
 
 
-@register_exporter("torchscript")
+def export_program(model: nn.Module, metadata: dict[str, Any]) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` with dynamic batch, height and width; raises ``metadata["min_size"]``
+    where the program needs larger inputs.
+
+    Sizes are traced size-obliviously (as ``torch.onnx`` does), so shape arithmetic that eager code
+    branches on (crop or pad an odd skip) stays general instead of being specialised to the example's
+    parity. A network whose bottleneck export cannot let be 1 pixel (CARAFE's) is exported from twice
+    the minimum size, where it is at least 2; smaller images are padded to that by predictors.
+    """
+    example, minimum = example_input(metadata), metadata["min_size"]
+    for min_size in (minimum, 2 * minimum):
+        try:
+            with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+                program = torch.export.export(
+                    model, (example,), dynamic_shapes=(dynamic_axes(metadata, min_size),)
+                )
+        except torch._dynamo.exc.UserError as error:  # a size constraint the dims above violate
+            problem = error
+            continue
+        metadata["min_size"] = min_size
+        return program
+    raise ExportError(
+        f"torch.export cannot keep height and width dynamic from {minimum} or {2 * minimum} pixels: "
+        + str(problem).splitlines()[0]
+    )
+
+
+@register_exporter("pt2", ".pt2", embeds_preprocessing=True)
+def export_pt2(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
+    """A ``torch.export`` program (``torch.export.load(path).module()`` runs it; TorchScript's successor
+    upstream), with dynamic batch, height and width; loaded back and checked at another size."""
+    torch.export.save(export_program(model, metadata), str(path))
+    loaded = torch.export.load(str(path)).module()
+    record_parity(model, loaded, metadata, f"torch.export program {path.name}", tolerance)
+
+
+@register_exporter("torchscript", ".pt")
 def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
     """TorchScript by tracing (shape arithmetic is recorded, so other sizes work); checked on a new size."""
-    example = check_input(metadata["in_channels"], metadata["min_size"], seed=1)
+    example = example_input(metadata)
     with warnings.catch_warnings():
         # TorchScript is deprecated upstream but still what many deployments load; the user asked for it.
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
@@ -105,15 +193,10 @@ def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], t
             traced = torch.jit.trace(model, example, check_trace=False)
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path), map_location="cpu")
-    images = check_input(metadata["in_channels"], metadata["min_size"])
-    with torch.no_grad():
-        reference, exported = model(images), loaded(images)
-    metadata["check_max_abs_diff"] = compare_outputs(
-        reference, exported, f"TorchScript {path.name}", tolerance
-    )
+    record_parity(model, loaded, metadata, f"TorchScript {path.name}", tolerance)
 
 
-@register_exporter("weights")
+@register_exporter("weights", ".weights.pt")
 def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
     """The network's state dict alone (tensors only: loads with ``torch.load(weights_only=True)``).
 
@@ -131,40 +214,96 @@ def training_metrics(ckpt_path: Path) -> dict[str, Any]:
     return read_json(ckpt_path.resolve().parent.parent / "metrics.json") or {}
 
 
+def check_options(
+    export_format: str, embed: bool, input_layout: str | None, outputs: str, quantize: str | None
+) -> str:
+    """Refuse an unknown format or an option the format cannot honour; returns the input layout."""
+    if export_format not in EXPORTERS:
+        raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(sorted(EXPORTERS))}")
+    if embed and export_format not in EMBEDDING_FORMATS:
+        raise ValueError(
+            f"embed_preprocessing=true: format={export_format} cannot hold it; "
+            f"use format={' or format='.join(sorted(EMBEDDING_FORMATS))}"
+        )
+    if quantize is not None:
+        if quantize not in QUANTIZERS:
+            raise ValueError(f"quantize={quantize}: expected null or one of {', '.join(sorted(QUANTIZERS))}")
+        if export_format != "onnx":
+            raise ValueError(
+                f"quantize={quantize}: only format=onnx is quantised (onnxruntime), not {export_format}"
+            )
+        if embed:
+            raise ValueError(
+                f"quantize={quantize} is measured on float inputs: export it with embed_preprocessing=false"
+            )
+    return check_embedding_options(embed, input_layout, outputs)
+
+
+def publish_all(pairs: list[tuple[Path, Path]]) -> None:
+    """Move each staged file to its place (none may exist); a failure takes back the ones already moved."""
+    published: list[Path] = []
+    try:
+        for staged, target in pairs:
+            published.append(publish_new(staged, target))
+    except BaseException:
+        for target in published:
+            target.unlink(missing_ok=True)
+        raise
+
+
 def export_checkpoint(
-    ckpt_path: str | Path, export_format: str, output: str | Path | None = None, tolerance: float = 1e-4
+    ckpt_path: str | Path,
+    export_format: str,
+    output: str | Path | None = None,
+    tolerance: float = 1e-4,
+    embed: bool = False,
+    input_layout: str | None = None,
+    outputs: str = "logits",
+    quantize: str | None = None,
 ) -> tuple[Path, Path]:
     """Export a training checkpoint; returns the written file and its JSON sidecar.
 
+    ``embed`` (``embed_preprocessing``) exports the network behind the uint8 normalisation
+    (:mod:`unet.export.preprocessing`; ``input_layout`` ``bhwc``/``bchw``, ``outputs`` ``logits``/``mask``).
+    ``quantize`` (ONNX only) also writes an int8 copy beside it (``best.int8.onnx``, with its own sidecar),
+    measured against the float file (:mod:`unet.export.quantize`).
+
     Nothing existing is overwritten: an existing ``output`` or sidecar is an error before anything is
-    written. The file is exported and checked in a temporary folder beside ``output`` and only then
+    written. The files are exported and checked in a temporary folder beside ``output`` and only then
     moved into place, so a failed or killed export leaves neither half a file nor a file without sidecar.
     """
-    if export_format not in EXPORTERS:
-        raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(sorted(EXPORTERS))}")
+    layout = check_options(export_format, embed, input_layout, outputs, quantize)
     ckpt_path = Path(ckpt_path)
     output = Path(output) if output else ckpt_path.with_suffix(DEFAULT_SUFFIXES[export_format])
-    existing = [str(path) for path in (output, sidecar_path(output)) if path.exists()]
+    targets = [output, *([quantized_path(output)] if quantize else [])]
+    existing = [str(path) for target in targets for path in (target, sidecar_path(target)) if path.exists()]
     if existing:
         raise FileExistsError(
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
             "choose another output= (nothing was written)"
         )
-    module, _ = module_from_checkpoint(ckpt_path)
+    module, checkpoint = module_from_checkpoint(ckpt_path)
     model = module.net.eval()
     metadata = model_metadata(module, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
+    if embed:
+        model = embed_preprocessing(model, metadata, layout, outputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.export-"))
     try:
-        EXPORTERS[export_format](model, staging / output.name, metadata, tolerance)
-        sidecar = write_metadata(staging / output.name, metadata)
-        publish_new(sidecar, sidecar_path(output))
-        try:
-            publish_new(staging / output.name, output)
-        except BaseException:
-            sidecar_path(output).unlink(missing_ok=True)
-            raise
+        staged = [staging / target.name for target in targets]
+        EXPORTERS[export_format](model, staged[0], metadata, tolerance)
+        if quantize:
+            report = quantize_onnx(quantize, staged[0], staged[1], metadata, checkpoint, ckpt_path)
+            log.info("quantised copy %s: %s", targets[1], describe_quantization(report))
+            quantized = {key: value for key, value in metadata.items() if key != "check_max_abs_diff"}
+            write_metadata(staged[1], {**quantized, "quantization": report})
+            metadata["quantized_copy"] = report
+        write_metadata(staged[0], metadata)
+        publish_all(
+            [(sidecar_path(path), sidecar_path(target)) for path, target in zip(staged, targets, strict=True)]
+            + list(zip(staged, targets, strict=True))
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output, sidecar_path(output)

@@ -40,12 +40,21 @@ def model_metadata(module: Any, metrics: dict[str, Any] | None, export_format: s
         "upsample_options": dict(network.get("upsample_options") or {}),
         "net": network,
         "min_size": min_input_size(module.net),
+        # What the file takes and returns; embed_preprocessing=true changes both (export.preprocessing).
+        "embed_preprocessing": False,
         "input": {
             "name": "images",
             "shape": ["batch", hparams["in_channels"], "height", "width"],
             "dtype": "float32",
+            "layout": "bchw",
+            "preprocessing": "before the model: x / 255 for uint8 images, then (x - mean) / std per channel",
         },
-        "output": {"name": "logits", "shape": ["batch", hparams["num_classes"], "height", "width"]},
+        "output": {
+            "name": "logits",
+            "kind": "logits",
+            "shape": ["batch", hparams["num_classes"], "height", "width"],
+            "dtype": "float32",
+        },
         "metrics": metrics or {},
         "versions": {"unet": unet.__version__, "torch": torch.__version__},
     }

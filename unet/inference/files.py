@@ -14,10 +14,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from unet.data.io import IMAGE_EXTENSIONS, read_image
-from unet.data.transforms import normalize_image
 from unet.inference.predictors import Predictor
 from unet.inference.tiling import predict_probabilities
-from unet.utils.normalization import channel_tensor
 from unet.utils.visualize import colourize
 
 
@@ -96,10 +94,14 @@ def predict_files(
     in a folder of thousands should not cost the rest.
     """
     metadata = predictor.metadata
+    if save_probabilities and predictor.returns_mask:
+        raise ValueError(
+            f"save_probabilities=true: {predictor.source} returns class indices (exported with outputs=mask), "
+            "not probabilities; use a logits export"
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)
-    mean, std = channel_tensor(metadata["mean"]), channel_tensor(metadata["std"])
     failed: list[dict[str, str]] = []
     start = time.perf_counter()
     for path in tqdm(inputs, desc="predict", unit="image"):
@@ -107,7 +109,7 @@ def predict_files(
             image = read_image(path, metadata["in_channels"])
             probabilities = predict_probabilities(
                 predictor,
-                normalize_image(image, mean, std).numpy(),
+                predictor.prepare(image),
                 metadata["num_classes"],
                 metadata["min_size"],
                 tile_size,

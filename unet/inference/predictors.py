@@ -1,7 +1,9 @@
-"""Run a trained model from any of its forms: training checkpoint, ONNX, TorchScript or plain weights.
+"""Run a trained model from any of its forms: training checkpoint, ONNX, TorchScript, ``torch.export``
+program (pt2) or plain weights.
 
-Every predictor maps normalised images ``(B, C, H, W)`` float32 to logits ``(B, K, H, W)`` and carries the
-metadata (channels, normalisation, classes, minimum size) needed to prepare its input.
+Every predictor prepares an image as read into its model's input (:meth:`Predictor.prepare`) and maps
+such inputs ``(B, C, H, W)`` to logits ``(B, K, H, W)``; it carries the metadata (channels,
+normalisation, classes, minimum size, input and output forms) needed for both.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unet.data.transforms import normalize_image
 from unet.export.metadata import model_metadata, read_metadata
 from unet.models.networks import build_network
 from unet.training.checkpoint import (
@@ -24,10 +27,19 @@ from unet.training.checkpoint import (
     non_finite_tensor,
     wrong_kind,
 )
+from unet.utils.extras import requires_extra
+from unet.utils.normalization import channel_tensor
 
 
 class Predictor:
-    """``predictor(images)`` -> logits, with ``predictor.metadata`` describing the model."""
+    """``predictor(images)`` -> logits, with ``predictor.metadata`` describing the model.
+
+    Most models take normalised float32 images. A model exported with ``embed_preprocessing=true``
+    (its sidecar's ``input`` is uint8) normalises inside itself and gets the pixels as read, in its
+    layout; one exported with ``outputs=mask`` returns class indices, which come back here as
+    log-probabilities (0 for the predicted class, -inf for the others), so tiling and TTA blend them as
+    votes and the argmax is the model's own.
+    """
 
     def __init__(
         self, run: Callable[[np.ndarray], np.ndarray], metadata: dict[str, Any], source: Path
@@ -35,14 +47,41 @@ class Predictor:
         self.run = run
         self.metadata = metadata
         self.source = source
+        self.input = metadata.get("input", {})  # older sidecars: no layout nor kind (float BCHW -> logits)
+        self.takes_pixels = self.input.get("dtype") == "uint8"
+        self.returns_mask = metadata.get("output", {}).get("kind") == "mask"
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """An image as read ``(H, W, C)`` uint8/float32 -> this model's input ``(C, H, W)``: normalised
+        float32, or the uint8 pixels for a model that normalises them itself."""
+        if not self.takes_pixels:
+            mean, std = channel_tensor(self.metadata["mean"]), channel_tensor(self.metadata["std"])
+            return normalize_image(image, mean, std).numpy()
+        if image.dtype != np.uint8:
+            raise ValueError(
+                f"{self.source} takes uint8 pixels (exported with embed_preprocessing=true), but the image "
+                f"reads as {image.dtype} (16-bit or float); use the checkpoint or a plain export"
+            )
+        return image.transpose(2, 0, 1)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Normalised ``(B, C, H, W)`` float32 -> logits ``(B, K, H, W)`` float32."""
-        return self.run(np.ascontiguousarray(images, dtype=np.float32))
+        """Inputs ``(B, C, H, W)`` as :meth:`prepare` makes them (in any float dtype) -> logits
+        ``(B, K, H, W)`` float32."""
+        if not self.takes_pixels:
+            return self.run(np.ascontiguousarray(images, dtype=np.float32))
+        pixels = images.astype(np.uint8)  # exact: tiling hands prepare's uint8 values on as float32
+        if self.input.get("layout") == "bhwc":
+            pixels = pixels.transpose(0, 2, 3, 1)
+        outputs = self.run(np.ascontiguousarray(pixels))
+        if not self.returns_mask:
+            return outputs
+        classes = np.arange(self.metadata["num_classes"])[None, :, None, None]
+        return np.where(outputs[:, None] == classes, 0.0, -np.inf).astype(np.float32)
 
 
 def torch_runner(model: torch.nn.Module, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    model = model.to(device).eval()
+    """Run ``model`` (in eval mode already: an exported program cannot switch) on ``device``."""
+    model = model.to(device)
 
     def run(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -58,7 +97,8 @@ def from_checkpoint(path: Path, device: str) -> Predictor:
 
 
 def from_onnx(path: Path, device: str) -> Predictor:
-    import onnxruntime
+    with requires_extra("export"):
+        import onnxruntime
 
     kind = inspect_file(path)
     if kind != "onnx":
@@ -83,8 +123,9 @@ def from_onnx(path: Path, device: str) -> Predictor:
 
 def check_onnx_weights(path: Path) -> None:
     """Refuse an ONNX model whose weights (initializers) hold NaN or an infinity, naming the tensor."""
-    import onnx
-    from onnx import numpy_helper
+    with requires_extra("export"):
+        import onnx
+        from onnx import numpy_helper
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -106,7 +147,7 @@ def from_torch_file(path: Path, device: str) -> Predictor:
         config = (
             metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
         )
-        model = build_network(config)
+        model = build_network(config).eval()
         model.load_state_dict(load_weights(path))  # intact, tensors only, finite
     else:
         kind = inspect_file(path)  # intact: torch.jit.load checks no checksums either
@@ -114,7 +155,7 @@ def from_torch_file(path: Path, device: str) -> Predictor:
             raise wrong_kind(path, kind, f"a TorchScript archive (the format its sidecar {path}.json names)")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            model = torch.jit.load(str(path), map_location=device)
+            model = torch.jit.load(str(path), map_location=device).eval()
         name = non_finite_tensor(model.state_dict())
         if name is not None:
             raise CheckpointError(
@@ -123,16 +164,38 @@ def from_torch_file(path: Path, device: str) -> Predictor:
     return Predictor(torch_runner(model, device), metadata, path)
 
 
+def from_pt2(path: Path, device: str) -> Predictor:
+    """A ``torch.export`` program from unet-export (format=pt2), checked intact and finite first."""
+    metadata = read_metadata(path)
+    kind = inspect_file(path)  # a zip archive: every member's checksum is tested
+    if kind not in ("torch", "torchscript"):
+        raise wrong_kind(path, kind, "a torch.export program (unet-export format=pt2)")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as error:  # torch's own errors for a zip that is not an exported program
+        raise CheckpointError(
+            f"{path} is not a readable torch.export program: {str(error).splitlines()[0]}"
+        ) from None
+    name = non_finite_tensor(program.state_dict)
+    if name is not None:
+        raise CheckpointError(
+            f"{path} holds non-finite values (NaN or Inf) in {name}: this model is unusable"
+        )
+    return Predictor(torch_runner(program.module(), device), metadata, path)
+
+
 LOADERS: dict[str, Callable[[Path, str], Predictor]] = {
     ".ckpt": from_checkpoint,
     ".onnx": from_onnx,
+    ".pt2": from_pt2,
     ".pt": from_torch_file,
     ".pth": from_torch_file,
 }
 
 
 def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
-    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` export or a ``.pt`` TorchScript/weights export."""
+    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` export, a ``.pt2`` torch.export program or a
+    ``.pt`` TorchScript/weights export."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")

@@ -141,7 +141,8 @@ class UNet(nn.Module):
         checkpoint_encoder: gradient checkpointing of the encoder stages, in training only: trades
             compute for memory on large images (their activations are recomputed during backward
             instead of kept). Outputs, gradients and BatchNorm statistics are those without it.
-        encoder: name of a registered encoder (``unet.models.ENCODERS``).
+        encoder: name of a registered encoder (``unet.models.ENCODERS``) or of an encoder family
+            (``timm-<name>``: any timm model with ``features_only``).
         encoder_weights: None (random initialisation), ``"imagenet"`` (torchvision's weights,
             downloaded to its cache) or the path of a local state dict of the backbone's classifier.
             ``in_channels`` other than 3 adapt the first convolution's kernels; the normalisation

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 
 from unet.models.networks import build_network
 from unet.profiling.costs import InputSpec, training_step
+from unet.profiling.machine import cpu_flags, machine_name
 from unet.profiling.timing import median_seconds
 from unet.utils.files import write_json
 
@@ -47,32 +47,6 @@ class StepTiming:
     def spec(self) -> InputSpec:
         channels = int(self.network["in_channels"])
         return InputSpec(channels, self.num_classes, self.patch, self.patch, batch_size=self.batch_size)
-
-
-def machine_name(device: str) -> str:
-    """The processor that runs the steps: the GPU's name, else the CPU model and torch's thread count."""
-    if device == "cuda":
-        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
-
-
-def _cpu_flags() -> str:
-    """The CPU's vector extensions (two 'AMD EPYC' machines differ in AVX-512 and bf16)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return " ".join(sorted(f for f in line.split() if f.startswith(("avx", "amx"))))
-    except OSError:
-        pass
-    return ""
 
 
 def bf16_supported(device: str) -> bool:
@@ -109,7 +83,7 @@ def step_rates(timing: StepTiming, cache_dir: str | Path | None) -> tuple[dict[s
     identity = {
         "format": SPEED_FORMAT,
         "machine": machine_name(timing.device),
-        "flags": _cpu_flags() if timing.device == "cpu" else "",
+        "flags": cpu_flags() if timing.device == "cpu" else "",
         "torch": torch.__version__,
         "network": dict(timing.network),
         "batch_size": timing.batch_size,

@@ -27,6 +27,7 @@ from unet.profiling.data import (
     write_street_proxy,
 )
 from unet.profiling.levers import measure_data_levers, measure_levers, without_inplace_activations
+from unet.profiling.scaling import SCALING_SIZES, measure_scaling
 from unet.profiling.timing import (
     StepSample,
     efficiency,
@@ -38,6 +39,7 @@ from unet.profiling.timing import (
 
 __all__ = [
     "COST_KEYS",
+    "SCALING_SIZES",
     "BenchmarkSettings",
     "InputSpec",
     "StepSample",
@@ -53,6 +55,7 @@ __all__ = [
     "measure_costs",
     "measure_data_levers",
     "measure_levers",
+    "measure_scaling",
     "median_seconds",
     "peak_memory_bytes",
     "run_benchmark",

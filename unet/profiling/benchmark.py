@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
 import statistics
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +29,17 @@ from unet.profiling.costs import (
 )
 from unet.profiling.data import data_throughput, synthetic_datamodule
 from unet.profiling.levers import LAYOUTS, latency_s, measure_levers
+from unet.profiling.machine import cpu_flags, cpu_model, machine_name
+from unet.profiling.scaling import SCALING_SIZES, measure_scaling
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
 
 # What ``quick`` sets: tiny sizes and one step, to check that everything runs.
-QUICK = {"size": 32, "batch_size": 2, "warmup": 1, "repeats": 1, "rounds": 1, "net_options": {"depth": 2, "base_channels": 8}}  # fmt: skip
+QUICK = {"size": 32, "batch_size": 2, "warmup": 1, "repeats": 1, "rounds": 1, "net_options": {"depth": 2, "base_channels": 8}, "scaling_sizes": (32, 64)}  # fmt: skip
+# The scaling table's measured columns, in order.
+SCALING_COLUMNS = ("train_s", "train_peak_memory_mb", "infer_s", "infer_peak_memory_mb")
 # The framework's default method: the one the levers are measured on, when it was measured.
 LEVERS_METHOD = "bilinear"
 
@@ -49,6 +52,9 @@ class BenchmarkSettings:
     """
 
     methods: tuple[str, ...] | None = None  # upsampling methods to measure; None: every one given
+    # Encoders each method is measured with (unet.models.ENCODERS), models named "<encoder>/<method>";
+    # None: the nets' own encoder, models named by method.
+    encoders: tuple[str, ...] | None = None
     peers: bool = False  # also measure the peer networks given
     size: int = 256  # height and width of the input
     batch_size: int = 8
@@ -60,14 +66,18 @@ class BenchmarkSettings:
     device: str | None = None  # cpu or cuda; None: cuda when present
     levers: bool = False  # also measure each speed lever
     compile: bool = False  # with levers, also time torch.compile (slow to build)
+    scaling: bool = False  # also measure how time and memory grow with the image (batch 1)
+    scaling_sizes: tuple[int, ...] = SCALING_SIZES  # image sides measured with scaling
+    scaling_bf16: bool = False  # scaling's training steps under bf16 autocast
     # The process's freed-memory reuse (runtime.reuse_freed_memory): the allocator lever's baseline.
     reuse_freed_memory: bool = True
     quick: bool = False  # tiny sizes and one step: checks that it runs
     net_options: Mapping[str, Any] = field(default_factory=dict)  # keywords for every measured U-Net
 
     def __post_init__(self) -> None:
-        if self.methods is not None:
-            object.__setattr__(self, "methods", tuple(self.methods))
+        for key in ("methods", "encoders", "scaling_sizes"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.quick:
             for key, value in QUICK.items():
                 object.__setattr__(self, key, value)
@@ -165,7 +175,22 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"unknown upsampling method(s) {unknown}; valid names: {', '.join(nets)}")
     sizes = {"in_channels": settings.in_channels, "num_classes": settings.num_classes}
-    built = {method: nets[method](**sizes, **settings.net_options) for method in methods}
+    # Each measured model's (method, encoder keywords): every method with every encoder asked for.
+    models = (
+        {
+            f"{encoder}/{method}": (method, {"encoder": encoder})
+            for encoder in settings.encoders
+            for method in methods
+        }
+        if settings.encoders
+        else {method: (method, {}) for method in methods}
+    )
+
+    def build(name: str, **options: Any) -> nn.Module:
+        method, encoder = models[name]
+        return nets[method](**sizes, **settings.net_options, **encoder, **options)
+
+    built = {name: build(name) for name in models}
     peer_models = _build_peers(peers, sizes) if settings.peers else {}
     built = {name: model.to(device) for name, model in {**built, **peer_models}.items()}
     samples, probes = _training_samples(built, settings, device)
@@ -177,7 +202,11 @@ def run_benchmark(
             row[f"gflops_ratio_vs_{peer}"] = (
                 row["fraction_of_matmul_peak"] / peer_row["fraction_of_matmul_peak"]
             )
-    fastest_training = max(row["train_images_per_s"] for row in results[: len(methods)])
+    # The model the levers and the scaling are measured on: the default method's, else the first.
+    main_model = next(
+        (name for name, (method, _) in models.items() if method == LEVERS_METHOD), next(iter(models))
+    )
+    fastest_training = max(row["train_images_per_s"] for row in results[: len(models)])
     # In the training process, as the synthetic preset loads (data.num_workers=0; see the levers).
     data_rate = data_throughput(
         synthetic_datamodule(
@@ -187,24 +216,41 @@ def run_benchmark(
     report = {
         "machine": {
             "device": str(device),
-            "cpu": platform.processor() or platform.machine(),
+            "name": machine_name(device.type),
+            "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },
-        "settings": dataclasses.asdict(settings),
+        "settings": {  # as JSON reads it back: lists, not tuples
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(settings).items()
+        },
         "matmul_peak_gflops": statistics.median(probes),
         "data_images_per_s": data_rate,
         "data_to_training_ratio": data_rate / fastest_training,
         "results": results,
     }
     if settings.levers:
-        method = LEVERS_METHOD if LEVERS_METHOD in methods else methods[0]
-        report["levers_model"] = method
-        result = results[methods.index(method)]
+        report["levers_model"] = main_model
+        result = results[list(models).index(main_model)]
         report["levers"] = measure_levers(
-            result, built[method], samples, data_rate, settings, device, train_transforms
+            result, built[main_model], samples, data_rate, settings, device, train_transforms
         )
+    if settings.scaling:
+        report["scaling_model"] = main_model
+        report["scaling"] = measure_scaling(
+            lambda checkpoint_encoder: build(main_model, checkpoint_encoder=checkpoint_encoder),
+            settings.scaling_sizes, settings.in_channels, settings.num_classes, device,
+            steps=settings.rounds, warmup=settings.warmup, bf16=settings.scaling_bf16,
+        )  # fmt: skip
     return report
+
+
+def _scaling_cell(row: Mapping[str, Any], key: str) -> str:
+    if row["out_of_memory"]:
+        return "out of memory"
+    return "failed" if "error" in row else f"{row[key]:.3f}"
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -215,7 +261,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         "latency_ms": "{:.1f}", "peak_memory_mb": "{:.0f}",
     }  # fmt: skip
     formats |= {key: "{:.2f}x" for key in report["results"][0] if key.startswith("gflops_ratio_vs_")}
+    machine = report["machine"]
     lines = [
+        f"machine: {machine['name']}, torch {machine['torch']}; CPU {machine['cpu']} ({machine['cpu_flags'] or 'no AVX'})",
         text_table([(key, key, fmt) for key, fmt in formats.items()], report["results"]),
         f"fp32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s (median of the probes); data pipeline: "
         f"{report['data_images_per_s']:.0f} images/s = {report['data_to_training_ratio']:.1f}x the fastest training",
@@ -231,5 +279,15 @@ def format_report(report: Mapping[str, Any]) -> str:
             "",
             f"speed levers ({report['levers_model']}; train and data: images/s, latency: ms per image):",
             text_table([(key, key, fmt) for key, fmt in formats.items()], levers),
+        ]
+    if "scaling" in report:
+        rows = [
+            {**row, **{key: _scaling_cell(row, key) for key in SCALING_COLUMNS}} for row in report["scaling"]
+        ]
+        formats = dict.fromkeys(["size", "checkpoint_encoder", *SCALING_COLUMNS], "{}")
+        lines += [
+            "",
+            f"scaling ({report['scaling_model']}, batch 1; seconds per step or image, peak memory in MiB):",
+            text_table([(key, key, fmt) for key, fmt in formats.items()], rows),
         ]
     return "\n".join(lines)

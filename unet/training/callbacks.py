@@ -4,23 +4,28 @@ summary, the latest checkpoint at every epoch end and signal, and no checkpoint 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint, ModelSummary
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import (
     get_formatted_model_size,
     get_human_readable_count,
 )
+from PIL import Image
 
 from unet.training.checkpoint import non_finite_tensor
 from unet.utils.files import write_json
@@ -31,15 +36,57 @@ from unet.utils.visualize import comparison_panel
 log = logging.getLogger(__name__)
 
 
-def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
-    """The run's TensorBoard logger, or ``None`` when it logs elsewhere (or nowhere)."""
-    return next((logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)), None)
+def _rgb_array(panel: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` uint8 -> ``(H, W, 3)``: what image files and trackers other than TensorBoard take."""
+    return panel.permute(1, 2, 0).numpy()
+
+
+def _tensorboard_image(logger: TensorBoardLogger, name: str, panel: torch.Tensor, step: int) -> None:
+    logger.experiment.add_image(name, panel, global_step=step)
+
+
+def _mlflow_image(logger: MLFlowLogger, name: str, panel: torch.Tensor, step: int) -> None:
+    # A step series under `name` (the run's Images view); synchronous, so the last one is not lost at exit.
+    logger.experiment.log_image(logger.run_id, _rgb_array(panel), key=name, step=step, synchronous=True)
+
+
+def _wandb_image(logger: WandbLogger, name: str, panel: torch.Tensor, step: int) -> None:
+    logger.log_image(name, [_rgb_array(panel)], step=step)
+
+
+def _csv_image(logger: CSVLogger, name: str, panel: torch.Tensor, step: int) -> None:
+    """A CSV file cannot hold an image: a PNG beside it, ``images/<name>_step_<step>.png``."""
+    path = Path(logger.log_dir) / "images" / f"{name.replace('/', '_')}_step_{step}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_rgb_array(panel)).save(path)
+
+
+# Writes one image through a logger's own API: (logger, name, (3, H, W) uint8 panel, global step).
+ImageWriter = Callable[[Any, str, torch.Tensor, int], None]
+# How each kind of logger shows an image; a logger of another kind gets none.
+IMAGE_WRITERS: dict[type[Logger], ImageWriter] = {
+    TensorBoardLogger: _tensorboard_image,
+    MLFlowLogger: _mlflow_image,
+    WandbLogger: _wandb_image,
+    CSVLogger: _csv_image,
+}
+
+
+def image_writers(trainer: L.Trainer) -> list[tuple[Logger, ImageWriter]]:
+    """The run's loggers that can show an image, each with its writer."""
+    found = []
+    for logger in trainer.loggers:
+        writer = next((w for kind, w in IMAGE_WRITERS.items() if isinstance(logger, kind)), None)
+        if writer is not None:
+            found.append((logger, writer))
+    return found
 
 
 class PredictionImages(L.Callback):
     """Every ``every_n_epochs``, log input | ground truth | prediction for the first validation images.
 
-    The same images every time, so the panel shows how the prediction of one input evolves.
+    The same images every time, so the panel shows how the prediction of one input evolves. Every
+    logger of the run gets the panel through its own image API (:data:`IMAGE_WRITERS`).
     """
 
     def __init__(self, every_n_epochs: int = 5, num_images: int = 4) -> None:
@@ -61,9 +108,9 @@ class PredictionImages(L.Callback):
             self._batch = (images[: self.num_images].detach().cpu(), masks[: self.num_images].detach().cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        logger = tensorboard_logger(trainer)
+        writers = image_writers(trainer)
         epoch = trainer.current_epoch
-        if logger is None or self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
+        if not writers or self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         if (epoch + 1) % self.every_n_epochs and epoch + 1 != trainer.max_epochs:
             return
@@ -74,7 +121,8 @@ class PredictionImages(L.Callback):
         panel = comparison_panel(
             images, masks, predictions, hparams.mean, hparams.std, hparams.get("ignore_index")
         )
-        logger.experiment.add_image("val/prediction", panel, global_step=trainer.global_step)
+        for logger, write in writers:
+            write(logger, "val/prediction", panel, trainer.global_step)
 
 
 class MetricsHistory(L.Callback):
@@ -146,6 +194,45 @@ class StoppedBySigint(SystemExit):
         super().__init__(SIGINT_EXIT_CODE)
 
 
+class Requeued(SystemExit):
+    """Ends a SLURM job's run after ``last.ckpt`` was saved and the job requeued; the process exits with 0
+    (the requeued job carries the run on)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+
+def slurm_job_id() -> str:
+    """This SLURM job's id as ``scontrol`` takes it: ``<array job>_<task>`` for a job array's task."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
+
+
+def requeue_slurm_job() -> None:
+    """``scontrol requeue`` this job, as Lightning's ``SLURMEnvironment(auto_requeue=True)`` does."""
+    job_id = slurm_job_id()
+    try:
+        result = subprocess.run(["scontrol", "requeue", job_id], check=False).returncode
+    except FileNotFoundError:
+        result = "scontrol not found"
+    if result:
+        log.error("requeueing SLURM job %s failed (%s): resume its run with ckpt_path=last", job_id, result)
+    else:
+        log.warning("SLURM job %s requeued: it resumes this run from last.ckpt", job_id)
+
+
+def parse_signal(name: str | None) -> signal.Signals | None:
+    """``"SIGUSR1"`` -> the signal; ``None`` stays ``None``."""
+    if name is None:
+        return None
+    try:
+        return signal.Signals[str(name).upper()]
+    except KeyError:
+        raise ValueError(
+            f"callbacks.last_checkpoint.requeue_signal: expected a signal name such as SIGUSR1, got {name!r}"
+        ) from None
+
+
 class LastCheckpoint(Checkpoint):
     """Keeps ``last.ckpt`` the run's latest state: saved at the end of every training epoch, and on
     SIGTERM or SIGINT (Ctrl-C) at the end of the current training step, after which the run stops.
@@ -156,42 +243,67 @@ class LastCheckpoint(Checkpoint):
     SIGTERM before killing a job; Ctrl-C asks for the same, and a second Ctrl-C stops at once, unsaved.
     In a distributed run the processes agree on stopping at the same step (one all-reduce per step).
     Being a :class:`~lightning.pytorch.callbacks.Checkpoint`, it runs after the module's epoch-end hooks.
+
+    Under SLURM (Lightning's ``SLURMEnvironment`` detected), ``requeue_signal`` (``sbatch
+    --signal=USR1@90``: sent before the time limit) saves ``last.ckpt`` at the end of the step, runs
+    ``scontrol requeue`` and stops; the requeued job resumes in place (:func:`unet.training.run.resolve_checkpoint`).
+    It takes the signal over from Lightning's auto-requeue, which would checkpoint in the middle of a
+    step into an ``hpc_ckpt_N.ckpt`` our runs do not resume from (registered first, at fit start, so
+    Lightning leaves the signal to it).
     """
 
-    def __init__(self, dirpath: str, filename: str = "last") -> None:
+    def __init__(self, dirpath: str, filename: str = "last", requeue_signal: str | None = "SIGUSR1") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.requeue_signal = parse_signal(requeue_signal)
         self._sigint = False
-        self._previous_handler: Any = None
+        self._requeue = False
+        self._previous_handlers: dict[signal.Signals, Any] = {}
 
-    # -- Ctrl-C -------------------------------------------------------------------------------------
+    # -- Ctrl-C and SLURM's requeue signal ----------------------------------------------------------
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self._sigint = True
-        signal.signal(signal.SIGINT, self._previous_handler)  # a second Ctrl-C stops at once
+        signal.signal(signal.SIGINT, self._previous_handlers[signal.SIGINT])  # a second Ctrl-C stops at once
         log.warning(
             "Ctrl-C: saving %s at the end of this training step, then stopping (Ctrl-C again stops at once)",
             self.path,
         )
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sigint = False
-        if threading.current_thread() is threading.main_thread() and self._previous_handler is None:
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
-            self._previous_handler = signal.default_int_handler if previous is None else previous
+    def _on_requeue_signal(self, signum: int, frame: Any) -> None:
+        self._requeue = True
+        log.warning("SLURM signal %s: saving %s at the end of this step, then requeueing", signum, self.path)
 
-    def _restore_handler(self) -> None:
-        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGINT) == self._on_sigint:
-                signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+    def _handlers(self) -> dict[signal.Signals, Callable[[int, Any], None]]:
+        handlers = {signal.SIGINT: self._on_sigint}
+        if self.requeue_signal is not None and SLURMEnvironment.detect():
+            handlers[self.requeue_signal] = self._on_requeue_signal
+        return handlers
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sigint = self._requeue = False
+        if threading.current_thread() is not threading.main_thread() or self._previous_handlers:
+            return
+        for signum, handler in self._handlers().items():
+            previous = signal.signal(signum, handler)
+            if signum == signal.SIGINT and previous is None:
+                previous = signal.default_int_handler
+            self._previous_handlers[signum] = signal.SIG_DFL if previous is None else previous
+
+    def _restore_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, previous in self._previous_handlers.items():
+            if signal.getsignal(signum) in (self._on_sigint, self._on_requeue_signal):
+                signal.signal(signum, previous)
+        self._previous_handlers = {}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handler()
+        self._restore_handlers()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        self._restore_handler()
+        self._restore_handlers()
 
     # -- saving -------------------------------------------------------------------------------------
 
@@ -201,12 +313,14 @@ class LastCheckpoint(Checkpoint):
 
     def _stop_requested(self, trainer: L.Trainer) -> BaseException | None:
         """The exception that ends the run when a signal asked for it (on any process), else ``None``."""
-        requested = bool(trainer.received_sigterm or self._sigint)
+        requested = bool(trainer.received_sigterm or self._sigint or self._requeue)
         if trainer.world_size > 1:
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
         if not requested:
             return None
-        return StoppedBySigint() if self._sigint and not trainer.received_sigterm else SIGTERMException()
+        if trainer.received_sigterm:
+            return SIGTERMException()
+        return Requeued() if self._requeue else StoppedBySigint() if self._sigint else SIGTERMException()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -214,6 +328,8 @@ class LastCheckpoint(Checkpoint):
         stop = self._stop_requested(trainer)
         if stop is not None:
             self.save(trainer)
+            if isinstance(stop, Requeued) and trainer.is_global_zero:
+                requeue_slurm_job()
             raise stop
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -447,7 +563,12 @@ class RunSummary(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.totals["total_s"], self._fit_start = self.elapsed(), None  # the run's time stops here
-        summary = self.summary(optimizer_steps=trainer.global_step, epochs=trainer.current_epoch)
+        stopper = trainer.early_stopping_callback
+        summary = self.summary(
+            optimizer_steps=trainer.global_step,
+            epochs=trainer.current_epoch,
+            stopped_early_at_epoch=(stopper.stopped_epoch or None) if stopper is not None else None,
+        )
         if trainer.is_global_zero:
             write_json(self.path, summary)
             level = logging.WARNING if summary["validation_heavy"] else logging.INFO
@@ -455,8 +576,11 @@ class RunSummary(L.Callback):
 
     # -- the summary --------------------------------------------------------------------------------
 
-    def summary(self, optimizer_steps: int, epochs: int) -> dict[str, Any]:
-        """The split of the wall time, the counts, and the one-paragraph text of both."""
+    def summary(
+        self, optimizer_steps: int, epochs: int, stopped_early_at_epoch: int | None = None
+    ) -> dict[str, Any]:
+        """The split of the wall time, the counts, and the one-paragraph text of both (and of an early stop:
+        ``callbacks=early_stopping``)."""
         total = round(self.elapsed(), 6)
         parts = {key: round(self.totals[f"{key}_s"], 6) for key in ("training", "validation", "data")}
         parts["other"] = total - sum(parts.values())
@@ -468,6 +592,8 @@ class RunSummary(L.Callback):
             + f"; {optimizer_steps:,} optimizer steps, {self.counts['training_samples']:,} training samples, "
             f"{self.counts['validations']:,} validations"
         )
+        if stopped_early_at_epoch is not None:
+            text += f"; stopped early at epoch {stopped_early_at_epoch} (callbacks.early_stopping)"
         if heavy:
             text += (
                 f". Validation took {100 * shares['validation']:.0f} % of the run (over "
@@ -483,6 +609,7 @@ class RunSummary(L.Callback):
             "epochs": epochs,
             **self.counts,
             "validation_heavy": heavy,
+            "stopped_early_at_epoch": stopped_early_at_epoch,
             "text": text,
         }
 

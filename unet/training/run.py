@@ -4,7 +4,7 @@ The config's ``auto`` keys are planned first (:mod:`unet.planning`). The run dir
 ``config.yaml`` (resolved, planned values included), ``plan.json`` (what was planned and why),
 ``checkpoints/best.ckpt`` and
 ``checkpoints/last.ckpt`` (the latest state: every epoch's end, SIGTERM and Ctrl-C), TensorBoard logs under
-``tensorboard/<network name>/``, ``per_image.csv`` (every val and test image's own scores, from the
+``tensorboard/<network name>/`` (``logger=mlflow``: ``mlflow.db``, ``mlartifacts/``), ``per_image.csv`` (every val and test image's own scores, from the
 weights ``metrics.json`` scores: :mod:`unet.evaluation.per_image`) and, last, ``metrics.json``. While it runs, ``run.lock`` names the process
 writing the directory (:mod:`unet.utils.locking`): one run directory, one writer.
 """
@@ -12,6 +12,7 @@ writing the directory (:mod:`unet.utils.locking`): one run directory, one writer
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichModelSummary
 from lightning.pytorch.callbacks.progress import ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -35,7 +37,7 @@ from unet.evaluation.per_image import write_per_image
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import format_plan, plan_config, write_plan
-from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, StoppedBySigint, tensorboard_logger
+from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, Requeued, StoppedBySigint
 from unet.training.checkpoint import check_fits_data, check_same_network, load_checkpoint
 from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
@@ -159,22 +161,48 @@ def final_metrics(
     return metrics
 
 
-def log_hparams(trainer: L.Trainer, config: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Write the run's hyper-parameters and final metrics to TensorBoard's HParams tab."""
-    logger = tensorboard_logger(trainer)
-    if logger is None:
-        return
-    params = {
-        key: value for key, value in flatten(config).items() if not key.startswith(("paths.", "hydra."))
-    }
-    logger.log_hyperparams(params, metrics={f"hparams/{key}": value for key, value in metrics.items()})
-    logger.finalize("success")
+def run_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's hyper-parameters for its loggers: the config flattened (``model.upsample``), without
+    where the run was written."""
+    return {key: value for key, value in flatten(config).items() if not key.startswith(("paths.", "hydra."))}
+
+
+def log_params(trainer: L.Trainer, params: dict[str, Any]) -> None:
+    """Give every logger the hyper-parameters before training, so a tracker lists a running (or failed)
+    run by its settings too."""
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params)
+
+
+def log_final_metrics(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Give every logger the final metrics (``metrics.json``'s): TensorBoard with the hyper-parameters in
+    its HParams tab (``hparams/<metric>``), the others (MLflow, W&B, CSV) as metrics at the last step,
+    so a tracker's run table shows the best checkpoint's scores."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(
+                params, metrics={f"hparams/{key}": value for key, value in metrics.items()}
+            )
+        else:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        logger.finalize("success")
+
+
+def requeued_checkpoint(output_dir: Path) -> str | None:
+    """A requeued SLURM job (``SLURM_RESTART_COUNT`` set by SLURM) resumes its run from the ``last.ckpt``
+    it saved in place (see :class:`~unet.training.callbacks.LastCheckpoint`); ``None`` otherwise."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or not last.is_file():
+        return None
+    log.warning("requeued SLURM job %s: resuming from %s", os.environ.get("SLURM_JOB_ID"), last)
+    return str(last)
 
 
 def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``last`` -> this run directory's ``checkpoints/last.ckpt``; a run directory -> its ``last.ckpt``."""
+    """``last`` -> this run directory's ``checkpoints/last.ckpt``; a run directory -> its ``last.ckpt``;
+    none in a requeued SLURM job -> its ``last.ckpt`` when it saved one."""
     if ckpt_path is None:
-        return None
+        return requeued_checkpoint(output_dir)
     path = output_dir if ckpt_path == "last" else Path(ckpt_path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
@@ -273,6 +301,8 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
         write_run_config(output_dir, config, plan)
     trainer = build_trainer(cfg, [StoreRunConfig(config), FiniteCheckpoints()])
     check_launchable(trainer)
+    params = run_params(config)
+    log_params(trainer, params)
     log.info(
         "training %s (%s parameters) in %s",
         network_name(module.network_config),
@@ -287,6 +317,9 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
     except StoppedBySigint:
         log.warning("stopped by Ctrl-C (SIGINT); resume with ckpt_path=%s", output_dir)
         raise
+    except Requeued:
+        log.warning("stopped for the requeued SLURM job, which resumes in %s", output_dir)
+        raise
 
     metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
     if trainer.is_global_zero:
@@ -294,7 +327,7 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
         rows = [row for split in ("val", "test") for row in module.per_image_rows.get(split, [])]
         write_per_image(output_dir / PER_IMAGE_FILE, rows, module.class_names, replace=ckpt_path is not None)
         write_json(output_dir / "metrics.json", metrics)
-        log_hparams(trainer, config, metrics)
+        log_final_metrics(trainer, params, metrics)
         log.info("metrics written to %s", output_dir / "metrics.json")
     return metrics
 

@@ -12,6 +12,9 @@ from torch import nn
 # keyword options, and returns an :class:`Encoder`.
 EncoderBuilder = Callable[..., "Encoder"]
 ENCODERS: dict[str, EncoderBuilder] = {}
+# Families named by a prefix (``timm-<model>``): a library of models too many to register one by one
+# (and imported only when used). Prefix -> (the builder of the name after the prefix, what to write).
+ENCODER_FAMILIES: dict[str, tuple[Callable[[str], EncoderBuilder], str]] = {}
 
 
 def register_encoder(name: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
@@ -30,13 +33,34 @@ def register_encoder(name: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
     return decorator
 
 
+def register_encoder_family(
+    prefix: str, usage: str
+) -> Callable[[Callable[[str], EncoderBuilder]], Callable[[str], EncoderBuilder]]:
+    """Decorator of a resolver: ``model.encoder=<prefix><name>`` builds with ``resolver(name)``.
+
+    The resolver checks the name (and that its library is installed) when the encoder is asked for,
+    raising a one-line ValueError; ``usage`` completes the list of valid names in error messages.
+    """
+
+    def decorator(resolver: Callable[[str], EncoderBuilder]) -> Callable[[str], EncoderBuilder]:
+        if prefix in ENCODER_FAMILIES:
+            raise ValueError(f"encoder family {prefix!r} is already registered")
+        ENCODER_FAMILIES[prefix] = (resolver, usage)
+        return resolver
+
+    return decorator
+
+
 def get_encoder(name: str) -> EncoderBuilder:
-    """Look an encoder up by name; an unknown name lists the valid ones."""
-    try:
+    """Look an encoder up by name, a registered one or one of a family; an unknown name lists the valid ones."""
+    if name in ENCODERS:
         return ENCODERS[name]
-    except KeyError:
-        valid = ", ".join(sorted(ENCODERS))
-        raise ValueError(f"unknown encoder {name!r}; valid names: {valid}") from None
+    for prefix, (resolver, _) in ENCODER_FAMILIES.items():
+        if isinstance(name, str) and name.startswith(prefix):
+            return resolver(name.removeprefix(prefix))
+    valid = ", ".join(sorted(ENCODERS))
+    families = "".join(f"; or {prefix}<name>: {usage}" for prefix, (_, usage) in ENCODER_FAMILIES.items())
+    raise ValueError(f"unknown encoder {name!r}; valid names: {valid}{families}")
 
 
 def pretrained_statistics(name: str, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -14,7 +14,7 @@ mean and std are adapted alike (their average for 1 channel, repeated cyclically
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -173,26 +173,36 @@ def adapt_channels(values: torch.Tensor, in_channels: int, dim: int, scale: bool
 
 
 def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
-    """Replace the first ``Conv2d`` of ``model`` by one taking ``in_channels`` inputs, kernels adapted."""
-    name, conv = next((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    """Make the first ``Conv2d`` of ``model`` take ``in_channels`` inputs, kernels adapted.
+
+    In place, so a subclass keeps its own behaviour (timm's ``Conv2dSame`` pads as TensorFlow does).
+    """
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     if in_channels == conv.in_channels:
         return
-    adapted = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        conv.bias is not None,
-        conv.padding_mode,
-    )
     with torch.no_grad():
-        adapted.weight.copy_(adapt_channels(conv.weight, in_channels, dim=1, scale=True))
-        if conv.bias is not None:
-            adapted.bias.copy_(conv.bias)
-    model.set_submodule(name, adapted)
+        conv.weight = nn.Parameter(adapt_channels(conv.weight, in_channels, dim=1, scale=True))
+    conv.in_channels = in_channels
+
+
+def adapt_statistics(
+    mean: Sequence[float], std: Sequence[float], in_channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The RGB ``mean`` and ``std`` the weights expect, for ``in_channels`` inputs (see :func:`adapt_channels`)."""
+    statistics = torch.tensor([mean, std], dtype=torch.float64)
+    adapted_mean, adapted_std = adapt_channels(statistics, in_channels, dim=1, scale=False).tolist()
+    return tuple(adapted_mean), tuple(adapted_std)
+
+
+def backbone_decoder_channels(channels: Sequence[int]) -> tuple[int, ...]:
+    """A backbone's decoder stage widths: each skip's width capped at :data:`MAX_DECODER_CHANNELS`, but
+    never narrower than the next shallower skip, so the decoder narrows towards the input and every
+    upsampler fits (``bilinear_additive`` sums channel groups: its input must be at least as wide as
+    its output)."""
+    return tuple(
+        max(min(width, MAX_DECODER_CHANNELS), channels[level - 1] if level else 1)
+        for level, width in enumerate(channels[:-1])
+    )
 
 
 def _is_2x2_max_pool(module: nn.Module) -> bool:
@@ -214,9 +224,7 @@ class TorchvisionEncoder(Encoder):
         weights: None (random initialisation), ``"imagenet"`` (torchvision's default weights,
             downloaded to torchvision's cache), or the path of a state dict of the classifier (``.pth``).
 
-    ``decoder_channels``: the skip's width capped at :data:`MAX_DECODER_CHANNELS`, but never narrower
-    than the next shallower skip, so the decoder narrows towards the input and every upsampler fits
-    (``bilinear_additive`` sums channel groups: it needs its input at least as wide as its output).
+    ``decoder_channels``: see :func:`backbone_decoder_channels`.
     """
 
     def __init__(
@@ -241,13 +249,8 @@ class TorchvisionEncoder(Encoder):
         self.channels = backbone.channels
         self.reductions = backbone.reductions
         self.ceil_mode = backbone.ceil_mode
-        self.decoder_channels = tuple(
-            max(min(width, MAX_DECODER_CHANNELS), backbone.channels[level - 1] if level else 1)
-            for level, width in enumerate(backbone.channels[:-1])
-        )
-        statistics = torch.tensor([IMAGENET_MEAN, IMAGENET_STD], dtype=torch.float64)
-        mean, std = adapt_channels(statistics, in_channels, dim=1, scale=False).tolist()
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.decoder_channels = backbone_decoder_channels(backbone.channels)
+        self.mean, self.std = adapt_statistics(IMAGENET_MEAN, IMAGENET_STD, in_channels)
 
     def stage_modules(self) -> Iterable[nn.Module]:
         return iter(self.stages)

@@ -1,0 +1,126 @@
+"""Training conveniences: early stopping, the rich progress bar, SLURM auto-requeue, the Optuna search's
+SQLite storage, and the `export` extra's import error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_RUN, run_cli
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from test_reliability import wait_for_checkpoint
+
+from unet.export.quantize import onnx_logits
+from unet.training.run import train
+from unet.utils.extras import MissingExtraError
+
+
+def test_early_stopping_stops_a_run_that_stopped_improving(compose_config, tmp_path):
+    # lr=0: val/miou cannot change, so with patience 1 the second validation ends the run.
+    cfg = compose_config(
+        "train", *TINY_RUN, "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+        "model.optimizer.lr=0", "trainer.max_epochs=6", "test=false",
+    )  # fmt: skip
+    assert {"last_checkpoint", "run_summary", "early_stopping"} <= set(cfg.callbacks)  # added to the defaults
+    metrics = train(cfg)
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert summary["stopped_early_at_epoch"] == 1
+    assert "stopped early at epoch 1" in summary["text"]
+    assert metrics["epochs"] == 2 and summary["validations"] == 2  # not the 6 epochs asked for
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "checkpoints" / "best.ckpt").exists()
+
+
+def test_the_default_progress_bar_is_rich(compose_config):
+    assert isinstance(instantiate(compose_config("train").callbacks.progress_bar), RichProgressBar)
+
+
+def test_a_missing_export_package_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(
+        MissingExtraError, match=r'^onnxruntime is not installed: pip install "unet\[export\]"'
+    ):
+        onnx_logits(tmp_path / "model.onnx")
+
+
+SLURM_ENV = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_JOB_NAME": "unet-test",  # not "bash"/"interactive": Lightning takes it for a batch job
+    "SLURM_NTASKS": "1",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "localhost",
+}
+
+
+def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
+    fake_bin, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
+    fake_bin.mkdir()
+    scontrol = fake_bin / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    env = {**os.environ, **SLURM_ENV, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    run_dir = tmp_path / "run"
+    steps_per_epoch, epochs = 64 // 16, 20
+    overrides = [*TINY_RUN, f"trainer.max_epochs={epochs}", "test=false", f"hydra.run.dir={run_dir}"]
+    command = [str(Path(sys.executable).parent / "unet-train"), *overrides]
+
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    wait_for_checkpoint(last, process, epoch=0)
+    process.send_signal(signal.SIGUSR1)  # what sbatch --signal=USR1@90 sends before the time limit
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert calls.read_text().split() == ["requeue", "4242"]
+    saved_step = torch.load(last, weights_only=True)["global_step"]
+    assert steps_per_epoch <= saved_step < epochs * steps_per_epoch
+    assert not (run_dir / "metrics.json").exists()
+
+    # SLURM restarts the same command with SLURM_RESTART_COUNT set: the run resumes in place, not refused.
+    resumed = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env={**env, "SLURM_RESTART_COUNT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {last}" in (run_dir / "train.log").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == epochs * steps_per_epoch  # continued from saved_step, not from 0
+    assert calls.read_text().split() == ["requeue", "4242"]  # requeued once
+
+
+def test_optuna_storage_resumes_a_search(tmp_path):
+    optuna = pytest.importorskip("optuna", reason='Optuna is not installed (pip install -e ".[cluster]")')
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
+    if int(optuna.__version__.split(".")[0]) < 4:
+        pytest.skip('the sweeper storage needs Optuna 4: pip install --no-warn-conflicts "optuna>=4,<5"')
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def search(name: str, trials: int) -> dict:
+        result = run_cli(
+            "unet-train", "-m", "hydra/sweeper=optuna_miou", f"hydra.sweeper.storage={storage}",
+            f"hydra.sweeper.n_trials={trials}", f"hydra.sweep.dir={tmp_path / name}",
+            *TINY_RUN, "trainer.max_epochs=1", "test=false", cwd=tmp_path, timeout=400,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return yaml.safe_load((tmp_path / name / "optimization_results.yaml").read_text())
+
+    search("first", trials=2)
+    results = search("second", trials=1)  # the same study: one more trial, TPE sees all three
+    study = optuna.load_study(study_name="unet_miou", storage=storage)
+    assert len(study.trials) == 3
+    assert len([p for p in (tmp_path / "second").iterdir() if p.is_dir() and p.name.isdigit()]) == 1
+    assert results["best_value"] == pytest.approx(max(t.value for t in study.trials))
