@@ -1,8 +1,9 @@
 """Training conveniences: early stopping, the rich progress bar, SLURM auto-requeue, the Optuna search's
-SQLite storage, and the `export` extra's import error."""
+SQLite storage, the `export` extra's import error, and rich tables on a terminal."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from test_reliability import wait_for_checkpoint
 from unet.export.quantize import onnx_logits
 from unet.training.run import train
 from unet.utils.extras import MissingExtraError
+from unet.utils.tables import terminal_tables, text_table
 
 
 def test_early_stopping_stops_a_run_that_stopped_improving(compose_config, tmp_path):
@@ -124,3 +126,21 @@ def test_optuna_storage_resumes_a_search(tmp_path):
     assert len(study.trials) == 3
     assert len([p for p in (tmp_path / "second").iterdir() if p.is_dir() and p.name.isdigit()]) == 1
     assert results["best_value"] == pytest.approx(max(t.value for t in study.trials))
+
+
+def test_tables_are_drawn_with_rich_on_a_terminal_and_plain_in_a_pipe():
+    pytest.importorskip("rich", reason="rich is not installed")
+    columns = [("class", "class", "{}"), ("IoU", "iou", "{:.4f}")]
+    records = [{"class": "membrane", "iou": 0.91234}, {"class": "mean", "iou": 0.8}]
+    plain = text_table(columns, records, rule=True)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with terminal_tables(Terminal()) as drawn:
+        styled = text_table(columns, records, rule=True)
+    assert drawn and "\x1b[" in styled and "0.9123" in styled and "membrane" in styled
+    with terminal_tables(io.StringIO()) as drawn:  # a pipe or a file: the plain text, unchanged
+        assert not drawn and text_table(columns, records, rule=True) == plain
+    assert text_table(columns, records, rule=True) == plain and "\x1b[" not in plain

@@ -16,6 +16,7 @@ from unet.models import UPSAMPLERS
 from unet.profiling import BenchmarkSettings, format_report, run_benchmark
 from unet.utils.files import write_json
 from unet.utils.runtime import apply_runtime
+from unet.utils.tables import terminal_tables
 
 # The settings configs/benchmark.yaml holds (reuse_freed_memory is the runtime's; quick sets net_options).
 SETTINGS_KEYS = [
@@ -37,7 +38,8 @@ def main(cfg: DictConfig) -> None:
     nets = {method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)}
     peers = {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
     report = run_benchmark(settings, nets, peers, instantiate(cfg.train_transforms) or [])
-    print(format_report(report))
+    with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
+        print(format_report(report))
     if cfg.json:
         print(f"written to {write_json(cfg.json, report)}")
 

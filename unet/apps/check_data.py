@@ -7,12 +7,14 @@ from omegaconf import DictConfig
 
 from unet.apps.runs import hydra_app
 from unet.planning import check_data_from_config
+from unet.utils.tables import terminal_tables
 
 
 @hydra_app("check_data")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-check-data``."""
-    check_data_from_config(cfg)
+    with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
+        check_data_from_config(cfg)
 
 
 if __name__ == "__main__":

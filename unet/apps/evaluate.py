@@ -7,13 +7,15 @@ from omegaconf import DictConfig
 from unet.apps.runs import hydra_app
 from unet.training.evaluate import evaluate
 from unet.utils.runtime import apply_runtime
+from unet.utils.tables import terminal_tables
 
 
 @hydra_app("eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-eval``."""
     apply_runtime(cfg.runtime)
-    evaluate(cfg)
+    with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
+        evaluate(cfg)
 
 
 if __name__ == "__main__":
