@@ -253,6 +253,14 @@ def test_argmax_indices_point_at_each_cells_maximum():
     assert broadcast.shape == (2, 5, 3, 4) and torch.equal(broadcast[:, 4], broadcast[:, 0])
 
 
+@pytest.mark.parametrize("size", [(7, 9), (8, 9), (7, 10), (8, 10), (1, 3)])
+def test_ceil_mode_argmax_indices_are_a_ceil_mode_pools(size):
+    # Computed without a branch on the size's parity (torch.export keeps the size dynamic), yet equal.
+    reference = torch.randn(2, 3, *size)
+    _, expected = F.max_pool2d(reference, 2, stride=2, ceil_mode=True, return_indices=True)
+    assert torch.equal(argmax_indices(reference, 3, ceil_mode=True), expected)
+
+
 def record_upsampler_indices(model: UNet) -> list[torch.Tensor]:
     """The indices each decoder stage's upsampler receives, in decoding order."""
     received = []
@@ -342,3 +350,14 @@ def test_gradient_checkpointing_of_a_backbone_keeps_outputs_gradients_and_statis
         torch.testing.assert_close(q.grad, p.grad, msg=f"gradient of {name}")
     for (name, b), c in zip(plain.named_buffers(), checkpointed.buffers(), strict=True):
         assert torch.equal(c, b), f"buffer {name} differs"
+
+
+def test_maxunpool_on_a_backbone_that_rounds_up_exports_to_pt2_with_dynamic_sizes(tmp_path):
+    # ResNets round odd sizes up; their fallback indices once made torch.export specialise the size.
+    from unet.export.exporters import EXPORTERS
+    from unet.models.networks import min_input_size
+
+    model = UNet(1, 2, upsample="maxunpool", encoder="resnet18").eval()
+    metadata = {"in_channels": 1, "num_classes": 2, "min_size": min_input_size(model)}
+    EXPORTERS["pt2"](model, tmp_path / "model.pt2", metadata, 1e-4)  # checked at a size of other parities
+    assert metadata["check_max_abs_diff"] <= 1e-4

@@ -85,6 +85,17 @@ def argmax_indices(reference: torch.Tensor, channels: int, ceil_mode: bool = Fal
 
     ``ceil_mode`` rounds odd sizes as the encoder did, so ``(h, w)`` is the decoder feature's size;
     ``C`` is ``channels`` or 1 (one position for every channel).
+
+    Rounding up pads the odd edge with -inf and pools in floor mode, then maps the indices back to the
+    unpadded plane: the same indices as a ceil-mode pool, with no branch on the size's parity, so
+    ``torch.export`` keeps height and width dynamic (a ceil-mode pool makes it specialise them).
     """
-    _, indices = F.max_pool2d(reference, kernel_size=2, stride=2, ceil_mode=ceil_mode, return_indices=True)
-    return indices.expand(-1, channels, -1, -1)
+    if not ceil_mode:
+        _, indices = F.max_pool2d(reference, kernel_size=2, stride=2, return_indices=True)
+        return indices.expand(-1, channels, -1, -1)
+    height, width = reference.shape[-2:]
+    pads = (0, width % 2, 0, height % 2)
+    _, indices = F.max_pool2d(F.pad(reference, pads, value=float("-inf")), 2, stride=2, return_indices=True)
+    # Each padded-plane index read back as its position in the unpadded plane (padding never wins).
+    positions = torch.arange(height * width, device=reference.device).view(1, 1, height, width)
+    return F.pad(positions, pads).flatten()[indices].expand(-1, channels, -1, -1)
