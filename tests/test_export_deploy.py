@@ -67,6 +67,18 @@ def test_pt2_loads_with_torch_export_and_matches_pytorch_at_two_sizes(checkpoint
         export_checkpoint(checkpoint, "pt2")
 
 
+def test_a_model_trained_channels_last_exports_to_pt2_that_takes_one_image(tmp_path):
+    # Channels-last weights once made torch.export guard on batch > 1: unet-predict's single images failed.
+    checkpoint = save_checkpoint(tmp_path / "best.ckpt", "bilinear", memory_format="channels_last")
+    path, _ = export_checkpoint(checkpoint, "pt2")
+    program = torch.export.load(str(path)).module()
+    images = torch.randn(1, 1, 37, 29)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            program(images).numpy(), load_predictor(checkpoint)(images.numpy()), atol=1e-4
+        )
+
+
 def test_uint8_exports_give_the_checkpoints_masks(checkpoint, exports):
     import onnxruntime
 

@@ -19,10 +19,11 @@ from unet.models import UPSAMPLERS
 from unet.training.module import SegmentationModule
 
 
-def save_checkpoint(path: Path, upsample: str, in_channels: int = 1) -> Path:
+def save_checkpoint(path: Path, upsample: str, in_channels: int = 1, **module_options) -> Path:
     """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model."""
     torch.manual_seed(0)
     module = SegmentationModule(
+        **module_options,
         in_channels=in_channels,
         num_classes=3,
         class_names=["background", "cell", "edge"],

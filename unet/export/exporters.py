@@ -283,7 +283,8 @@ def export_checkpoint(
             "choose another output= (nothing was written)"
         )
     module, checkpoint = module_from_checkpoint(ckpt_path)
-    model = module.net.eval()
+    # Contiguous weights: a network trained channels-last would make torch.export guard on the batch.
+    model = module.net.eval().to(memory_format=torch.contiguous_format)
     metadata = model_metadata(module, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
     if embed:

@@ -55,14 +55,15 @@ class EmbeddedPreprocessing(nn.Module):
 
 
 def example_input(metadata: dict[str, Any], check: bool = False) -> torch.Tensor:
-    """A random input of two images above the minimum size, in the form the sidecar's ``input`` names:
-    float32 ``(2, C, H, W)``, or uint8 pixels in layout ``bchw`` or ``bhwc`` for a model with embedded
+    """A random input of two images above the minimum size (one with ``check``), in the form the
+    sidecar's ``input`` names: float32 ``(B, C, H, W)``, or uint8 pixels in layout ``bchw`` or ``bhwc`` for a model with embedded
     preprocessing. Odd ``H != W`` to export with; with ``check``, another size of other parities, so a
     check runs what the export did not trace."""
     size = metadata["min_size"]
     height, width = (3 * size + 1, 2 * size + 6) if check else (2 * size + 3, 3 * size + 5)
     generator = torch.Generator().manual_seed(int(check))
-    images = torch.randn(2, metadata["in_channels"], height, width, generator=generator)
+    batch = 1 if check else 2  # the check runs one image, as unet-predict does, the export traced two
+    images = torch.randn(batch, metadata["in_channels"], height, width, generator=generator)
     spec = metadata.get("input", {})
     if spec.get("dtype") == "uint8":
         images = (images * 64 + 128).clamp(0, 255).to(torch.uint8)
