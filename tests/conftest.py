@@ -115,3 +115,19 @@ def resnet18_file(tmp_path_factory) -> Path:
     torch.save(torchvision.models.resnet18().state_dict(), path)
     torch.random.set_rng_state(generator_state)
     return path
+
+
+def checkpointed_twin_gradients(plain: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Backpropagate ``x`` through ``plain`` and through a copy with ``checkpoint_encoder`` on; assert
+    the copy gets the same gradients and BatchNorm buffers; return ``plain``'s named gradients."""
+    import copy
+
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.checkpoint_encoder = True
+    for model in (plain, checkpointed):
+        model(x).square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=f"gradient of {name}")
+    for (name, b), c in zip(plain.named_buffers(), checkpointed.buffers(), strict=True):
+        assert torch.equal(c, b), f"buffer {name} differs"
+    return [(name, p.grad) for name, p in plain.named_parameters()]

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from conftest import checkpointed_twin_gradients
 
 from unet.models import ENCODERS, UPSAMPLERS, UNet
 from unet.models.encoders import get_encoder
@@ -340,16 +341,9 @@ def test_decoder_width_for_sizes_a_backbone_unet(monkeypatch, backbones):
 
 
 def test_gradient_checkpointing_of_a_backbone_keeps_outputs_gradients_and_statistics(monkeypatch, backbones):
-    plain = build(monkeypatch, backbones, "resnet18").train()
-    checkpointed = copy.deepcopy(plain)
-    checkpointed.checkpoint_encoder = True
-    x = torch.randn(2, 1, *ODD_SIZE)
-    for model in (plain, checkpointed):
-        model(x).square().mean().backward()
-    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, msg=f"gradient of {name}")
-    for (name, b), c in zip(plain.named_buffers(), checkpointed.buffers(), strict=True):
-        assert torch.equal(c, b), f"buffer {name} differs"
+    checkpointed_twin_gradients(
+        build(monkeypatch, backbones, "resnet18").train(), torch.randn(2, 1, *ODD_SIZE)
+    )
 
 
 def test_maxunpool_on_a_backbone_that_rounds_up_exports_to_pt2_with_dynamic_sizes(tmp_path):
