@@ -119,3 +119,28 @@ def test_efficiency_cancels_the_machine_slowing_down_between_samples():
     assert efficiency(fast, step_flops) == pytest.approx((0.5 + 50 / 1.1 / 95) / 2)
     # A step that is really twice as slow shows half the efficiency whatever the machine did.
     assert efficiency([StepSample(4.0, 50.0)]) / efficiency([StepSample(1.0, 100.0)]) == pytest.approx(0.5)
+
+
+def test_tiled_inference_equals_monais_sliding_window_and_reports_speed_and_memory():
+    """unet-benchmark predict=true's measurement on a small scan: every runner of ours gives MONAI's
+    probabilities (within 1e-4) and class map, with megapixels/s and peak memory for each."""
+    from unet.inference.benchmark import TiledSettings, format_tiled, measure_tiled_inference
+
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, num_classes=2, base_channels=4, depth=2)
+    net.train()
+    with torch.no_grad():  # BatchNorm statistics of its own, so folding them changes the weights
+        net(torch.randn(4, 1, 64, 64) * 2 + 1)
+    settings = TiledSettings(size=200, tile_size=64, batch_size=3, rounds=2)
+    report = measure_tiled_inference(net, settings)
+    rows = {row["runner"]: row for row in report["rows"]}
+    assert list(rows) == [
+        "MONAI sliding_window_inference", "pytorch, as loaded", "pytorch, inference form", "onnxruntime"
+    ]  # fmt: skip
+    assert report["megapixels"] == pytest.approx(0.04)
+    for name, row in rows.items():
+        assert row["megapixels_per_s"] > 0 and row["peak_mb"] >= 0 and row["vs_monai"] > 0, name
+        if name != "MONAI sliding_window_inference":
+            assert row["equal_within_tolerance"] and row["max_probability_difference"] < 1e-4, name
+            assert row["mask_agreement"] > 0.999, name
+    assert "tiles 64, overlap 0.25" in format_tiled(report, settings)

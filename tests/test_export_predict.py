@@ -15,7 +15,9 @@ from unet.export import ExportError, export_checkpoint, read_metadata
 from unet.export.exporters import DEFAULT_SUFFIXES
 from unet.inference import load_predictor, predict_files, predict_probabilities
 from unet.inference.files import collect_inputs
+from unet.inference.tiling import segment_tiled
 from unet.models import UPSAMPLERS
+from unet.profiling import peak_memory_bytes
 from unet.training.module import SegmentationModule
 
 
@@ -166,6 +168,48 @@ def test_flip_tta_of_a_flip_equivariant_model_changes_nothing():
     np.testing.assert_allclose(tta, plain, atol=1e-5)
 
 
+def test_streamed_masks_and_probabilities_equal_the_whole_images_and_tiles_are_normalised_as_cut():
+    """segment_tiled streams rows of tiles; its class map and probabilities are those of the blended
+    image, and normalising each tile as it is cut equals normalising the whole image first."""
+    pixels = np.random.default_rng(3).integers(0, 256, (1, 301, 517), dtype=np.uint8)
+    normalised = (pixels.astype(np.float32) - 100) / 50
+    expected = predict_probabilities(
+        constant_predictor(), normalised, 3, min_size=4, tile_size=64, overlap=0.4
+    )
+    probabilities = np.zeros((3, 301, 517), np.float16)
+    mask = segment_tiled(
+        constant_predictor(), pixels, 3, min_size=4, tile_size=64, overlap=0.4, batch_size=3,
+        prepare=lambda tile: (tile.astype(np.float32) - 100) / 50, probabilities=probabilities,
+    )  # fmt: skip
+    assert mask.shape == (301, 517) and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, expected.argmax(0))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-3)  # float16 storage
+
+
+def test_tiled_memory_grows_with_the_image_by_its_class_map_alone():
+    """Doubling a scan's side (1536 -> 3072) adds about the class map's byte per pixel to the peak:
+    probabilities are held for one band of tiles. Blending the whole image would add over 12."""
+
+    def pointwise(tiles: np.ndarray) -> np.ndarray:
+        return np.concatenate([tiles, -tiles], axis=1)
+
+    peaks = {}
+    for side in (1536, 3072):
+        image = np.full((1, side, side), 7, np.uint8)  # written: its pages are resident before measuring
+
+        def segment(image=image) -> np.ndarray:
+            return segment_tiled(
+                pointwise, image, 2, 1, tile_size=128, batch_size=8, prepare=lambda t: t.astype(np.float32)
+            )
+
+        assert segment().shape == (side, side)
+        peaks[side] = peak_memory_bytes(segment, "cpu")  # resident memory: numpy's and torch's alike
+    added = 3072**2 - 1536**2
+    assert peaks[3072] - peaks[1536] < 2.5 * added, (
+        f"{(peaks[3072] - peaks[1536]) / added:.1f} bytes per added pixel"
+    )
+
+
 @pytest.fixture
 def images(tmp_path) -> Path:
     folder = tmp_path / "images"
@@ -188,7 +232,13 @@ def test_predict_writes_mask_overlay_and_probabilities_for_any_size(checkpoints,
         with Image.open(out / f"{stem}_overlay.png") as overlay:
             assert overlay.size == size and overlay.mode == "RGB"
         probabilities = np.load(out / f"{stem}_probs.npy")
-        assert probabilities.shape == (3, size[1], size[0])
+        assert probabilities.shape == (3, size[1], size[0]) and probabilities.dtype == np.float16
+        np.testing.assert_allclose(probabilities.astype(np.float32).sum(0), 1.0, atol=3e-3)
+        with Image.open(out / f"{stem}_mask.png") as mask:  # float16 storage may flip near-ties only
+            assert (np.asarray(mask) == probabilities.argmax(0)).mean() > 0.99
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    assert summary["megapixels"] == pytest.approx((150 * 233 + 40 * 30) / 1e6)
+    assert summary["megapixels_per_s"] > 0 and summary["peak_memory_mb"] > 0
     with pytest.raises(FileExistsError):
         predict_files(predictor, inputs, tmp_path / "out", **options)
 

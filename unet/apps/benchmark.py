@@ -1,4 +1,6 @@
-"""``unet-benchmark``: how fast each upsampling method (and each peer network) trains and infers here.
+"""``unet-benchmark``: how fast each upsampling method (and each peer network) trains and infers here;
+with ``predict=true``, tiled inference of a large image against MONAI's (:mod:`unet.inference.benchmark`);
+with ``time_to_quality=true``, how long training recipes take to reach a score (:mod:`unet.compare.race`).
 
 All arguments are Hydra overrides of ``configs/benchmark.yaml``, e.g. ``unet-benchmark peers=true levers=true``.
 The measuring is :mod:`unet.profiling`; this app builds its inputs from the config and writes the report.
@@ -8,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.runs import hydra_app
+from unet.apps.runs import hydra_app, report_and_exit
+from unet.compare.race import RaceError, RaceSettings, format_race, run_race
+from unet.inference.benchmark import TiledSettings, format_tiled, measure_tiled_inference
 from unet.models import UPSAMPLERS
 from unet.profiling import BenchmarkSettings, format_report, run_benchmark
+from unet.profiling.machine import cpu_flags, machine_name
 from unet.utils.files import write_json
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
@@ -30,6 +36,12 @@ SETTINGS_KEYS = [
 def main(cfg: DictConfig) -> None:
     """Measure, print the tables and write the JSON report (``json``, by default into the run directory)."""
     apply_runtime(cfg.runtime)
+    if cfg.time_to_quality:
+        race(cfg)
+        return
+    if cfg.predict:
+        tiled(cfg)
+        return
     settings = BenchmarkSettings(
         **OmegaConf.to_container(OmegaConf.masked_copy(cfg, SETTINGS_KEYS), resolve=True),
         reuse_freed_memory=cfg.runtime.reuse_freed_memory,
@@ -42,6 +54,44 @@ def main(cfg: DictConfig) -> None:
         print(format_report(report))
     if cfg.json:
         print(f"written to {write_json(cfg.json, report)}")
+
+
+def tiled(cfg: DictConfig) -> None:
+    """``predict=true``: tiled inference of one large image, ours against MONAI's; prints and writes the JSON."""
+    settings = TiledSettings(
+        **OmegaConf.to_container(cfg.tiled, resolve=True),
+        in_channels=cfg.in_channels,
+        num_classes=cfg.num_classes,
+    )
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    net = instantiate(
+        cfg.net,
+        upsample=(cfg.methods or ["bilinear"])[0],
+        in_channels=cfg.in_channels,
+        num_classes=cfg.num_classes,
+    )
+    report = {
+        "machine": machine_name(device),
+        "cpu_flags": cpu_flags(),
+        **measure_tiled_inference(net, settings, device),
+    }
+    with terminal_tables():
+        print(f"{report['machine']} ({report['cpu_flags']})\n{format_tiled(report, settings)}")
+    if cfg.json:
+        print(f"written to {write_json(cfg.json, report)}")
+
+
+def race(cfg: DictConfig) -> None:
+    """``time_to_quality=true``: race the contenders, print the table; the figure and JSON go to the run directory."""
+    settings = RaceSettings(**OmegaConf.to_container(cfg.race, resolve=True))
+    try:
+        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        report = run_race(settings, cfg.paths.output_dir, device)
+    except RaceError as error:
+        report_and_exit(error)
+    with terminal_tables():
+        print(format_race(report))
+    print(f"written to {cfg.paths.output_dir}/time_to_quality.json and time_to_quality.png")
 
 
 if __name__ == "__main__":

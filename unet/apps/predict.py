@@ -19,7 +19,7 @@ from unet.inference.files import collect_inputs
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
     summary = predict_files(
-        load_predictor(cfg.model, cfg.device),
+        load_predictor(cfg.model, cfg.device, cfg.memory_format),
         collect_inputs(str(cfg.input)),
         cfg.output,
         tile_size=cfg.tile_size,
@@ -31,7 +31,8 @@ def main(cfg: DictConfig) -> None:
     )
     print(
         f"segmented {summary['images']} image(s) in {summary['seconds']:.1f} s "
-        f"({summary['images_per_s']:.2f} images/s) into {cfg.output}"
+        f"({summary['images_per_s']:.2f} images/s, {summary['megapixels_per_s']:.2f} megapixels/s; "
+        f"peak memory {summary['peak_memory_mb']:,.0f} MB) into {cfg.output}"
     )
     failed = summary["failed"]
     if failed:

@@ -102,6 +102,27 @@ def plot_bars(rows: Sequence[Mapping[str, Any]], metric: str, path: Path) -> Pat
     return _save(figure, path)
 
 
+def plot_time_to_quality(
+    curves: Mapping[str, Sequence[Mapping[str, float]]], summary: Mapping[str, Any], metric: str, path: Path
+) -> Path:
+    """Score against training minutes per contender, the target as a line, each time to target marked."""
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    for (name, curve), colour in zip(curves.items(), _colours(len(curves)), strict=True):
+        minutes = [point["seconds"] / 60 for point in curve]
+        axes.plot(minutes, [point["score"] for point in curve], color=colour, marker=".", label=name)
+        reached = summary["contenders"][name]["time_to_target_s"]
+        if reached is not None:
+            axes.axvline(reached / 60, color=colour, linestyle=":", alpha=0.8)
+    axes.axhline(summary["target"], color="0.3", linestyle="--", label=f"target {summary['target']:.4f}")
+    axes.set(
+        xlabel="training time (minutes)", ylabel=metric, title=f"{metric} on held-out data over training time"
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
 def _as_rgb(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)``, ``(1, H, W)`` or ``(H, W)`` uint8 to an ``(H, W, 3)`` array for ``imshow``."""
     image = image.detach().cpu()

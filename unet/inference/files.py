@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,13 @@ from tqdm import tqdm
 
 from unet.data.io import IMAGE_EXTENSIONS, read_image
 from unet.inference.predictors import Predictor
-from unet.inference.tiling import predict_probabilities
+from unet.inference.tiling import segment_tiled
+from unet.utils.files import atomic_write
+from unet.utils.runtime import peak_resident_bytes
 from unet.utils.visualize import colourize
+
+# Rows of the overlay made at once (see overlay).
+OVERLAY_BAND_ROWS = 1024
 
 
 def collect_inputs(spec: str) -> list[Path]:
@@ -66,14 +73,85 @@ def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilit
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, ignore_index: int | None, alpha: float = 0.45) -> np.ndarray:
-    """The image ``(H, W, C)`` in gray/RGB with the class colours blended over it: ``(H, W, 3)`` uint8."""
-    base = image.astype(np.float32)
-    if image.dtype != np.uint8:
-        base = base * 255.0
-    base = np.repeat(base, 3, axis=2) if base.shape[2] == 1 else base[..., :3]
-    colours = colourize(torch.from_numpy(mask), ignore_index).permute(1, 2, 0).numpy().astype(np.float32)
-    blended = np.where(mask[..., None] > 0, (1 - alpha) * base + alpha * colours, base)
-    return blended.clip(0, 255).round().astype(np.uint8)
+    """The image ``(H, W, C)`` in gray/RGB with the class colours blended over it: ``(H, W, 3)`` uint8.
+
+    Made in bands of rows: its float intermediates would otherwise take 24 bytes per pixel of a large scan.
+    """
+    result = np.empty((*mask.shape, 3), np.uint8)
+    for top in range(0, mask.shape[0], OVERLAY_BAND_ROWS):
+        rows = slice(top, top + OVERLAY_BAND_ROWS)
+        base = image[rows].astype(np.float32)
+        if image.dtype != np.uint8:
+            base = base * 255.0
+        base = np.repeat(base, 3, axis=2) if base.shape[2] == 1 else base[..., :3]
+        band = mask[rows]
+        colours = colourize(torch.from_numpy(band), ignore_index).permute(1, 2, 0).numpy().astype(np.float32)
+        blended = np.where(band[..., None] > 0, (1 - alpha) * base + alpha * colours, base)
+        result[rows] = blended.clip(0, 255).round()
+    return result
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """Write ``array`` as a PNG atomically: a run stopped mid-write leaves no truncated file behind."""
+    with atomic_write(path, "wb") as file:
+        Image.fromarray(array).save(file, format="PNG")
+
+
+@contextmanager
+def probabilities_file(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """A float16 ``.npy`` array of ``shape`` mapped from disk (a large image's probabilities need not fit
+    in memory), published at ``path`` only when the block completes."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=shape)
+    try:
+        yield array
+        array.flush()
+        del array
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def segment_file(
+    predictor: Predictor,
+    path: Path,
+    output_dir: Path,
+    tile_size: int,
+    overlap: float,
+    tta: bool,
+    save_probabilities: bool,
+    batch_size: int,
+) -> int:
+    """Segment one image file into its mask, overlay (and probabilities); returns its pixel count.
+
+    The image is normalised tile by tile as the tiles are cut, and the probabilities stream into the
+    class map (or a memory-mapped file), so memory holds the image as read and its outputs, no more.
+    """
+    metadata = predictor.metadata
+    image = read_image(path, metadata["in_channels"])  # (H, W, C)
+    paths = output_paths(path, output_dir, save_probabilities)
+    shape = (metadata["num_classes"], *image.shape[:2])
+    with (
+        probabilities_file(paths["probabilities"], shape)
+        if save_probabilities
+        else nullcontext() as probabilities
+    ):
+        mask = segment_tiled(
+            predictor.logits,
+            image.transpose(2, 0, 1),  # a (C, H, W) view: tiles are cut from the pixels as read
+            metadata["num_classes"],
+            metadata["min_size"],
+            tile_size,
+            overlap,
+            tta,
+            batch_size,
+            prepare=lambda tile: predictor.prepare(tile.transpose(1, 2, 0)),
+            probabilities=probabilities,
+        )
+        save_png(mask, paths["mask"])
+        save_png(overlay(image, mask, metadata.get("ignore_index")), paths["overlay"])
+    return mask.size
 
 
 def predict_files(
@@ -93,7 +171,6 @@ def predict_files(
     is listed in ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file
     in a folder of thousands should not cost the rest.
     """
-    metadata = predictor.metadata
     if save_probabilities and predictor.returns_mask:
         raise ValueError(
             f"save_probabilities=true: {predictor.source} returns class indices (exported with outputs=mask), "
@@ -103,36 +180,25 @@ def predict_files(
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)
     failed: list[dict[str, str]] = []
+    pixels = 0
     start = time.perf_counter()
     for path in tqdm(inputs, desc="predict", unit="image"):
         try:
-            image = read_image(path, metadata["in_channels"])
-            probabilities = predict_probabilities(
-                predictor,
-                predictor.prepare(image),
-                metadata["num_classes"],
-                metadata["min_size"],
-                tile_size,
-                overlap,
-                tta,
-                batch_size,
+            pixels += segment_file(
+                predictor, path, output_dir, tile_size, overlap, tta, save_probabilities, batch_size
             )
         except Exception as error:  # noqa: BLE001 -- with skip_errors every failure is listed, none hidden
             if not skip_errors:
                 raise
             failed.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
-            continue
-        mask = probabilities.argmax(axis=0).astype(np.uint8 if metadata["num_classes"] <= 256 else np.uint16)
-        paths = output_paths(path, output_dir, save_probabilities)
-        Image.fromarray(mask).save(paths["mask"])
-        Image.fromarray(overlay(image, mask, metadata.get("ignore_index"))).save(paths["overlay"])
-        if save_probabilities:
-            np.save(paths["probabilities"], probabilities.astype(np.float16))
     seconds = time.perf_counter() - start
     done = len(inputs) - len(failed)
     return {
         "images": done,
         "seconds": seconds,
         "images_per_s": done / seconds if seconds else 0.0,
+        "megapixels": pixels / 1e6,
+        "megapixels_per_s": pixels / 1e6 / seconds if seconds else 0.0,
+        "peak_memory_mb": peak_resident_bytes() / 2**20,
         "failed": failed,
     }

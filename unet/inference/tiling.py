@@ -1,17 +1,14 @@
-"""Class probabilities for an image of any size: padding, overlapping tiles with Gaussian blending, flip TTA."""
+"""Segmenting an image of any size: padding, overlapping tiles with Gaussian blending, flip TTA, streamed
+in rows of tiles so that memory does not grow with the image beyond its class map."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
-
-
-def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    exponent = np.exp(shifted)
-    return exponent / exponent.sum(axis=axis, keepdims=True)
 
 
 def gaussian_weights(height: int, width: int, sigma_scale: float = 0.125) -> np.ndarray:
@@ -44,12 +41,13 @@ def pad_to_minimum(image: np.ndarray, min_size: int) -> tuple[np.ndarray, tuple[
 
 
 def flip_variants(tta: bool) -> list[tuple[int, ...]]:
-    """Axes to flip for test-time augmentation: none, or none + horizontal + vertical + both."""
+    """Axes of a ``(B, C, H, W)`` batch to flip for test-time augmentation: none, or none + horizontal +
+    vertical + both."""
     return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
 
 
-def predict_probabilities(
-    predict: Callable[[np.ndarray], np.ndarray],
+def segment_tiled(
+    predict: Callable[[np.ndarray], np.ndarray | torch.Tensor],
     image: np.ndarray,
     num_classes: int,
     min_size: int,
@@ -57,13 +55,23 @@ def predict_probabilities(
     overlap: float = 0.25,
     tta: bool = False,
     batch_size: int = 4,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+    probabilities: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities ``(K, H, W)`` for a normalised image ``(C, H, W)`` of any size.
+    """The class map ``(H, W)`` (uint8, or uint16 past 256 classes) of an image ``(C, H, W)`` of any size.
 
     An image no larger than ``tile_size`` runs whole (exactly the network's own output); a larger one
-    runs as overlapping tiles whose probabilities are blended with Gaussian weights. Images smaller
-    than ``min_size`` are padded and the result cropped back. An image of more than one batch of
-    tiles shows a progress bar over its tiles (a large scan can take minutes); smaller ones stay quiet.
+    runs as overlapping tiles whose softmax probabilities are blended with Gaussian weights, in rows of
+    tiles: a row of output pixels is final once the tiles below no longer reach it, so only one band of
+    ``tile_size`` rows of probabilities is ever held, whatever the image's size. ``prepare`` turns each
+    tile as sliced from ``image`` into the network's input (e.g. normalisation), so a large image is
+    never held normalised either. Images smaller than ``min_size`` are padded and the result cropped
+    back. ``probabilities`` (``(K, H, W)``, any float dtype, e.g. a memory-mapped ``.npy``) receives the
+    blended probabilities when given. ``predict`` maps tiles ``(B, C, h, w)`` to logits ``(B, K, h, w)``,
+    as an array or as a tensor on any device: blending then runs on that device (a GPU's), in torch's
+    threads, and only finished rows of classes come back. With ``tta``, each tile's probabilities are averaged over its
+    horizontal, vertical and double flips. An image of more than one batch of tiles shows a progress bar
+    over its tiles (a large scan can take minutes); smaller ones stay quiet.
     """
     if tile_size < min_size:
         raise ValueError(f"tile_size {tile_size} is below the network's minimum input size {min_size}")
@@ -71,37 +79,84 @@ def predict_probabilities(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    padded, (height, width) = pad_to_minimum(image.astype(np.float32, copy=False), min_size)
+    prepare = prepare or (lambda tile: tile)
+    padded, (height, width) = pad_to_minimum(image, min_size)
     full_h, full_w = padded.shape[-2:]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
-    windows = [
-        (y, x) for y in tile_starts(full_h, tile_h, overlap) for x in tile_starts(full_w, tile_w, overlap)
-    ]
-    weights = gaussian_weights(tile_h, tile_w) if len(windows) > 1 else np.ones((tile_h, tile_w), np.float32)
-    total = np.zeros((num_classes, full_h, full_w), np.float32)
-    norm = np.zeros((full_h, full_w), np.float32)
-    variants = flip_variants(tta)
-    progress = tqdm(
-        total=len(windows) * len(variants),
-        desc="tiles",
-        unit="tile",
-        leave=False,
-        disable=len(windows) <= batch_size,
+    rows, columns = tile_starts(full_h, tile_h, overlap), tile_starts(full_w, tile_w, overlap)
+    tiled = len(rows) * len(columns) > 1
+    weights = torch.from_numpy(
+        gaussian_weights(tile_h, tile_w) if tiled else np.ones((tile_h, tile_w), np.float32)
     )
-    for flips in variants:
-        view = np.flip(padded, axis=flips) if flips else padded
-        for start in range(0, len(windows), batch_size):
-            chunk = windows[start : start + batch_size]
-            tiles = np.stack([view[:, y : y + tile_h, x : x + tile_w] for y, x in chunk])
-            probabilities = softmax(predict(tiles))
-            if flips:
-                probabilities = np.flip(probabilities, axis=flips)
-            for (y, x), tile in zip(chunk, probabilities, strict=True):
-                # Windows are in flipped coordinates; map them back before accumulating.
-                y0 = full_h - y - tile_h if -2 in flips else y
-                x0 = full_w - x - tile_w if -1 in flips else x
-                total[:, y0 : y0 + tile_h, x0 : x0 + tile_w] += tile * weights
-                norm[y0 : y0 + tile_h, x0 : x0 + tile_w] += weights
-            progress.update(len(chunk))
+    mask = np.empty((height, width), np.uint8 if num_classes <= 256 else np.uint16)
+    # The band of rows [top, top + tile_h): blended probability sums and the weights summed into them,
+    # kept where the logits come out (a GPU's memory for a model on the GPU), made at the first batch.
+    band: dict[str, torch.Tensor] = {}
+    top = 0
+
+    def finish(end: int) -> None:
+        """Rows [top, end) are final: write their classes (and probabilities), drop them from the band."""
+        nonlocal top
+        count = min(end, height) - top
+        if count > 0 and band:
+            blended = band["total"][:, :count, :width] / band["norm"][:count, :width]
+            mask[top : top + count] = blended.argmax(dim=0).to(torch.int32).cpu().numpy()
+            if probabilities is not None:
+                probabilities[:, top : top + count] = blended.cpu().numpy()
+        shift = end - top
+        for buffer in band.values():
+            buffer[..., : tile_h - shift, :] = buffer[..., shift:, :].clone()
+            buffer[..., tile_h - shift :, :] = 0
+        top = end
+
+    flips = flip_variants(tta)
+    progress = tqdm(
+        total=len(rows) * len(columns), desc="tiles", unit="tile", leave=False,
+        disable=len(rows) * len(columns) <= batch_size,
+    )  # fmt: skip
+    with torch.inference_mode():
+        for y in rows:
+            finish(y)  # no tile from this row on reaches above y
+            for start in range(0, len(columns), batch_size):
+                chunk = columns[start : start + batch_size]
+                tiles = np.stack([prepare(padded[:, y : y + tile_h, x : x + tile_w]) for x in chunk])
+                blended = None
+                for axes in flips:
+                    view = np.flip(tiles, axis=axes) if axes else tiles
+                    result = torch.softmax(torch.as_tensor(predict(view)).float(), dim=1)
+                    result = torch.flip(result, dims=axes) if axes else result
+                    blended = result if blended is None else blended + result
+                if not band:
+                    weights = weights.to(blended.device)
+                    band["total"] = blended.new_zeros((num_classes, tile_h, full_w))
+                    band["norm"] = blended.new_zeros((tile_h, full_w))
+                blended *= weights / len(flips)
+                for x, tile in zip(chunk, blended, strict=True):
+                    band["total"][:, :, x : x + tile_w] += tile
+                    band["norm"][:, x : x + tile_w] += weights
+                progress.update(len(chunk))
+        finish(top + tile_h)
     progress.close()
-    return total[:, :height, :width] / norm[:height, :width]
+    return mask
+
+
+def predict_probabilities(
+    predict: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    num_classes: int,
+    min_size: int,
+    **tiling: Any,
+) -> np.ndarray:
+    """Softmax probabilities ``(K, H, W)`` float32 of a normalised image ``(C, H, W)``, tiled and blended
+    as :func:`segment_tiled` does with the same ``tiling`` options (``tile_size``, ``overlap``, ``tta``,
+    ``batch_size``); segment_tiled streams a large image into a class map without holding these."""
+    probabilities = np.empty((num_classes, *image.shape[-2:]), np.float32)
+    segment_tiled(
+        predict,
+        image.astype(np.float32, copy=False),
+        num_classes,
+        min_size,
+        probabilities=probabilities,
+        **tiling,
+    )
+    return probabilities

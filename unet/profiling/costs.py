@@ -10,9 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-import resource
 import statistics
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -27,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from unet.models import UNet
 from unet.models.sizing import count_parameters
 from unet.profiling.timing import efficiency, interleaved_samples, median_seconds
-from unet.utils.runtime import release_freed_memory
+from unet.utils.runtime import peak_resident_bytes, release_freed_memory
 
 # The cost columns of the comparison report, in the order :func:`measure_costs` returns them.
 COST_KEYS = ("params", "upsampler_params", "gflops", "train_images_per_s", "latency_ms", "peak_memory_mb")
@@ -175,10 +173,9 @@ def _resident_bytes() -> int:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        # ru_maxrss is a high-water mark (kilobytes on Linux, bytes on macOS): it only sees a call
-        # whose peak exceeds every earlier one, so this fallback can under-report.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+        # A high-water mark: it only sees a call whose peak exceeds every earlier one, so this
+        # fallback can under-report.
+        return peak_resident_bytes()
 
 
 def _peak_cuda_bytes(fn: Callable[[], Any], device: torch.device) -> int:

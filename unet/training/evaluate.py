@@ -7,9 +7,12 @@ Writes ``eval.json`` (the split's scores) and ``per_image.csv`` (each image's ow
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -20,6 +23,7 @@ from unet.models.networks import network_name
 from unet.planning import reading_datamodule, without_plan
 from unet.training.checkpoint import check_fits_data, module_from_checkpoint, training_data_config
 from unet.training.metrics import metric_key
+from unet.training.run import quiet_lightning_notices
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
 
@@ -55,6 +59,42 @@ def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:
     if requested == "test" and not datamodule.has_test:
         raise ValueError("split=test was asked for but the data has no test split")
     return requested
+
+
+def score_checkpoints(paths: Sequence[str | Path], split: str = "auto") -> tuple[str, list[dict[str, float]]]:
+    """Score checkpoints of one training run on one split of its training data (the test split when
+    there is one): returns the split and each checkpoint's metrics, keyed ``<split>/<name>``.
+
+    The data is read once, from the first checkpoint; scoring runs in fp32 on one process, without the
+    per-image table: this is for many snapshots of a run, as ``unet-eval`` is for one checkpoint.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to score")
+    module, checkpoint = module_from_checkpoint(paths[0])
+    normalization = {"mean": list(module.hparams.mean), "std": list(module.hparams.std)}
+    datamodule = reading_datamodule(training_data_config(checkpoint, paths[0]), **normalization)
+    split = choose_split(split, datamodule)
+    datamodule.setup("test" if split == "test" else "validate")
+    loader = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader}.get(
+        split, datamodule.test_dataloader
+    )()
+    quiet_lightning_notices()
+    trainer = L.Trainer(
+        accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        devices=1,
+        precision="32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    results = []
+    for path in paths:
+        if path != paths[0]:
+            module, _ = module_from_checkpoint(path)
+        raw = trainer.test(module, dataloaders=loader, verbose=False)[0]
+        results.append({key.replace("test/", f"{split}/", 1): float(value) for key, value in raw.items()})
+    return split, results
 
 
 def format_table(metrics: dict[str, float], class_names: list[str], split: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+import resource
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,3 +56,9 @@ def apply_runtime(runtime: Mapping[str, Any] | None) -> None:
     """
     runtime = runtime or {}
     reuse_freed_memory(bool(runtime.get("reuse_freed_memory", True)))
+
+
+def peak_resident_bytes() -> int:
+    """The process's peak resident memory so far (``ru_maxrss``: kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
