@@ -18,6 +18,7 @@ from unet.inference.files import collect_inputs
 from unet.inference.tiling import segment_tiled
 from unet.models import UPSAMPLERS
 from unet.profiling import peak_memory_bytes
+from unet.training.checkpoint import module_from_checkpoint
 from unet.training.module import SegmentationModule
 
 
@@ -208,6 +209,22 @@ def test_tiled_memory_grows_with_the_image_by_its_class_map_alone():
     assert peaks[3072] - peaks[1536] < 2.5 * added, (
         f"{(peaks[3072] - peaks[1536]) / added:.1f} bytes per added pixel"
     )
+
+
+def test_checkpoints_run_folded_in_either_memory_layout_with_the_same_logits(checkpoints):
+    """unet-predict's inference form: conv-BatchNorm folded, contiguous or channels-last, or auto (the
+    faster on the first batch, kept after it): the logits of the checkpoint's own network every time."""
+    images = np.random.default_rng(4).standard_normal((2, 1, 40, 56)).astype(np.float32)
+    module, _ = module_from_checkpoint(checkpoints["pixelshuffle"])
+    with torch.no_grad():
+        expected = module.net(torch.from_numpy(images)).numpy()
+    for memory_format in ("contiguous", "channels_last", "auto"):
+        predictor = load_predictor(checkpoints["pixelshuffle"], memory_format=memory_format)
+        np.testing.assert_allclose(predictor(images), expected, atol=1e-4)
+        np.testing.assert_allclose(predictor(images), expected, atol=1e-4)  # after auto has chosen
+        assert predictor.run.memory_format in ("contiguous", "channels_last")
+    with pytest.raises(ValueError, match="memory_format must be one of auto, contiguous, channels_last"):
+        load_predictor(checkpoints["pixelshuffle"], memory_format="nhwc")
 
 
 @pytest.fixture

@@ -132,12 +132,9 @@ class TorchRunner:
         one is kept for every later batch."""
         channels_last = copy.deepcopy(self.model).to(memory_format=torch.channels_last)
         last_inputs = inputs.contiguous(memory_format=torch.channels_last)
-        # Warm-up: on a GPU at full size (kernel choice per shape, cheap there), on a CPU a corner.
-        warm = (
-            (slice(None),)
-            if self.device.startswith("cuda")
-            else (slice(0, 1), slice(None), slice(0, 32), slice(0, 32))
-        )
+        # Warm-up (thread pools, kernel choice per shape): the whole batch on a GPU, where it is cheap;
+        # one image of it on a CPU (any smaller crop could be below the network's minimum size).
+        warm = slice(None) if self.device.startswith("cuda") else slice(0, 1)
         self.model(inputs[warm])
         channels_last(last_inputs[warm])
         start = time.perf_counter()
