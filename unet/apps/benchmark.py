@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,7 +18,7 @@ from unet.compare.race import RaceError, RaceSettings, format_race, run_race
 from unet.inference.benchmark import TiledSettings, format_tiled, measure_tiled_inference
 from unet.models import UPSAMPLERS
 from unet.profiling import BenchmarkSettings, format_report, run_benchmark
-from unet.profiling.machine import cpu_flags, machine_name
+from unet.profiling.machine import cpu_flags, default_device, machine_name
 from unet.utils.files import write_json
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
@@ -63,7 +62,7 @@ def tiled(cfg: DictConfig) -> None:
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
     )
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(cfg.device)
     net = instantiate(
         cfg.net,
         upsample=(cfg.methods or ["bilinear"])[0],
@@ -85,7 +84,7 @@ def race(cfg: DictConfig) -> None:
     """``time_to_quality=true``: race the contenders, print the table; the figure and JSON go to the run directory."""
     settings = RaceSettings(**OmegaConf.to_container(cfg.race, resolve=True))
     try:
-        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(cfg.device)
         report = run_race(settings, cfg.paths.output_dir, device)
     except RaceError as error:
         report_and_exit(error)

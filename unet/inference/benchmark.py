@@ -28,6 +28,7 @@ from unet.inference.predictors import Predictor, TorchRunner, onnx_runner
 from unet.inference.tiling import segment_tiled
 from unet.profiling.costs import peak_memory_bytes
 from unet.utils.extras import requires_extra
+from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,6 @@ def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: s
 
 def format_tiled(report: Mapping[str, Any], settings: TiledSettings) -> str:
     """The tiled-inference table."""
-    from unet.utils.tables import text_table
-
     columns = [
         ("runner", "runner", "{}"),
         ("seconds", "seconds", "{:.1f}"),

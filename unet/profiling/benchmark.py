@@ -29,7 +29,7 @@ from unet.profiling.costs import (
 )
 from unet.profiling.data import data_throughput, synthetic_datamodule
 from unet.profiling.levers import LAYOUTS, latency_s, measure_levers
-from unet.profiling.machine import cpu_flags, cpu_model, machine_name
+from unet.profiling.machine import cpu_flags, cpu_model, default_device, machine_name
 from unet.profiling.scaling import SCALING_SIZES, measure_scaling
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
 from unet.utils.tables import text_table
@@ -168,7 +168,7 @@ def run_benchmark(
     the data delivery is timed with. Freed-memory reuse is the caller's process setting
     (``settings.reuse_freed_memory`` says which it is).
     """
-    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(default_device(settings.device))
     torch.manual_seed(0)
     methods = list(settings.methods or nets)
     unknown = [method for method in methods if method not in nets]

@@ -28,6 +28,11 @@ def cpu_model() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
+def default_device(requested: str | None = None) -> str:
+    """The device a measurement runs on: the one asked for, else ``cuda`` when present, else ``cpu``."""
+    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def machine_name(device: str) -> str:
     """The processor that runs the steps: the GPU's name, else the CPU model and torch's thread count."""
     if device == "cuda":

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -80,7 +79,7 @@ def score_checkpoints(paths: Sequence[str | Path], split: str = "auto") -> tuple
     )()
     quiet_lightning_notices()
     trainer = L.Trainer(
-        accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        accelerator="auto",
         devices=1,
         precision="32-true",
         logger=False,
