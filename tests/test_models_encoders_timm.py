@@ -17,6 +17,7 @@ from conftest import TINY_RUN, checkpointed_twin_gradients
 from unet.models import UPSAMPLERS, UNet
 from unet.models.encoders import get_encoder
 from unet.models.encoders.torchvision import EncoderWeightsError
+from unet.utils.extras import MissingExtraError
 
 timm = pytest.importorskip("timm", reason='timm encoders need the timm extra: pip install "unet[timm]"')
 
@@ -66,7 +67,7 @@ def test_timm_names_resolve_and_unknown_names_say_what_to_do():
 def test_without_timm_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # what `import timm` finds when it is not installed
     with pytest.raises(
-        ValueError, match=r'^model.encoder=timm-resnet18 needs timm, .*pip install "unet\[timm\]"'
+        MissingExtraError, match=r'^model.encoder=timm-resnet18 needs timm, .*pip install "unet\[timm\]"'
     ):
         UNet(encoder="timm-resnet18")
 

@@ -28,5 +28,7 @@ def test_channels_last_module_computes_the_same_and_its_checkpoint_loads_anywher
 
 
 def test_unknown_memory_format_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown memory_format 'nhwc'; valid: contiguous, channels_last"):
+    with pytest.raises(
+        ValueError, match="model.memory_format='nhwc': expected one of contiguous, channels_last"
+    ):
         SegmentationModule(**SMALL, memory_format="nhwc")

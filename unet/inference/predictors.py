@@ -31,7 +31,9 @@ from unet.training.checkpoint import (
     non_finite_tensor,
     wrong_kind,
 )
+from unet.utils.errors import ConfigError
 from unet.utils.extras import requires_extra
+from unet.utils.layouts import MEMORY_FORMATS
 from unet.utils.normalization import channel_tensor
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ class Predictor:
         return np.where(outputs[:, None] == classes, 0.0, -np.inf).astype(np.float32)
 
 
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+# The layouts a predictor takes: ``auto`` times the first batch in each of MEMORY_FORMATS.
+PREDICT_MEMORY_FORMATS = ("auto", *MEMORY_FORMATS)
 
 
 class TorchRunner:
@@ -108,10 +111,7 @@ class TorchRunner:
     def __init__(
         self, model: torch.nn.Module, device: str, optimise: bool = False, memory_format: str = "contiguous"
     ) -> None:
-        if memory_format not in MEMORY_FORMATS:
-            raise ValueError(
-                f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
-            )
+        check_memory_format(memory_format)
         self.model = (fold_batch_norms(model) if optimise else model).to(device)
         self.device = device
         self.memory_format = memory_format
@@ -285,8 +285,7 @@ def load_predictor(path: str | Path, device: str = "cpu", memory_format: str = "
     ``.pt`` TorchScript/weights export. ``memory_format`` (``auto``: the faster here, timed on the first
     batch; ``contiguous``; ``channels_last``) applies to the networks rebuilt from weights (checkpoints
     and weights exports); the other forms run as they were exported."""
-    if memory_format not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
+    check_memory_format(memory_format)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
@@ -296,3 +295,11 @@ def load_predictor(path: str | Path, device: str = "cpu", memory_format: str = "
             f"cannot tell the model format of {path}: expected one of {', '.join(sorted(LOADERS))}"
         )
     return loader(path, device, memory_format)
+
+
+def check_memory_format(memory_format: str) -> None:
+    """Refuse a layout a predictor cannot run, in one line naming the key."""
+    if memory_format not in PREDICT_MEMORY_FORMATS:
+        raise ConfigError(
+            f"memory_format={memory_format!r}: expected one of {', '.join(PREDICT_MEMORY_FORMATS)}"
+        )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-BASELINES_HINT = 'pip install -e ".[baselines]"'
+from unet.utils.extras import MissingExtraError, install_hint
 
 
 def monai_basicunet(
@@ -23,7 +23,7 @@ def monai_basicunet(
     try:
         from monai.networks.nets import BasicUNet
     except ImportError as error:
-        raise ImportError(f"monai_basicunet needs MONAI: {BASELINES_HINT}") from error
+        raise MissingExtraError(f"monai_basicunet needs MONAI: {install_hint('baselines')}") from error
     net = BasicUNet(
         spatial_dims=2, in_channels=in_channels, out_channels=num_classes, features=tuple(features)
     )
@@ -38,7 +38,9 @@ def smp_unet(
     try:
         import segmentation_models_pytorch as smp
     except ImportError as error:
-        raise ImportError(f"smp_unet needs segmentation_models_pytorch: {BASELINES_HINT}") from error
+        raise MissingExtraError(
+            f"smp_unet needs segmentation_models_pytorch: {install_hint('baselines')}"
+        ) from error
     net = smp.Unet(encoder, encoder_weights=encoder_weights, in_channels=in_channels, classes=num_classes)
     net.min_size = 32  # the encoder downsamples five times
     return net

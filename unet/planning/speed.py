@@ -24,10 +24,10 @@ from unet.profiling.costs import InputSpec, training_step
 from unet.profiling.machine import cpu_flags, machine_name
 from unet.profiling.timing import median_seconds
 from unet.utils.files import write_json
+from unet.utils.layouts import MEMORY_FORMATS
 
 SPEED_FORMAT = 2
 PRECISIONS = ("32-true", "bf16-mixed")
-MEMORY_FORMATS = ("contiguous", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class StepTiming:
     num_classes: int
     device: str
     precisions: tuple[str, ...] = PRECISIONS
-    layouts: tuple[str, ...] = MEMORY_FORMATS
+    layouts: tuple[str, ...] = tuple(MEMORY_FORMATS)
 
     def spec(self) -> InputSpec:
         channels = int(self.network["in_channels"])

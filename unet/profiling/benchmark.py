@@ -28,10 +28,11 @@ from unet.profiling.costs import (
     training_step,
 )
 from unet.profiling.data import data_throughput, synthetic_datamodule
-from unet.profiling.levers import LAYOUTS, latency_s, measure_levers
+from unet.profiling.levers import latency_s, measure_levers
 from unet.profiling.machine import cpu_flags, cpu_model, default_device, machine_name
 from unet.profiling.scaling import SCALING_SIZES, measure_scaling
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
+from unet.utils.layouts import MEMORY_FORMATS
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _training_samples(
     steps = {
         (name, layout): training_step(model, settings.spec, device=device, channels_last=layout == "channels_last")
         for name, model in built.items()
-        for layout in LAYOUTS
+        for layout in MEMORY_FORMATS
     }  # fmt: skip
     return interleaved_samples(steps, settings.rounds, settings.warmup, device, settings.probe_size, "models")
 
@@ -118,8 +119,8 @@ def _measure_model(
     device: torch.device,
 ) -> dict[str, Any]:
     """Every number of one model, in whichever memory format trains it faster (drift-corrected)."""
-    by_layout = {layout: samples[(name, layout)] for layout in LAYOUTS}
-    layout = max(LAYOUTS, key=lambda key: efficiency(by_layout[key]))
+    by_layout = {layout: samples[(name, layout)] for layout in MEMORY_FORMATS}
+    layout = max(MEMORY_FORMATS, key=lambda key: efficiency(by_layout[key]))
     s = settings
     train_flops = training_flops_per_image(model, s.spec)
     step_flops = train_flops * s.batch_size

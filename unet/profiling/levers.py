@@ -16,13 +16,11 @@ from unet.models.fusion import fold_batch_norms
 from unet.profiling.costs import inference_latency, training_step, training_throughput
 from unet.profiling.data import data_throughput, folder_datamodule, synthetic_datamodule, write_png_folder
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
+from unet.utils.layouts import MEMORY_FORMATS
 from unet.utils.runtime import reuse_freed_memory
 
 if TYPE_CHECKING:
     from unet.profiling.benchmark import BenchmarkSettings
-
-# Memory formats every model is trained in; its row reports the faster one.
-LAYOUTS = ("contiguous", "channels_last")
 
 
 def without_inplace_activations(model: nn.Module) -> nn.Module:
@@ -122,7 +120,7 @@ def measure_levers(
             autocast_dtype=torch.bfloat16,
         )
     )  # fmt: skip
-    layouts = {key: samples[(name, key)] for key in LAYOUTS}
+    layouts = {key: samples[(name, key)] for key in MEMORY_FORMATS}
     rows = [
         trained("freed-memory reuse (reuse_freed_memory)", "reuse on", "reuse off"),
         {"lever": "channels_last memory format", "kind": "train",

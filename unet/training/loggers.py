@@ -10,10 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from unet.utils.extras import MissingExtraError, install_hint
+
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
-TRACKING_HINT = 'pip install "unet[tracking]"'
 # Tracking URIs of a server, which keeps its runs' artifacts itself (a path would be this machine's).
 SERVER_SCHEMES = ("http", "https", "databricks")
 
@@ -23,8 +24,8 @@ def require(package: str, option: str) -> None:
     try:
         importlib.import_module(package)
     except ImportError as error:
-        raise ValueError(
-            f"logger={option} needs {package}, which cannot be imported ({error}): {TRACKING_HINT}"
+        raise MissingExtraError(
+            f"logger={option} needs {package}, which cannot be imported ({error}): {install_hint('tracking')}"
         ) from error
 
 

@@ -25,6 +25,7 @@ from unet.evaluation.per_image import Row, image_names
 from unet.models.networks import DEFAULT_NET, build_network, network_config
 from unet.models.unet import check_sizes
 from unet.training.metrics import SplitMetrics
+from unet.utils.layouts import memory_format as torch_memory_format
 
 DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
@@ -38,8 +39,6 @@ VERSION_KEY = "unet_version"
 # Epoch scores are torchmetrics states, already reduced over processes when logged; Lightning cannot
 # tell and recommends `sync_dist=True`, which would only repeat the reduction.
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
-# Layouts of activations and weights (channels_last: NHWC, which some convolution kernels prefer).
-MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def to_plain(value: Any) -> Any:
@@ -130,8 +129,7 @@ class SegmentationModule(L.LightningModule):
         optimizer = dict(to_plain(optimizer) or DEFAULT_OPTIMIZER)
         scheduler = to_plain(scheduler)
         net = dict(to_plain(net) or DEFAULT_NET)
-        if memory_format not in MEMORY_FORMATS:
-            raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
+        layout = torch_memory_format(memory_format)
         if (
             isinstance(freeze_encoder_epochs, bool)
             or not isinstance(freeze_encoder_epochs, int)
@@ -153,7 +151,7 @@ class SegmentationModule(L.LightningModule):
                 f"(unet.models.UNet); {self.hparams.net.get('_target_')} has none"
             )
         self.encoder_frozen = False
-        self.memory_format = MEMORY_FORMATS[memory_format]
+        self.memory_format = layout
         self.net.to(memory_format=self.memory_format)
         if compile:
             self.net.compile()  # in place: the state dict keeps its keys

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from unet.utils.errors import UserError
 
-class MissingExtraError(ModuleNotFoundError):
+
+class MissingExtraError(UserError, ModuleNotFoundError):
     """A package of an extra that is not installed; the message names the extra to install."""
+
+
+def install_hint(extra: str) -> str:
+    """The one way every message tells the user to install an extra."""
+    return f'pip install "unet[{extra}]" (or pip install -e ".[{extra}]" in a checkout)'
 
 
 @contextmanager
@@ -19,6 +26,6 @@ def requires_extra(extra: str) -> Iterator[None]:
     except ModuleNotFoundError as error:
         package = (error.name or "a package").split(".")[0]
         raise MissingExtraError(
-            f'{package} is not installed: pip install "unet[{extra}]" (or pip install -e ".[{extra}]")',
+            f"{package} is not installed: {install_hint(extra)}",
             name=error.name,
         ) from None

@@ -33,9 +33,10 @@ from unet.models.encoders.torchvision import (
     load_backbone_weights,
     read_state_dict,
 )
+from unet.utils.extras import MissingExtraError, install_hint
 
 PREFIX = "timm-"
-INSTALL = 'pip install "unet[timm]"'
+INSTALL = install_hint("timm")
 
 
 def import_timm(encoder: str) -> ModuleType:
@@ -43,7 +44,7 @@ def import_timm(encoder: str) -> ModuleType:
     try:
         import timm
     except ImportError as error:
-        raise ValueError(
+        raise MissingExtraError(
             f"model.encoder={encoder} needs timm, which is not installed: {INSTALL} ({error})"
         ) from None
     return timm
