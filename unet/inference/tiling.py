@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unet.utils.errors import ConfigError
+
 
 def gaussian_weights(height: int, width: int, sigma_scale: float = 0.125) -> np.ndarray:
     """``(H, W)`` weights peaking at the tile centre: tile borders, where context is missing, count least."""
@@ -46,6 +48,74 @@ def flip_variants(tta: bool) -> list[tuple[int, ...]]:
     return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
 
 
+class _BlendBand:
+    """The band of rows ``[top, top + tile_h)`` of a tiled image: blended probability sums and the
+    weights summed into them, kept where the logits come out (a GPU's memory for a model on the GPU).
+    Rows above the next tile row are final: their classes go to ``mask`` (and ``probabilities``)."""
+
+    def __init__(
+        self, mask: np.ndarray, tile: tuple[int, int], full_width: int, weights: torch.Tensor,
+        probabilities: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        self.mask, self.probabilities, self.weights = mask, probabilities, weights
+        self.tile_h, self.tile_w = tile
+        self.full_width = full_width
+        self.top = 0
+        self.total: torch.Tensor | None = None  # (K, tile_h, W), made at the first batch on its device
+        self.norm: torch.Tensor | None = None  # (tile_h, W)
+
+    def add(self, columns: list[int], blended: torch.Tensor) -> None:
+        """Add the probabilities ``(B, K, tile_h, tile_w)`` of the tiles at ``columns`` of the band's top row."""
+        if self.total is None:
+            self.weights = self.weights.to(blended.device)
+            self.total = blended.new_zeros((blended.shape[1], self.tile_h, self.full_width))
+            self.norm = blended.new_zeros((self.tile_h, self.full_width))
+        for x, tile in zip(columns, blended * self.weights, strict=True):
+            self.total[:, :, x : x + self.tile_w] += tile
+            self.norm[:, x : x + self.tile_w] += self.weights
+
+    def finish(self, end: int) -> None:
+        """Rows ``[top, end)`` are final: write their classes (and probabilities), drop them from the band."""
+        height, width = self.mask.shape
+        count = min(end, height) - self.top
+        if count > 0 and self.total is not None:
+            blended = self.total[:, :count, :width] / self.norm[:count, :width]
+            self.mask[self.top : self.top + count] = blended.argmax(dim=0).to(torch.int32).cpu().numpy()
+            if self.probabilities is not None:
+                self.probabilities[:, self.top : self.top + count] = blended.cpu().numpy()
+        shift = end - self.top
+        for buffer in (self.total, self.norm):
+            if buffer is not None:
+                buffer[..., : self.tile_h - shift, :] = buffer[..., shift:, :].clone()
+                buffer[..., self.tile_h - shift :, :] = 0
+        self.top = end
+
+
+def _flip_averaged_probabilities(
+    predict: Callable[[np.ndarray], np.ndarray | torch.Tensor],
+    tiles: np.ndarray,
+    flips: list[tuple[int, ...]],
+) -> torch.Tensor:
+    """Softmax probabilities ``(B, K, h, w)`` of ``tiles`` ``(B, C, h, w)``, averaged over ``flips``."""
+    blended = None
+    for axes in flips:
+        view = np.flip(tiles, axis=axes) if axes else tiles
+        result = torch.softmax(torch.as_tensor(predict(view)).float(), dim=1)
+        result = torch.flip(result, dims=axes) if axes else result
+        blended = result if blended is None else blended + result
+    return blended / len(flips)
+
+
+def check_tiling(tile_size: int, min_size: int, batch_size: int, overlap: float) -> None:
+    """Refuse tiling options that cannot work, naming the key."""
+    if tile_size < min_size:
+        raise ConfigError(f"tile_size={tile_size} is below the network's minimum input size {min_size}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= overlap < 1:
+        raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
+
+
 def segment_tiled(
     predict: Callable[[np.ndarray], np.ndarray | torch.Tensor],
     image: np.ndarray,
@@ -73,12 +143,7 @@ def segment_tiled(
     horizontal, vertical and double flips. An image of more than one batch of tiles shows a progress bar
     over its tiles (a large scan can take minutes); smaller ones stay quiet.
     """
-    if tile_size < min_size:
-        raise ValueError(f"tile_size {tile_size} is below the network's minimum input size {min_size}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    check_tiling(tile_size, min_size, batch_size, overlap)
     prepare = prepare or (lambda tile: tile)
     padded, (height, width) = pad_to_minimum(image, min_size)
     full_h, full_w = padded.shape[-2:]
@@ -89,26 +154,7 @@ def segment_tiled(
         gaussian_weights(tile_h, tile_w) if tiled else np.ones((tile_h, tile_w), np.float32)
     )
     mask = np.empty((height, width), np.uint8 if num_classes <= 256 else np.uint16)
-    # The band of rows [top, top + tile_h): blended probability sums and the weights summed into them,
-    # kept where the logits come out (a GPU's memory for a model on the GPU), made at the first batch.
-    band: dict[str, torch.Tensor] = {}
-    top = 0
-
-    def finish(end: int) -> None:
-        """Rows [top, end) are final: write their classes (and probabilities), drop them from the band."""
-        nonlocal top
-        count = min(end, height) - top
-        if count > 0 and band:
-            blended = band["total"][:, :count, :width] / band["norm"][:count, :width]
-            mask[top : top + count] = blended.argmax(dim=0).to(torch.int32).cpu().numpy()
-            if probabilities is not None:
-                probabilities[:, top : top + count] = blended.cpu().numpy()
-        shift = end - top
-        for buffer in band.values():
-            buffer[..., : tile_h - shift, :] = buffer[..., shift:, :].clone()
-            buffer[..., tile_h - shift :, :] = 0
-        top = end
-
+    band = _BlendBand(mask, (tile_h, tile_w), full_w, weights, probabilities)
     flips = flip_variants(tta)
     progress = tqdm(
         total=len(rows) * len(columns), desc="tiles", unit="tile", leave=False,
@@ -116,26 +162,13 @@ def segment_tiled(
     )  # fmt: skip
     with torch.inference_mode():
         for y in rows:
-            finish(y)  # no tile from this row on reaches above y
+            band.finish(y)  # no tile from this row on reaches above y
             for start in range(0, len(columns), batch_size):
                 chunk = columns[start : start + batch_size]
                 tiles = np.stack([prepare(padded[:, y : y + tile_h, x : x + tile_w]) for x in chunk])
-                blended = None
-                for axes in flips:
-                    view = np.flip(tiles, axis=axes) if axes else tiles
-                    result = torch.softmax(torch.as_tensor(predict(view)).float(), dim=1)
-                    result = torch.flip(result, dims=axes) if axes else result
-                    blended = result if blended is None else blended + result
-                if not band:
-                    weights = weights.to(blended.device)
-                    band["total"] = blended.new_zeros((num_classes, tile_h, full_w))
-                    band["norm"] = blended.new_zeros((tile_h, full_w))
-                blended *= weights / len(flips)
-                for x, tile in zip(chunk, blended, strict=True):
-                    band["total"][:, :, x : x + tile_w] += tile
-                    band["norm"][:, x : x + tile_w] += weights
+                band.add(chunk, _flip_averaged_probabilities(predict, tiles, flips))
                 progress.update(len(chunk))
-        finish(top + tile_h)
+        band.finish(band.top + tile_h)
     progress.close()
     return mask
 
