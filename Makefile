@@ -10,7 +10,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint clean
+.PHONY: setup train test coverage lint clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,16 @@ train: $(STAMP)
 
 # One test process per core (pytest-xdist), each with its share of the threads (tests/conftest.py):
 # the suite's CLI runs spend much of their time importing, which one process cannot overlap.
+# --durations: the 15 slowest tests are shown on every run; a test over 20 s gives its reason ("Slow: ...").
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --durations=15
+
+# The suite under coverage (slower: not what CI runs); the figure is reported in docs/results/tests.md.
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --cov=unet --cov-report=term --cov-report=json:coverage.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.json

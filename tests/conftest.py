@@ -131,3 +131,29 @@ def checkpointed_twin_gradients(plain: torch.nn.Module, x: torch.Tensor) -> list
     for (name, b), c in zip(plain.named_buffers(), checkpointed.buffers(), strict=True):
         assert torch.equal(c, b), f"buffer {name} differs"
     return [(name, p.grad) for name, p in plain.named_parameters()]
+
+
+# A test slower than this on the 2-core reference machine says why in its docstring ("Slow: ...").
+SLOW_TEST_S = 20.0
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """List the tests over SLOW_TEST_S whose docstring gives no reason for being slow (see --durations)."""
+    unexplained = []
+    for report in terminalreporter.stats.get("passed", []):
+        if report.when != "call" or report.duration <= SLOW_TEST_S:
+            continue
+        item_doc = dict(report.user_properties).get("doc") or ""
+        if "Slow:" not in item_doc:
+            unexplained.append(f"{report.duration:6.1f}s {report.nodeid}")
+    if unexplained:
+        terminalreporter.section(f"tests over {SLOW_TEST_S:g} s without a 'Slow:' reason in their docstring")
+        for line in unexplained:
+            terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Carry each test's docstring to its report (the slow-test summary reads it, also under xdist)."""
+    function = getattr(item, "function", None)
+    item.user_properties.append(("doc", (function.__doc__ or "") if function else ""))
