@@ -20,6 +20,18 @@ ALLOWED = {
     "export": {"utils", "models", "training"},
     "inference": {"utils", "models", "data", "profiling", "training", "export"},
     "compare": {"utils", "models", "evaluation", "data", "training", "profiling", "planning"},
+    "benchmarks": {
+        "utils",
+        "models",
+        "evaluation",
+        "data",
+        "profiling",
+        "planning",
+        "training",
+        "export",
+        "inference",
+        "compare",
+    },
     "apps": {
         "utils",
         "models",
@@ -31,6 +43,7 @@ ALLOWED = {
         "export",
         "inference",
         "compare",
+        "benchmarks",
     },
 }
 # Third-party frameworks a layer must not use: the models are plain torch, usable without them.
@@ -61,6 +74,39 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
             f"{path.relative_to(PACKAGE.parent)} imports unet.{layers - ALLOWED[layer]}"
         )
         assert not imported & FORBIDDEN.get(layer, set()), f"{path} imports {imported & FORBIDDEN[layer]}"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every module of ``unet`` and the modules of ``unet`` it imports, at module level or inside a
+    function (``from unet.a import b`` imports ``unet.a`` and, when it is one, the module ``unet.a.b``)."""
+    paths = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in paths.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = {module for module in imported if module in paths and module != name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    """No import circle, even one closed inside a function or under TYPE_CHECKING: a design bug."""
+    graph = module_graph()
+    for start in graph:
+        path_to = {module: [start, module] for module in graph[start]}
+        frontier = list(graph[start])
+        while frontier:
+            module = frontier.pop()
+            assert module != start, f"import circle: {' -> '.join(path_to[module])}"
+            for following in graph[module] - path_to.keys():
+                path_to[following] = [*path_to[module], following]
+                frontier.append(following)
 
 
 def test_every_package_of_unet_has_a_place_in_the_layers():
