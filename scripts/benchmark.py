@@ -1,4 +1,4 @@
-"""Same as `unet-benchmark`: how fast each upsampling method trains and infers. All arguments are Hydra overrides."""
+"""Same as `unet-benchmark`: what this machine does, one benchmark per `mode`. All arguments are Hydra overrides."""
 
 from unet.apps.benchmark import main
 

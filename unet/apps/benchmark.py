@@ -1,24 +1,45 @@
-"""``unet-benchmark``: how fast each upsampling method (and each peer network) trains and infers here;
-with ``predict=true``, tiled inference of a large image against MONAI's (:mod:`unet.inference.benchmark`);
-with ``time_to_quality=true``, how long training recipes take to reach a score (:mod:`unet.compare.race`).
+"""``unet-benchmark``: what this machine does, one benchmark per ``mode`` (:mod:`unet.benchmarks`).
 
-All arguments are Hydra overrides of ``configs/benchmark.yaml``, e.g. ``unet-benchmark peers=true levers=true``.
-The measuring is :mod:`unet.profiling`; this app builds its inputs from the config and writes the report.
+``mode=speed`` (the default): how fast each upsampling method (and with ``peers=true`` each peer
+network) trains and infers; ``mode=levers``: that and each speed lever; ``mode=scaling``: how time
+and memory grow with the image; ``mode=tiled``: tiled inference of a large image against MONAI's;
+``mode=time_to_quality``: how long training recipes take to reach a score.
+
+All arguments are Hydra overrides of ``configs/benchmark.yaml``, e.g. ``unet-benchmark mode=levers peers=true``.
+This app builds each benchmark's inputs from the config, prints its tables and writes its JSON report.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unet.apps.runs import hydra_app, report_and_exit
-from unet.compare.race import RaceError, RaceSettings, format_race, run_race
-from unet.inference.benchmark import TiledSettings, format_tiled, measure_tiled_inference
+from unet.benchmarks import (
+    BenchmarkSettings,
+    RaceError,
+    RaceSettings,
+    TiledSettings,
+    format_levers,
+    format_race,
+    format_scaling,
+    format_speed,
+    format_tiled,
+    run_levers,
+    run_race,
+    run_scaling,
+    run_speed,
+    run_tiled,
+)
+from unet.benchmarks.settings import QUICK
 from unet.models import UPSAMPLERS
-from unet.profiling import BenchmarkSettings, format_report, run_benchmark
-from unet.profiling.machine import cpu_flags, default_device, machine_name
+from unet.profiling.machine import default_device
+from unet.utils.errors import ConfigError
 from unet.utils.files import write_json
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
@@ -29,68 +50,136 @@ SETTINGS_KEYS = [
     for f in dataclasses.fields(BenchmarkSettings)
     if f.name not in ("reuse_freed_memory", "net_options")
 ]
+# Flags of earlier versions, each now a mode: the user who types one is told its new spelling.
+RENAMED_FLAGS = {
+    "predict": "tiled",
+    "time_to_quality": "time_to_quality",
+    "levers": "levers",
+    "scaling": "scaling",
+}
 
 
-@hydra_app("benchmark")
-def main(cfg: DictConfig) -> None:
-    """Measure, print the tables and write the JSON report (``json``, by default into the run directory)."""
-    apply_runtime(cfg.runtime)
-    if cfg.time_to_quality:
-        race(cfg)
-        return
-    if cfg.predict:
-        tiled(cfg)
-        return
-    settings = BenchmarkSettings(
+def benchmark_settings(cfg: DictConfig) -> BenchmarkSettings:
+    """The speed, levers and scaling settings of the config."""
+    return BenchmarkSettings(
         **OmegaConf.to_container(OmegaConf.masked_copy(cfg, SETTINGS_KEYS), resolve=True),
         reuse_freed_memory=cfg.runtime.reuse_freed_memory,
     )
-    # Network builders: called with in_channels and num_classes (see configs/model/net/).
-    nets = {method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)}
-    peers = {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
-    report = run_benchmark(settings, nets, peers, instantiate(cfg.train_transforms) or [])
-    with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
-        print(format_report(report))
+
+
+def nets(cfg: DictConfig) -> dict[str, Callable[..., Any]]:
+    """A builder of the measured U-Net per upsampling method, called with in_channels and num_classes."""
+    return {method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)}
+
+
+def peers(cfg: DictConfig) -> dict[str, Callable[..., Any]]:
+    """A builder per peer network of ``peer_nets`` (see configs/model/net/)."""
+    return {name: instantiate(peer, _partial_=True) for name, peer in cfg.peer_nets.items()}
+
+
+def show(cfg: DictConfig, text: str, report: dict[str, Any]) -> None:
+    """Print the tables (rich on a terminal, plain text in a pipe or log) and write the JSON report."""
+    with terminal_tables():
+        print(text)
     if cfg.json:
         print(f"written to {write_json(cfg.json, report)}")
 
 
+def speed(cfg: DictConfig) -> None:
+    """``mode=speed``: every method (with ``peers=true`` every peer), one row each."""
+    report = run_speed(
+        benchmark_settings(cfg), nets(cfg), peers(cfg), instantiate(cfg.train_transforms) or []
+    )
+    show(cfg, format_speed(report), report)
+
+
+def levers(cfg: DictConfig) -> None:
+    """``mode=levers``: the speed table, then each speed lever on its main model."""
+    report = run_levers(
+        benchmark_settings(cfg), nets(cfg), peers(cfg), instantiate(cfg.train_transforms) or []
+    )
+    show(cfg, format_levers(report), report)
+
+
+def scaling(cfg: DictConfig) -> None:
+    """``mode=scaling``: time and peak memory against the image's side, with and without checkpointing."""
+    report = run_scaling(benchmark_settings(cfg), nets(cfg))
+    show(cfg, format_scaling(report), report)
+
+
 def tiled(cfg: DictConfig) -> None:
-    """``predict=true``: tiled inference of one large image, ours against MONAI's; prints and writes the JSON."""
+    """``mode=tiled``: tiled inference of one large image, ours against MONAI's."""
     settings = TiledSettings(
         **OmegaConf.to_container(cfg.tiled, resolve=True),
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
+        quick=cfg.quick,
     )
-    device = default_device(cfg.device)
     net = instantiate(
         cfg.net,
         upsample=(cfg.methods or ["bilinear"])[0],
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
+        **(QUICK["net_options"] if cfg.quick else {}),
     )
-    report = {
-        "machine": machine_name(device),
-        "cpu_flags": cpu_flags(),
-        **measure_tiled_inference(net, settings, device),
-    }
-    with terminal_tables():
-        print(f"{report['machine']} ({report['cpu_flags']})\n{format_tiled(report, settings)}")
-    if cfg.json:
-        print(f"written to {write_json(cfg.json, report)}")
+    report = run_tiled(net, settings, default_device(cfg.device))
+    show(cfg, format_tiled(report, settings), report)
 
 
-def race(cfg: DictConfig) -> None:
-    """``time_to_quality=true``: race the contenders, print the table; the figure and JSON go to the run directory."""
+def time_to_quality(cfg: DictConfig) -> None:
+    """``mode=time_to_quality``: race the contenders; the figure and JSON go to the run directory."""
     settings = RaceSettings(**OmegaConf.to_container(cfg.race, resolve=True))
     try:
-        device = default_device(cfg.device)
-        report = run_race(settings, cfg.paths.output_dir, device)
+        report = run_race(settings, cfg.paths.output_dir, default_device(cfg.device))
     except RaceError as error:
         report_and_exit(error)
     with terminal_tables():
         print(format_race(report))
     print(f"written to {cfg.paths.output_dir}/time_to_quality.json and time_to_quality.png")
+
+
+# What `mode` selects: each runner measures, prints and writes its report.
+MODES: dict[str, Callable[[DictConfig], None]] = {
+    "speed": speed,
+    "levers": levers,
+    "scaling": scaling,
+    "tiled": tiled,
+    "time_to_quality": time_to_quality,
+}
+
+
+@hydra_app("benchmark")
+def benchmark(cfg: DictConfig) -> None:
+    """Run the benchmark ``mode`` names."""
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode}: no such benchmark; valid modes: {', '.join(MODES)}")
+    apply_runtime(cfg.runtime)
+    MODES[cfg.mode](cfg)
+
+
+def renamed_flag_line(arguments: Sequence[str]) -> str | None:
+    """The line telling a user who typed an earlier version's flag (``predict=true``) its new spelling."""
+    for argument in arguments:
+        key, _, value = argument.lstrip("+~").partition("=")
+        if argument.startswith("-") or key not in RENAMED_FLAGS:
+            continue
+        mode = RENAMED_FLAGS[key]
+        if value.strip().lower() == "true":
+            return f"{key}=true is now mode={mode}"
+        return (
+            f"{argument} is no longer a key: {key}=true is now mode={mode}; valid modes: {', '.join(MODES)}"
+        )
+    return None
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """The ``unet-benchmark`` command: an earlier version's flag is refused by its new name before
+    Hydra would call it an unknown key (or, as ``+key=``, add it and ignore it)."""
+    if cfg is None:
+        renamed = renamed_flag_line(sys.argv[1:])
+        if renamed:
+            report_and_exit(renamed)
+    return benchmark(cfg)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The comparison report's figures: learning curves, a bar chart of the ranking metric, the verdict's
-intervals and rank stability, sample predictions and zoomed crops of where the methods err along class boundaries.
+intervals and rank stability, sample predictions and zoomed crops of where the methods err along class boundaries;
+and the score-over-time curves of a time-to-quality race (:mod:`unet.benchmarks.race`).
 
 Figures are drawn on :class:`~matplotlib.figure.Figure` objects with an Agg canvas, never through
 ``pyplot``: this works without a display and leaves the process-wide matplotlib backend alone.

@@ -5,7 +5,7 @@ Keep freed memory in the process instead of returning it to the system.
 A training step allocates and frees activations of tens of megabytes each. glibc serves blocks that
 large with fresh ``mmap`` pages and unmaps them on ``free``, so every step pays page faults and the
 kernel's zeroing of every page again (reusing them made training 1.10x faster on a 2-core CPU,
-measured by ``unet-benchmark levers=true``). With ``mmap`` off and trimming raised, freed blocks are reused.
+measured by ``unet-benchmark mode=levers``). With ``mmap`` off and trimming raised, freed blocks are reused.
 The process keeps its peak memory instead of shrinking between steps.
 """
 

@@ -2,7 +2,7 @@
 
 A user who trains on large images needs two answers before the first run: how long a step takes at
 their size, and whether it fits in memory, and at what size gradient checkpointing of the encoder
-(``model.net.checkpoint_encoder``) becomes worth its extra forward pass. ``unet-benchmark scaling=true``
+(``model.net.checkpoint_encoder``) becomes worth its extra forward pass. ``unet-benchmark mode=scaling``
 prints this table; on a GPU, sizes past the card's memory are reported as out of memory.
 """
 
@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from unet.benchmarks.settings import SCALING_SIZES, BenchmarkSettings
+from unet.benchmarks.speed import MeasuredNets, machine_line, machine_record, settings_record
 from unet.profiling.costs import InputSpec, inference_latency, peak_memory_bytes, training_step
+from unet.profiling.machine import default_device
 from unet.profiling.timing import median_seconds
+from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
 
-# The sides (pixels) measured by default: each doubles the last, so memory grows about 4x a row.
-SCALING_SIZES = (256, 512, 1024, 2048)
+# The scaling table's measured columns, in order.
+SCALING_COLUMNS = ("train_s", "train_peak_memory_mb", "infer_s", "infer_peak_memory_mb")
 
 
 def _inference_peak_mb(model: nn.Module, spec: InputSpec, device: torch.device) -> float:
@@ -99,3 +103,46 @@ def measure_scaling(
             )
             rows.append({**row, "out_of_memory": False})
     return rows
+
+
+def run_scaling(settings: BenchmarkSettings, nets: Mapping[str, Callable[..., nn.Module]]) -> dict[str, Any]:
+    """The scaling of one model (``scaling_model``: the bilinear one of ``nets``, else the first; see
+    :class:`~unet.benchmarks.speed.MeasuredNets`), as the JSON report ``unet-benchmark`` writes.
+
+    ``settings.scaling_sizes`` are the sides, ``rounds`` and ``warmup`` the timed and untimed steps,
+    ``scaling_bf16`` trains under bf16 autocast.
+    """
+    device = torch.device(default_device(settings.device))
+    torch.manual_seed(0)
+    measured = MeasuredNets(settings, nets)
+    name = measured.main
+    rows = measure_scaling(
+        lambda checkpoint_encoder: measured.build(name, checkpoint_encoder=checkpoint_encoder),
+        settings.scaling_sizes, settings.in_channels, settings.num_classes, device,
+        steps=settings.rounds, warmup=settings.warmup, bf16=settings.scaling_bf16,
+    )  # fmt: skip
+    return {
+        "machine": machine_record(device),
+        "settings": settings_record(settings),
+        "scaling_model": name,
+        "scaling": rows,
+    }
+
+
+def _cell(row: Mapping[str, Any], key: str) -> str:
+    if row["out_of_memory"]:
+        return "out of memory"
+    return "failed" if "error" in row else f"{row[key]:.3f}"
+
+
+def format_scaling(report: Mapping[str, Any]) -> str:
+    """The scaling report as a text table: one row per (size, checkpointing)."""
+    rows = [{**row, **{key: _cell(row, key) for key in SCALING_COLUMNS}} for row in report["scaling"]]
+    formats = dict.fromkeys(["size", "checkpoint_encoder", *SCALING_COLUMNS], "{}")
+    return "\n".join(
+        [
+            machine_line(report),
+            f"scaling ({report['scaling_model']}, batch 1; seconds per step or image, peak memory in MiB):",
+            text_table([(key, key, fmt) for key, fmt in formats.items()], rows),
+        ]
+    )

@@ -1,4 +1,4 @@
-"""unet-benchmark time_to_quality=true: recipes raced for a wall-clock budget, scored on held-out data over time."""
+"""unet-benchmark mode=time_to_quality: recipes raced for a wall-clock budget, scored on held-out data over time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from conftest import TINY_RUN, run_cli
 from PIL import Image
 
-from unet.compare.race import RaceSettings, max_time, summarise, time_to_reach
+from unet.benchmarks import RaceSettings
+from unet.benchmarks.race import max_time, time_to_reach, times_to_target
 
 CURVES = {
     "peer": [{"seconds": 20, "score": 0.5}, {"seconds": 40, "score": 0.7}, {"seconds": 60, "score": 0.8}],
@@ -23,7 +24,7 @@ def test_time_to_target_is_the_first_snapshot_reaching_it_and_the_speedup_is_aga
     # A run whose delivered model (its best checkpoint) scores the target has it at the end at the latest.
     assert time_to_reach(CURVES["slow"], 0.8, delivered=0.81) == 40
     delivered = {"peer": 0.82, "ours": 0.86, "slow": None}
-    summary = summarise(CURVES, delivered, "peer", None)
+    summary = times_to_target(CURVES, delivered, "peer", None)
     assert summary["target"] == 0.82  # what the reference delivered at the end of its budget
     assert summary["contenders"]["peer"]["time_to_target_s"] == 60  # no snapshot reached it: its end
     ours = summary["contenders"]["ours"]
@@ -33,9 +34,11 @@ def test_time_to_target_is_the_first_snapshot_reaching_it_and_the_speedup_is_aga
     assert summary["contenders"]["slow"]["time_to_target_s"] is None
     assert summary["contenders"]["slow"]["speedup_vs_reference"] is None
     # Without a delivered score the reference's last snapshot is the target.
-    assert summarise(CURVES, {}, "peer", None)["target"] == 0.8
+    assert times_to_target(CURVES, {}, "peer", None)["target"] == 0.8
     # A given target: the reference may not reach it either.
-    assert summarise(CURVES, delivered, "peer", 0.9)["contenders"]["ours"]["speedup_vs_reference"] is None
+    assert (
+        times_to_target(CURVES, delivered, "peer", 0.9)["contenders"]["ours"]["speedup_vs_reference"] is None
+    )
 
 
 def test_budgets_are_lightnings_max_time_and_bad_settings_are_refused():
@@ -53,7 +56,7 @@ def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reach
     out = tmp_path / "race"
     result = run_cli(
         "unet-benchmark",
-        "time_to_quality=true",
+        "mode=time_to_quality",
         "~race.contenders.unet",
         "~race.contenders.monai_basicunet",
         '+race.contenders.narrow=["model.net.base_channels=4"]',

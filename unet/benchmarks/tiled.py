@@ -1,5 +1,5 @@
 """Tiled inference on a large image, measured against MONAI's ``sliding_window_inference``
-(``unet-benchmark predict=true``): megapixels per second and peak memory, at equal output.
+(``unet-benchmark mode=tiled``): megapixels per second and peak memory, at equal output.
 
 Both run the same network on the same image with the same tiles, overlap and Gaussian weighting
 (MONAI's ``mode="gaussian", sigma_scale=0.125``), blending softmax probabilities. MONAI gets the whole
@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from unet.benchmarks.settings import TiledSettings
 from unet.inference.predictors import Predictor, TorchRunner, onnx_runner
 from unet.inference.tiling import segment_tiled
 from unet.profiling.costs import peak_memory_bytes
+from unet.profiling.machine import cpu_flags, machine_name
 from unet.utils.extras import requires_extra
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TiledSettings:
-    """The image and tiling measured; see ``predict_*`` in ``configs/benchmark.yaml``."""
-
-    size: int = 2048
-    tile_size: int = 512
-    overlap: float = 0.25
-    batch_size: int = 4
-    in_channels: int = 1
-    num_classes: int = 2
-    onnx: bool = True
-    tolerance: float = 1e-4
-    rounds: int = 3
-    seed: int = 0
 
 
 def synthetic_scan(size: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -180,8 +165,17 @@ def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: s
     }
 
 
+def run_tiled(model: nn.Module, settings: TiledSettings, device: str = "cpu") -> dict[str, Any]:
+    """:func:`measure_tiled_inference` with the machine it ran on, as the JSON report ``unet-benchmark`` writes."""
+    return {
+        "machine": machine_name(device),
+        "cpu_flags": cpu_flags(),
+        **measure_tiled_inference(model, settings, device),
+    }
+
+
 def format_tiled(report: Mapping[str, Any], settings: TiledSettings) -> str:
-    """The tiled-inference table."""
+    """The machine and the tiled-inference table."""
     columns = [
         ("runner", "runner", "{}"),
         ("seconds", "seconds", "{:.1f}"),
@@ -198,4 +192,5 @@ def format_tiled(report: Mapping[str, Any], settings: TiledSettings) -> str:
         f"tiles {settings.tile_size}, overlap {settings.overlap}, Gaussian blending, batch {settings.batch_size}; "
         f"median of {settings.rounds} rounds taken in turn"
     )
-    return f"{head}\n{text_table(columns, report['rows'], rule=True)}"
+    machine = f"{report['machine']} ({report['cpu_flags']})"
+    return f"{machine}\n{head}\n{text_table(columns, report['rows'], rule=True)}"

@@ -1,5 +1,5 @@
 """Time to quality: train recipes for one wall-clock budget, score their weights over time on held-out
-data, and tell how long each needs to reach a target score (``unet-benchmark time_to_quality=true``).
+data, and tell how long each needs to reach a target score (``unet-benchmark mode=time_to_quality``).
 
 What a user feels is not images per second but how long until a model is good. Each contender is a
 list of ``unet-train`` overrides (a preset, a peer network, a candidate recipe) trained in its own
@@ -17,13 +17,15 @@ import logging
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from unet.benchmarks.settings import RaceSettings
 from unet.compare.figures import plot_time_to_quality
 from unet.profiling.machine import cpu_flags, machine_name
 from unet.training.evaluate import score_checkpoints
+from unet.utils.errors import ConfigError
 from unet.utils.files import read_json, write_json
 from unet.utils.tables import text_table
 
@@ -33,38 +35,6 @@ SNAPSHOTS = "snapshots"
 
 class RaceError(RuntimeError):
     """The race has no result: its reference contender failed to train."""
-
-
-@dataclass
-class RaceSettings:
-    """What a race trains and how it scores: see ``race`` in ``configs/benchmark.yaml``."""
-
-    contenders: dict[str, list[str]]
-    reference: str
-    budget_s: float = 600.0
-    every_s: float = 20.0
-    metric: str = "dice/membrane"
-    split: str = "auto"
-    target: float | None = None
-    overrides: list[str] = field(default_factory=list)
-    keep_snapshots: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.contenders:
-            raise ValueError("race.contenders is empty: name at least one recipe (name: [overrides])")
-        if self.reference not in self.contenders:
-            raise ValueError(
-                f"race.reference={self.reference!r} is not a contender; expected one of {sorted(self.contenders)}"
-            )
-        if self.budget_s <= 0 or self.every_s <= 0:
-            raise ValueError(
-                f"race.budget_s and race.every_s must be > 0 seconds, got {self.budget_s} and {self.every_s}"
-            )
-        if self.every_s >= self.budget_s:
-            raise ValueError(
-                f"race.every_s={self.every_s} leaves no curve in race.budget_s={self.budget_s}: "
-                "score more often than once per budget"
-            )
 
 
 def max_time(seconds: float) -> str:
@@ -98,7 +68,7 @@ def score_curve(run_dir: Path, metric: str, split: str) -> tuple[str, list[dict[
     key = f"{split}/{metric}"
     if key not in results[0]:
         names = sorted(k.split("/", 1)[1] for k in results[0] if k.startswith(f"{split}/"))
-        raise ValueError(f"race.metric={metric!r} is not a score of this data; expected one of {names}")
+        raise ConfigError(f"race.metric={metric!r} is not a score of this data; expected one of {names}")
     curve = [
         {"seconds": r["seconds"], "step": r["step"], "score": scores[key]}
         for r, scores in zip(records, results, strict=True)
@@ -117,7 +87,7 @@ def time_to_reach(
     return reached
 
 
-def summarise(
+def times_to_target(
     curves: Mapping[str, Sequence[Mapping[str, float]]],
     delivered: Mapping[str, float | None],
     reference: str,
@@ -210,7 +180,7 @@ def run_race(settings: RaceSettings, output_dir: str | Path, device: str = "cpu"
                  delivered[name], curves[name][-1]["score"])  # fmt: skip
     if settings.reference not in curves:
         raise RaceError(f"the reference contender {settings.reference} failed: {failed[settings.reference]}")
-    summary = summarise(curves, delivered, settings.reference, settings.target)
+    summary = times_to_target(curves, delivered, settings.reference, settings.target)
     report = {
         "machine": machine_name(device),
         "cpu_flags": cpu_flags(),
