@@ -10,7 +10,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test coverage lint clean
+.PHONY: setup train test coverage lint docs clean
 
 setup: $(STAMP)
 
@@ -36,8 +36,13 @@ test: $(STAMP)
 coverage: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --cov=unet --cov-report=term --cov-report=json:coverage.json
 
+# The documentation site into site/ (git-ignored); --strict: a broken link, a missing anchor or a page
+# left out of the nav fails. docs/reference/configuration.md is generated from configs/ first.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.json
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.json site docs/reference/configuration.md
