@@ -155,7 +155,7 @@ def parse(path: Path, configs: Path = CONFIGS) -> ConfigFile:
         if keys[:2] in _SKIPPED or key == "defaults" and not stack:
             skip_deeper_than = indent
             continue
-        if value in ("|", ">") or re.fullmatch(r"[|>][-+0-9]*", value):
+        if re.fullmatch(r"[|>][-+0-9]*", value):  # a block of text: shown by --help, not here
             skip_deeper_than = indent
             value = "(text)"
         elif not value:
