@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unet.data.base import default_num_workers
-from unet.models.fusion import fold_batch_norms
+from unet.models.batchnorm_folding import fold_batch_norms
 from unet.profiling.costs import inference_latency, training_step, training_throughput
 from unet.profiling.data import data_throughput, folder_datamodule, synthetic_datamodule, write_png_folder
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples
