@@ -23,6 +23,7 @@ class ParameterSummary(ModelSummary):
     Lightning would report 0 FLOPs for every layer; ``unet-benchmark`` measures the real costs.
     """
 
+    # Lightning's hook (``ModelSummary.on_fit_start`` calls it by this name), overridden.
     @staticmethod
     def summarize(
         summary_data: list[tuple[str, list[str]]],
