@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from unet.models import UPSAMPLERS, UNet
-from unet.models.fusion import fold_batch_norms
+from unet.models.batchnorm_folding import fold_batch_norms
 
 METHODS = sorted(UPSAMPLERS)
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import TINY_RUN
 
-from unet.training.callbacks import VALIDATION_KEYS, RunSummary, format_duration
+from unet.training.callbacks.run_summary import VALIDATION_KEYS, RunSummary, format_duration
 from unet.training.run import train
 
 
 def test_a_real_run_writes_a_summary_that_adds_up_and_counts_its_steps(compose_config, tmp_path, caplog):
     # 40 samples in batches of 16: a short last batch, so samples are not simply steps x batch size
     cfg = compose_config("train", *TINY_RUN, "data.num_train=40")
-    with caplog.at_level(logging.INFO, logger="unet.training.callbacks"):
+    with caplog.at_level(logging.INFO, logger="unet.training.callbacks.run_summary"):
         metrics = train(cfg)
     summary = json.loads((tmp_path / "run_summary.json").read_text())
 
@@ -98,7 +98,7 @@ def drive_epoch(callback, trainer, clock, batches, data_s, train_s, val_batches,
 @pytest.fixture
 def clock(monkeypatch) -> FakeClock:
     clock = FakeClock()
-    monkeypatch.setattr("unet.training.callbacks.time.perf_counter", clock)
+    monkeypatch.setattr("unet.training.callbacks.run_summary.time.perf_counter", clock)
     return clock
 
 
@@ -125,7 +125,7 @@ def test_the_hooks_split_the_time_into_parts_that_add_up(clock, tmp_path, caplog
             val_data_s=0.25,
             val_s=1.0,
         )
-    with caplog.at_level(logging.INFO, logger="unet.training.callbacks"):
+    with caplog.at_level(logging.INFO, logger="unet.training.callbacks.run_summary"):
         callback.on_fit_end(trainer, None)
 
     summary = json.loads((tmp_path / "run_summary.json").read_text())
@@ -155,7 +155,7 @@ def test_a_run_that_mostly_validates_says_so_and_names_the_keys_that_change_it(c
     drive_epoch(
         callback, trainer, clock, batches=2, data_s=0.0, train_s=1.0, val_batches=6, val_data_s=0.0, val_s=1.0
     )
-    with caplog.at_level(logging.INFO, logger="unet.training.callbacks"):
+    with caplog.at_level(logging.INFO, logger="unet.training.callbacks.run_summary"):
         callback.on_fit_end(trainer, None)
     summary = json.loads((tmp_path / "run_summary.json").read_text())
     assert summary["validation_heavy"]

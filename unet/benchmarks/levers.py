@@ -15,7 +15,7 @@ from torch import nn
 from unet.benchmarks.settings import BenchmarkSettings
 from unet.benchmarks.speed import format_speed, latency_s, measure_speed
 from unet.data.base import default_num_workers
-from unet.models.fusion import fold_batch_norms
+from unet.models.batchnorm_folding import fold_batch_norms
 from unet.profiling.costs import training_step, training_throughput
 from unet.profiling.data import data_throughput, folder_datamodule, synthetic_datamodule, write_png_folder
 from unet.profiling.timing import StepSample, efficiency, images_per_s, interleaved_samples

@@ -8,14 +8,14 @@ One module per concern: :mod:`~unet.compare.plan` (methods, seeds, decoder width
 
 from unet.compare.comparison import run_comparison
 from unet.compare.plan import COMPARE_KEYS, equal_parameter_widths, method_specs, run_overrides
-from unet.compare.report import summarize, write_report
+from unet.compare.report import method_rows, write_report
 
 __all__ = [
     "COMPARE_KEYS",
     "equal_parameter_widths",
+    "method_rows",
     "method_specs",
     "run_comparison",
     "run_overrides",
-    "summarize",
     "write_report",
 ]

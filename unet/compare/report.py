@@ -103,7 +103,7 @@ def _method_row(
     return row
 
 
-def summarize(
+def method_rows(
     records: Sequence[Mapping[str, Any]],
     costs: Mapping[str, Mapping[str, Any]],
     sort_by: str = "val/miou",
@@ -370,7 +370,7 @@ def write_report(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    rows = summarize(records, costs, sort_by)
+    rows = method_rows(records, costs, sort_by)
     methods = [row["method"] for row in rows]
     figures = {
         "miou_curves": plot_curves(records, methods, output_dir / "miou_curves.png", CURVE_METRIC),

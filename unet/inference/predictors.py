@@ -21,7 +21,7 @@ import torch
 
 from unet.data.transforms import normalize_image
 from unet.export.metadata import model_metadata, read_metadata
-from unet.models.fusion import fold_batch_norms
+from unet.models.batchnorm_folding import fold_batch_norms
 from unet.models.networks import build_network
 from unet.training.checkpoint import (
     CheckpointError,

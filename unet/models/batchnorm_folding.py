@@ -1,4 +1,5 @@
-"""Inference-only rewrites of a trained network that keep its outputs and cut its memory traffic."""
+"""BatchNorm folding: an inference-only rewrite of a trained network that keeps its outputs and cuts its
+memory traffic (not the skip-connection fusion of ``model.net.fuse``)."""
 
 from __future__ import annotations
 

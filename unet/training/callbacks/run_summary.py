@@ -1,0 +1,250 @@
+"""``run_summary.json``: where a fit's wall time went (training, validation, data, other) and how much was
+trained, with a warning when validation takes most of it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from unet.utils.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def format_duration(seconds: float) -> str:
+    """``"14 min 32 s"``, ``"2 h 05 min"``, ``"3.2 s"``: as precise as a reader of a run's length needs."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def batch_length(batch: Any) -> int:
+    """The number of samples in a batch: the first dimension of its first tensor (``(images, masks)``)."""
+    while isinstance(batch, list | tuple | dict):
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return int(batch.shape[0]) if hasattr(batch, "shape") else 1
+
+
+# The trainer keys that make validation cheaper, named when validation dominates a run.
+VALIDATION_KEYS = (
+    "trainer.check_val_every_n_epoch",
+    "trainer.val_check_interval",
+    "trainer.limit_val_batches",
+)
+
+
+class RunSummary(L.Callback):
+    """At the end of fit, say where the wall time went and how much was trained; writes ``run_summary.json``.
+
+    On small data sets a full validation can cost more than the epoch it follows, so most of a time
+    budget validates while the log shows only training; this makes that split visible. The fit's wall
+    time (``on_fit_start`` to ``on_fit_end``) is split into
+
+    - ``training``: ``on_train_batch_start`` to ``on_train_batch_end`` (forward, backward, optimizer);
+    - ``validation``: ``on_validation_start`` to ``on_validation_end`` during fit, less its data wait;
+    - ``data``: waiting for the next batch. Lightning fetches a batch before ``on_train_batch_start``,
+      so the gap since the previous batch's end (or the epoch's start) is data loading; the same for
+      validation batches (from ``on_validation_epoch_start``). A gap with a validation or a checkpoint
+      in it is not counted (it lands in ``other``), so this part is never inflated;
+    - ``other``: the rest (checkpoints, the sanity check, epoch hooks, set-up), so the parts add up to
+      the total exactly.
+
+    The totals travel in checkpoints (:meth:`state_dict`), so a resumed run's summary covers the whole
+    run (less the time between its last checkpoint and the interruption). Only rank 0 writes.
+    """
+
+    def __init__(self, path: str, validation_share_warning: float = 0.25) -> None:
+        self.path = Path(path)
+        self.validation_share_warning = validation_share_warning
+        self.totals: dict[str, float] = dict.fromkeys(
+            ("total_s", "training_s", "validation_s", "data_s", "sanity_check_s"), 0.0
+        )
+        self.counts: dict[str, int] = dict.fromkeys(
+            (
+                "training_batches",
+                "training_samples",
+                "validations",
+                "validation_batches",
+                "validation_samples",
+                "fits",
+            ),
+            0,
+        )
+        self._fit_start: float | None = None
+        self._batch_start: float | None = None  # the open training batch
+        self._gap_start: float | None = None  # where the wait for the next batch began; None: not measured
+        self._validation_start: float | None = None
+        self._validation_data = 0.0  # data wait inside the open validation
+        self._sanity_start: float | None = None
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Wall time of the whole run so far, earlier (resumed-from) fits included."""
+        if self._fit_start is None:
+            return self.totals["total_s"]
+        return self.totals["total_s"] + time.perf_counter() - self._fit_start
+
+    def _data_wait(self) -> float:
+        """Seconds since the gap began (0 when it was not a pure wait for data); closes the gap."""
+        waited = 0.0 if self._gap_start is None else time.perf_counter() - self._gap_start
+        self._gap_start = None
+        self.totals["data_s"] += waited
+        return waited
+
+    @staticmethod
+    def _measures(trainer: L.Trainer) -> bool:
+        """Validation hooks count only for fit's own validations (not the sanity check, not ``validate``)."""
+        return trainer.state.fn == "fit" and not trainer.sanity_checking
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+        self.counts["fits"] += 1
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sanity_start = time.perf_counter()
+
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._sanity_start is not None:
+            self.totals["sanity_check_s"] += time.perf_counter() - self._sanity_start
+            self._sanity_start = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._gap_start = time.perf_counter()
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._data_wait()
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.perf_counter()
+        if self._batch_start is not None:
+            self.totals["training_s"] += now - self._batch_start
+        self._batch_start = None
+        self.counts["training_batches"] += 1
+        # every process trains on its own batch: the samples of a step are the batch times the processes
+        self.counts["training_samples"] += batch_length(batch) * trainer.world_size
+        self._gap_start = now
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._measures(trainer):
+            self._gap_start = None  # the training gap around a validation is not a wait for data
+            self._validation_start = time.perf_counter()
+            self._validation_data = 0.0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._measures(trainer):
+            self._gap_start = time.perf_counter()
+
+    def on_validation_batch_start(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._measures(trainer):
+            self._validation_data += self._data_wait()
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._measures(trainer):
+            self.counts["validation_batches"] += 1
+            self.counts["validation_samples"] += batch_length(batch) * trainer.world_size
+            self._gap_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._measures(trainer) or self._validation_start is None:
+            return
+        self.totals["validation_s"] += time.perf_counter() - self._validation_start - self._validation_data
+        self._validation_start = None
+        self._gap_start = None
+        self.counts["validations"] += 1
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._gap_start = None  # a gap with a checkpoint in it is not a pure wait for data
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.totals["total_s"], self._fit_start = self.elapsed(), None  # the run's time stops here
+        stopper = trainer.early_stopping_callback
+        summary = self.summary(
+            optimizer_steps=trainer.global_step,
+            epochs=trainer.current_epoch,
+            stopped_early_at_epoch=(stopper.stopped_epoch or None) if stopper is not None else None,
+        )
+        if trainer.is_global_zero:
+            write_json(self.path, summary)
+            level = logging.WARNING if summary["validation_heavy"] else logging.INFO
+            log.log(level, "%s (%s)", summary["text"], self.path)
+
+    # -- the summary --------------------------------------------------------------------------------
+
+    def summary(
+        self, optimizer_steps: int, epochs: int, stopped_early_at_epoch: int | None = None
+    ) -> dict[str, Any]:
+        """The split of the wall time, the counts, and the one-paragraph text of both (and of an early stop:
+        ``callbacks=early_stopping``)."""
+        total = round(self.elapsed(), 6)
+        parts = {key: round(self.totals[f"{key}_s"], 6) for key in ("training", "validation", "data")}
+        parts["other"] = total - sum(parts.values())
+        shares = {key: round(value / total, 4) if total > 0 else 0.0 for key, value in parts.items()}
+        heavy = shares["validation"] > self.validation_share_warning
+        text = (
+            f"{format_duration(total)}: "
+            + ", ".join(f"{key} {100 * share:.0f} %" for key, share in shares.items())
+            + f"; {optimizer_steps:,} optimizer steps, {self.counts['training_samples']:,} training samples, "
+            f"{self.counts['validations']:,} validations"
+        )
+        if stopped_early_at_epoch is not None:
+            text += f"; stopped early at epoch {stopped_early_at_epoch} (callbacks.early_stopping)"
+        if heavy:
+            text += (
+                f". Validation took {100 * shares['validation']:.0f} % of the run (over "
+                f"{100 * self.validation_share_warning:.0f} %): validate less often or on fewer batches with "
+                + ", ".join(VALIDATION_KEYS)
+            )
+        return {
+            "total_s": total,
+            "parts_s": parts,
+            "shares": shares,
+            "sanity_check_s": round(self.totals["sanity_check_s"], 6),
+            "optimizer_steps": optimizer_steps,
+            "epochs": epochs,
+            **self.counts,
+            "validation_heavy": heavy,
+            "stopped_early_at_epoch": stopped_early_at_epoch,
+            "text": text,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"totals": {**self.totals, "total_s": self.elapsed()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.totals.update(state_dict.get("totals", {}))
+        self.counts.update(state_dict.get("counts", {}))
+        if self._fit_start is not None:  # restored after on_fit_start (some strategies): count this fit too
+            self.counts["fits"] += 1
