@@ -431,6 +431,24 @@ def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
     assert AUTO not in fixed_values(OmegaConf.create(stored)).values()
 
 
+def test_unet_train_composes_its_config_again_with_the_plan(folder, tmp_path):
+    """Inside the Hydra app: the job's overrides and the plan's, composed again; a budget in seconds."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "unet-train", *folder_overrides(folder), "trainer.max_time=90", "augment.crop=64", "trainer=debug",
+        "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    plan = json.loads((run_dir / "plan.json").read_text())
+    planned = {c["key"]: c["value"] for c in plan["choices"] if c["planned"]}
+    assert plan["facts"]["budget_s"] == 90 and stored["trainer"]["max_time"] == 90
+    assert stored["data"]["batch_size"] == planned["data.batch_size"] and "augment.crop" not in planned
+    assert stored["data"]["train_transforms"][0]["height"] == 64  # the typed crop in the planned preset
+    assert AUTO not in fixed_values(OmegaConf.create(stored)).values()
+
+
 def test_unet_plan_prints_every_planned_key_with_a_reason(folder, tmp_path):
     result = run_cli("unet-plan", *folder_overrides(folder), "trainer.max_time=00:00:05:00", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
