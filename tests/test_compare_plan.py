@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from omegaconf import open_dict
 
-from unet.compare import method_specs
-from unet.compare.plan import sweep_commands
+from unet.compare import method_specs, run_overrides
+from unet.compare.plan import plan_comparison, sweep_commands
+from unet.planning import plan_config
 from unet.utils.config import compose_config, override_value
 
 VARIANTS = {"transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}}}
@@ -119,6 +121,40 @@ def test_a_comparison_of_variants_only_runs_no_empty_sweep(tmp_path):
             "train_overrides": []}  # fmt: skip
     (command,) = sweep_commands(plan, tmp_path)
     assert "model.upsample=transposed" in command
+
+
+def test_every_run_of_a_comparison_gets_the_one_training_plan(tmp_path):
+    """The training plan is made once and given to every run as the same overrides (``Plan.overrides()``):
+    each run composes to the planned values with nothing left to plan; a typed ``augment.kind`` goes to
+    the runs as the preset it names (``data/augment=<kind>``)."""
+    from test_configs import write_folder_data
+
+    write_folder_data(tmp_path / "data")
+    arguments = [
+        "methods=[nearest,bilinear]", "seeds=[0]", f"output_dir={tmp_path / 'cmp'}", "data=folder",
+        f"data.root={tmp_path / 'data'}", "data.in_channels=1", "data.mask_mapping={0: 0, 255: 1, 100: 255}",
+        "data.ignore_index=255", "trainer.accelerator=cpu", "model.net.base_channels=8", "trainer.max_time=60",
+        "augment.kind=natural",
+    ]  # fmt: skip
+    cfg = compose_config("compare", arguments, return_hydra_config=True)
+    overrides = run_overrides(cfg.hydra.overrides.task, cfg.hydra.overrides.hydra)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a Hydra app
+    plan = plan_comparison(cfg, overrides, "unet-compare " + " ".join(arguments))
+    planned = {c["key"]: c["value"] for c in plan["training_plan"]["choices"]}
+    assert "data/augment=natural" in plan["train_overrides"]
+    assert "augment.kind=natural" not in plan["train_overrides"]
+    assert plan["compare_config"]["data"]["batch_size"] == planned["data.batch_size"]
+    (sweep,) = sweep_commands(plan, tmp_path / "runs")
+    runs = composed_runs(sweep)
+    assert [run.model.upsample for run in runs] == ["nearest", "bilinear"]
+    for run in runs:
+        assert (
+            run.data.batch_size == planned["data.batch_size"] and run.augment.crop == planned["augment.crop"]
+        )
+        assert run.trainer.precision == planned["trainer.precision"] and run.trainer.max_time == 60
+        assert run.data.train_transforms[0]["_target_"] == "albumentations.RandomScale"  # natural.yaml
+        assert plan_config(run) is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The training plan (``unet.planning``): rules that respond to the data, the budget and the measured speed;
-values typed by the user win; the plan lands in the config, ``plan.json`` and ``unet-plan``'s output."""
+values typed by the user win; the plan lands in the config (composed again with the plan's overrides),
+``plan.json`` and ``unet-plan``'s output."""
 
 from __future__ import annotations
 
@@ -14,12 +15,24 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from unet.data.fingerprint import Fingerprint
-from unet.planning import AUTO, PLANNED_KEYS, PlanInputs, make_plan, plan_config, plan_overrides
-from unet.planning.configure import fixed_values, time_budget_s
-from unet.planning.rules import MIN_EPOCH_STEPS, MIN_PASSES
+from unet.planning import (
+    AUTO,
+    PLANNED_KEYS,
+    RULES,
+    PlanContext,
+    PlanInputs,
+    make_plan,
+    plan_config,
+    planned_config,
+)
+from unet.planning.configure import fixed_values
+from unet.planning.rules import DEFAULT_EPOCHS, MIN_EPOCH_STEPS, MIN_PASSES
 from unet.profiling import write_mitochondria_proxy
-from unet.training.run import train
-from unet.utils.config import compose_config
+from unet.training.module import training_time_budget
+from unet.training.run import build_trainer, train
+from unet.utils.budget import max_time_seconds
+from unet.utils.config import check_override_types, compose_config
+from unet.utils.errors import ConfigError
 
 ALL_AUTO = {key: AUTO for key in PLANNED_KEYS}
 
@@ -196,13 +209,100 @@ def test_a_gpu_plan_is_wider_with_larger_patches():
     assert plan.value("model.net.depth") == 5
 
 
-def test_time_budgets_parse_as_lightning_reads_them():
-    assert time_budget_s("00:00:10:00") == 600
-    assert time_budget_s("01:02:00:30") == 86400 + 7200 + 30
-    assert time_budget_s({"minutes": 5}) == 300
-    assert time_budget_s(None) is None
+def test_time_budgets_are_read_once_into_seconds():
+    assert max_time_seconds("00:00:10:00") == 600
+    assert max_time_seconds("01:02:00:30") == 86400 + 7200 + 30
+    assert max_time_seconds({"minutes": 5}) == 300
+    assert max_time_seconds(90) == 90 and max_time_seconds(2.5) == 2.5
+    assert max_time_seconds(None) is None
     with pytest.raises(ValueError, match="DD:HH:MM:SS"):
-        time_budget_s("10:00")
+        max_time_seconds("10:00")
+
+
+@pytest.mark.parametrize("value", ["10:00", "abc", {"weeks": 1}, {"minutes": "x"}, 0, -5, True, [300]])
+def test_a_bad_time_budget_is_one_config_error_naming_the_key_and_the_forms(value):
+    with pytest.raises(ConfigError, match=r"^trainer\.max_time=.*: expected .*seconds \(300\), DD:HH:MM:SS"):
+        max_time_seconds(value)
+
+
+def test_a_budget_in_seconds_passes_the_command_line_checks():
+    """``trainer.max_time=90`` is seconds, not a type error against Lightning's annotation (str, timedelta,
+    dict); a value of no accepted form is refused before any work."""
+    check_override_types(compose_config("train", ["trainer.max_time=90"]), ["trainer.max_time=90"])
+    with pytest.raises(ConfigError, match="trainer.max_time='1:30'"):
+        check_override_types(
+            compose_config("train", ["trainer.max_time='1:30'"]), ["trainer.max_time='1:30'"]
+        )
+
+
+# --- each rule alone: a function of the context ---------------------------------------------------------
+
+
+def context_for(
+    fp: Fingerprint, fixed=None, budget_s: float | None = 600, device="cpu", rates=None
+) -> PlanContext:
+    """What a rule reads: every key ``auto`` except ``fixed`` (typed, or decided by an earlier rule)."""
+    inputs = PlanInputs(fingerprint=fp, val_images=5, device=device, budget_s=budget_s)
+    return PlanContext(inputs, {**ALL_AUTO, **(fixed or {})}, rates or machine())
+
+
+def test_the_rules_decide_in_the_order_of_the_planned_keys():
+    assert tuple(RULES) == PLANNED_KEYS
+    assert PLANNED_KEYS.index("augment.crop") < PLANNED_KEYS.index("data.batch_size")
+    assert PLANNED_KEYS.index("data.batch_size") < PLANNED_KEYS.index("model.net.norm")
+
+
+def test_epochs_kind_and_width_follow_the_budget_the_channels_and_the_device():
+    fp = fingerprint()
+    assert RULES["trainer.max_epochs"](context_for(fp)) == (-1, "unbounded: the time budget ends the run")
+    assert RULES["trainer.max_epochs"](context_for(fp, budget_s=None))[0] == DEFAULT_EPOCHS
+    assert RULES["augment.kind"](context_for(fp))[0] == "microscopy"
+    assert RULES["augment.kind"](context_for(fingerprint(channels=3)))[0] == "natural"
+    assert RULES["model.net.base_channels"](context_for(fp, device="cuda")) == (
+        32,
+        "on CUDA, 32: more steps in the budget beat a wider network",
+    )
+
+
+def test_depth_fits_the_timed_patch_without_measuring_anything():
+    rates = machine()
+    assert RULES["model.net.depth"](context_for(fingerprint(), rates=rates)) == (
+        4,
+        "4 levels: a 256-pixel patch keeps a bottleneck of 16 pixels (at most 4 levels on CPU)",
+    )
+    assert RULES["model.net.depth"](context_for(fingerprint(), {"augment.crop": 32}, rates=rates))[0] == 3
+    assert rates.timed == []
+
+
+def test_batch_and_norm_read_the_values_decided_before_them():
+    fp = fingerprint()
+    value, reason = RULES["data.batch_size"](context_for(fp, {"augment.crop": 128, "data.train_scale": 1.0}))
+    assert value == 16 and "(128x128 patches)" in reason
+    assert RULES["data.batch_size"](context_for(fp, {"augment.crop": 256, "data.train_scale": 0.5}))[0] == 16
+    assert RULES["model.net.norm"](context_for(fp, {"data.batch_size": 2})) == (
+        "group",
+        "GroupNorm: 2 images per batch are too few for BatchNorm's statistics",
+    )
+    assert RULES["model.net.norm"](context_for(fp, {"data.batch_size": 4}))[0] == "batch"
+
+
+def test_precision_rule_measures_once_at_the_network_decided_so_far():
+    rates = machine(fp32=6, bf16=12)
+    context = context_for(fingerprint(), {"model.net.base_channels": 16, "model.net.depth": 3}, rates=rates)
+    value, reason = RULES["trainer.precision"](context)
+    assert value == "bf16-mixed" and reason.startswith("bf16 autocast trains 2.00x as fast as fp32 here")
+    assert RULES["model.memory_format"](context)[0] == "channels_last"
+    assert rates.timed == [({"base_channels": 16, "depth": 3, "norm": "batch"}, 4, 256)]
+
+
+def test_class_weights_rule_reads_only_the_class_frequencies():
+    skewed = context_for(fingerprint(fractions=(0.9, 0.09, 0.01), widths=(9.0, 9.0, 9.0)))
+    assert RULES["model.loss.class_weights"](skewed) == (
+        "median_frequency",
+        "3 classes, the rarest at 1.00% of the pixels: SegNet's median-frequency weights",
+    )
+    assert RULES["data.rare_class_crop_p"](skewed)[0] == 0.33
+    assert RULES["model.loss.class_weights"](context_for(fingerprint()))[0] is None
 
 
 # --- the plan applied to a composed config, on a small real folder of images ---------------------------
@@ -231,27 +331,85 @@ def folder_overrides(folder: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_plan_config_writes_concrete_values_into_the_config(folder):
+def test_the_planned_config_holds_concrete_values(folder):
     cfg = compose_config("train", [*folder_overrides(folder), "trainer.max_time=00:00:02:00"])
-    plan = plan_config(cfg)
+    planned, plan = planned_config(cfg)
     assert plan is not None
-    assert AUTO not in fixed_values(cfg).values()  # every auto key was decided
-    resolved = OmegaConf.to_container(cfg.data, resolve=True)
-    assert cfg.data.mean == pytest.approx([plan.value("data.mean")[0]], abs=1e-4)
-    assert cfg.augment.crop == 96 and resolved["train_transforms"][0]["_target_"].endswith("RandomCrop")
-    assert cfg.model.net.base_channels == 8 and not plan.choices["model.net.base_channels"].planned
-    assert cfg.trainer.max_epochs == -1 and plan.facts["training_images"] == 9
-    assert plan_config(cfg) is None  # nothing left to plan
+    assert AUTO not in fixed_values(planned).values()  # every auto key was decided
+    assert fixed_values(cfg)["data.batch_size"] == AUTO  # in a config composed again, not in the first
+    resolved = OmegaConf.to_container(planned.data, resolve=True)
+    assert planned.data.mean == pytest.approx([plan.value("data.mean")[0]], abs=1e-4)
+    assert planned.augment.crop == 96 and resolved["train_transforms"][0]["_target_"].endswith("RandomCrop")
+    assert planned.model.net.base_channels == 8 and not plan.choices["model.net.base_channels"].planned
+    assert planned.trainer.max_epochs == -1 and plan.facts["training_images"] == 9
+    assert plan_config(planned) is None  # nothing left to plan
 
 
 def test_plan_overrides_reproduce_the_plan(folder):
     """What unet-compare gives every run: composing with the plan's overrides plans nothing more."""
     overrides = [*folder_overrides(folder), "trainer.max_time=00:00:02:00"]
-    cfg = compose_config("train", overrides)
-    plan = plan_config(cfg)
-    again = compose_config("train", [*overrides, *plan_overrides(plan)])
-    assert fixed_values(again) == fixed_values(cfg)
+    planned, plan = planned_config(compose_config("train", overrides))
+    again = compose_config("train", [*overrides, *plan.overrides()])
+    assert fixed_values(again) == fixed_values(planned)
     assert plan_config(again) is None
+
+
+def test_plan_overrides_compose_to_the_values_the_plan_decided(folder):
+    overrides = [*folder_overrides(folder), "trainer.max_time=00:00:02:00"]
+    plan = plan_config(compose_config("train", overrides))
+    assert "data/augment=microscopy" in plan.overrides()
+    again = compose_config("train", [*overrides, *plan.overrides()])
+    for key, value in plan.planned().items():
+        if key != "augment.kind":
+            assert _value(again, key) == value, key
+    # the planned preset, loaded by Hydra from configs/data/augment/microscopy.yaml
+    preset = compose_config("train", ["data=folder", "data/augment=microscopy", "augment.crop=96"])
+    assert OmegaConf.to_container(again.augment.transforms, resolve=True) == OmegaConf.to_container(
+        preset.augment.transforms, resolve=True
+    )
+
+
+def _value(cfg, key: str):
+    value = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def test_typed_values_win_over_the_plan_and_the_preset(folder):
+    typed = ["data.batch_size=2", "augment.crop=64", "trainer.max_time=00:00:02:00"]
+    planned, plan = planned_config(compose_config("train", [*folder_overrides(folder), *typed]))
+    assert planned.data.batch_size == 2 and not plan.choices["data.batch_size"].planned
+    assert planned.augment.crop == 64 and not plan.choices["augment.crop"].planned  # over the preset's auto
+    assert (
+        planned.model.net.norm == "group" and plan.choices["model.net.norm"].planned
+    )  # fits the typed batch
+    crop = OmegaConf.to_container(planned.data.train_transforms, resolve=True)[0]
+    assert crop["_target_"].endswith("RandomCrop") and crop["height"] == 64
+    # a typed preset kind is loaded as the planned one would be
+    natural, plan = planned_config(
+        compose_config("train", [*folder_overrides(folder), "augment.kind=natural"])
+    )
+    assert not plan.choices["augment.kind"].planned and "data/augment=natural" in plan.overrides()
+    assert natural.data.train_transforms[0]["_target_"] == "albumentations.RandomScale"
+
+
+def test_a_budget_in_seconds_plans_and_bounds_the_trainer(folder, tmp_path):
+    """``trainer.max_time=90``: the plan sizes a 90 s run and Lightning's Trainer stops at 90 s."""
+    cfg = compose_config(
+        "train",
+        [*folder_overrides(folder), "trainer.max_time=90", f"paths.output_dir={tmp_path}", "logger=csv"],
+    )
+    planned, plan = planned_config(cfg)
+    assert plan.facts["budget_s"] == 90 and planned.trainer.max_epochs == -1
+    assert planned.trainer.max_time == 90  # the config keeps what was typed
+    assert training_time_budget(build_trainer(planned)) == 90
+
+
+def test_a_config_changed_after_composing_is_not_planned_silently(folder):
+    """Planning composes the config again: a change made to the composed object would be lost."""
+    cfg = compose_config("train", [*folder_overrides(folder), "trainer.max_time=00:00:02:00"])
+    cfg.data.val_fraction = 0.5
+    with pytest.raises(ValueError, match=r"changed \['data.val_fraction'\]"):
+        planned_config(cfg)
 
 
 def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
@@ -269,6 +427,25 @@ def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
     assert "trainer.max_epochs" not in planned and stored["trainer"]["max_epochs"] == 1  # typed, kept
     assert stored["data"]["batch_size"] == planned["data.batch_size"]
     assert stored["trainer"]["precision"] == planned["trainer.precision"]
+    assert stored["data"]["train_transforms"][0]["height"] == planned["augment.crop"]  # the preset, resolved
+    assert AUTO not in fixed_values(OmegaConf.create(stored)).values()
+
+
+def test_unet_train_composes_its_config_again_with_the_plan(folder, tmp_path):
+    """Inside the Hydra app: the job's overrides and the plan's, composed again; a budget in seconds."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "unet-train", *folder_overrides(folder), "trainer.max_time=90", "augment.crop=64", "trainer=debug",
+        "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    plan = json.loads((run_dir / "plan.json").read_text())
+    planned = {c["key"]: c["value"] for c in plan["choices"] if c["planned"]}
+    assert plan["facts"]["budget_s"] == 90 and stored["trainer"]["max_time"] == 90
+    assert stored["data"]["batch_size"] == planned["data.batch_size"] and "augment.crop" not in planned
+    assert stored["data"]["train_transforms"][0]["height"] == 64  # the typed crop in the planned preset
     assert AUTO not in fixed_values(OmegaConf.create(stored)).values()
 
 
@@ -296,7 +473,7 @@ def test_the_mitochondria_proxy_gets_sampled_epochs_and_sparse_validation(tmp_pa
         ["data=folder", f"data.root={root}", "data.num_classes=2", "data.in_channels=1", "data.mask_threshold=127",
          "trainer.max_time=00:00:10:00", "trainer.accelerator=cpu"],
     )  # fmt: skip
-    plan = plan_config(cfg)
+    cfg, plan = planned_config(cfg)
     assert plan.facts["training_images"] == 22 and plan.value("augment.kind") == "microscopy"
     batch = cfg.data.batch_size
     assert cfg.data.epoch_size // batch > 22 // batch and cfg.trainer.check_val_every_n_epoch == 1

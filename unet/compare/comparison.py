@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from unet.compare.costs import COSTS_FILE, method_costs
-from unet.compare.plan import PLAN_FILE, make_plan
+from unet.compare.plan import COMPARISON_FILE, plan_comparison
 from unet.compare.qualitative import qualitative_panel
 from unet.compare.report import write_report
 from unet.compare.runs import FAILED_DIR, best_checkpoints, collect_records, rerun_unfinished, run_sweep
@@ -34,7 +34,7 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
     """
     output_dir = Path(cfg.output_dir)
     runs_dir = output_dir / "runs"
-    plan_path = output_dir / PLAN_FILE
+    plan_path = output_dir / COMPARISON_FILE
     resume = bool(cfg.get("resume", False))
     if cfg.report_only and resume:
         raise ValueError(
@@ -58,7 +58,7 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
                 f"{output_dir} already holds a comparison; rebuild its report with report_only=true, "
                 "or choose a new output_dir"
             )
-        plan = make_plan(cfg, train_overrides, command)
+        plan = plan_comparison(cfg, train_overrides, command)
         write_json(plan_path, plan)
         returncode = run_sweep(plan, runs_dir)
         if returncode != 0:

@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from unet.models import UPSAMPLERS
 from unet.models.networks import network_config
 from unet.models.sizing import decoder_width_for, parameter_count
-from unet.planning import plan_config, plan_overrides, reading_datamodule
-from unet.utils.config import override_value, plain_config
+from unet.planning import planned_config, reading_datamodule
+from unet.utils.config import override_key, override_value, plain_config
 
-PLAN_FILE = "compare.json"
+COMPARISON_FILE = "compare.json"
 # Keys of configs/compare.yaml that are unet-compare's own: every other override goes to each run.
 COMPARE_KEYS = (
     "methods",
@@ -51,11 +51,6 @@ SIZED_NETWORK = "unet.models.UNet"
 MLFLOW_KEY = "logger.mlflow"
 
 
-def _key(override: str) -> str:
-    """The key an override sets: ``+model.net.depth=3`` -> ``model.net.depth``."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _is_under(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == prefix or key.startswith(f"{prefix}.") for prefix in prefixes)
 
@@ -67,8 +62,8 @@ def run_overrides(task_overrides: Sequence[str], hydra_overrides: Sequence[str])
     the Hydra choices of how runs are launched (``hydra/launcher=slurm``, ``hydra.launcher.partition=gpu``),
     without those of where unet-compare itself runs (:data:`PLACEMENT_KEYS`).
     """
-    train = [o for o in task_overrides if not _is_under(_key(o), COMPARE_KEYS)]
-    launch = [o for o in hydra_overrides if not _is_under(_key(o), PLACEMENT_KEYS)]
+    train = [o for o in task_overrides if not _is_under(override_key(o), COMPARE_KEYS)]
+    launch = [o for o in hydra_overrides if not _is_under(override_key(o), PLACEMENT_KEYS)]
     return [*train, *launch]
 
 
@@ -161,17 +156,18 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
     return {method: decoder_width_for(target, **method_options) for method, method_options in options.items()}
 
 
-def make_plan(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> dict[str, Any]:
+def plan_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> dict[str, Any]:
     """The plan of the comparison ``cfg`` describes (the content of ``compare.json``).
 
     The training plan (:mod:`unet.planning`: the config's ``auto`` keys) is made once, for
-    ``cfg.model.upsample``, and given to every run as overrides: every method trains with the same
-    patch, batch, precision and cadence, so only the method differs.
+    ``cfg.model.upsample``, and given to every run as the same overrides (:meth:`~unet.planning.Plan.overrides`):
+    every method trains with the same patch, batch, precision and cadence, so only the method differs.
     """
     specs = method_specs(cfg.methods, cfg.get("variants"))
     methods = list(specs)
-    training_plan = plan_config(cfg)
-    planned = plan_overrides(training_plan) if training_plan else []
+    cfg, training_plan = planned_config(cfg)
+    planned = training_plan.overrides() if training_plan else []
+    replaced = training_plan.replaced_keys() if training_plan else ()
     return {
         "command": command,
         "methods": methods,
@@ -179,7 +175,7 @@ def make_plan(cfg: DictConfig, train_overrides: Sequence[str], command: str) -> 
         "seeds": [int(seed) for seed in cfg.seeds],
         "equal_params": bool(cfg.equal_params),
         "decoder_widths": equal_parameter_widths(methods, cfg) if cfg.equal_params else None,
-        "train_overrides": [*train_overrides, *planned],
+        "train_overrides": [*(o for o in train_overrides if override_key(o) not in replaced), *planned],
         "training_plan": training_plan.to_dict() if training_plan else None,
         "compare_config": plain_config(cfg),
     }
@@ -202,7 +198,7 @@ def mlflow_overrides(plan: dict[str, Any], runs_dir: Path, subdir: str) -> list[
         "experiment_name": override_value(output_dir.name),
         "run_name": f"{subdir}/seed_${{seed}}",
     }
-    user = {_key(o) for o in plan["train_overrides"]}
+    user = {override_key(o) for o in plan["train_overrides"]}
     if f"{MLFLOW_KEY}.tracking_uri" in user:
         del settings["artifact_location"]
     return [
@@ -227,8 +223,8 @@ def sweep_commands(plan: dict[str, Any], runs_dir: Path) -> list[list[str]]:
         sweep_overrides: list[str], subdir: str, variant: bool = False, extra: Sequence[str] = ()
     ) -> list[str]:
         # A variant's options and overrides replace the runs' own instead of merging with them.
-        replaced = [OPTIONS_KEY, *(_key(o) for o in extra)] if variant else []
-        train = [*(o for o in plan["train_overrides"] if not _is_under(_key(o), replaced)), *extra]
+        replaced = [OPTIONS_KEY, *(override_key(o) for o in extra)] if variant else []
+        train = [*(o for o in plan["train_overrides"] if not _is_under(override_key(o), replaced)), *extra]
         return [
             sys.executable, "-m", "unet.apps.train", "-m",
             seeds, f"hydra.sweep.dir={runs_dir}", f"hydra.sweep.subdir={subdir}/seed_${{seed}}",

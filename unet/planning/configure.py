@@ -1,43 +1,42 @@
-"""Planning a composed run config: its ``auto`` keys replaced by the plan's values (:mod:`unet.planning.rules`).
+"""Planning a composed run config: its ``auto`` keys decided (:mod:`unet.planning.rules`), then the
+config composed again with the plan's overrides.
 
 :func:`plan_config` reads the data's fingerprint (cached, :mod:`unet.data.fingerprint`), measures the
-training speed here (cached, :mod:`unet.planning.speed`), decides, and writes the values into the
-config, so that everything after it (instantiation, ``config.yaml``, checkpoints) sees ordinary
-numbers. ``unet-plan`` (and ``unet-train plan_only=true``) print the same plan without training.
+training speed here (cached, :mod:`unet.planning.speed`) and decides; :func:`planned_config` composes
+the config again with the plan's overrides after its own (:meth:`~unet.planning.plan.Plan.overrides`),
+so that everything after it (instantiation, ``config.yaml``, checkpoints) sees ordinary numbers and
+Hydra itself loads the planned augmentation preset. ``unet-plan`` (and ``unet-train plan_only=true``)
+print the same plan without training.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
-from importlib import resources
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import yaml
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from unet.data.base import SegmentationDataModule
 from unet.data.fingerprint import fingerprint
 from unet.models.encoders import pretrained_statistics
 from unet.models.networks import network_config
-from unet.planning.rules import AUTO, PLANNED_KEYS, Plan, PlanInputs, make_plan
+from unet.planning.plan import AUGMENT_KIND, AUTO, Plan
+from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, make_plan
 from unet.planning.speed import MEMORY_FORMATS, PRECISIONS, StepTiming, machine_name, step_rates
-from unet.utils.config import CONFIG_MODULE, override_value, plain_config
-from unet.utils.files import write_json
-from unet.utils.tables import text_table
+from unet.utils.budget import max_time_seconds
+from unet.utils.config import compose_again, flatten, plain_config
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = "plan.json"
 _ABSENT = object()
 
 
-def _select(cfg: DictConfig, key: str) -> Any:
-    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
+def _select(cfg: DictConfig, key: str, default: Any = _ABSENT) -> Any:
+    return OmegaConf.select(cfg, key, default=default, throw_on_resolution_failure=False)
 
 
 def fixed_values(cfg: DictConfig) -> dict[str, Any]:
@@ -80,39 +79,11 @@ def reading_datamodule(data_cfg: DictConfig, **values: Any) -> SegmentationDataM
     return instantiate(data)
 
 
-def time_budget_s(max_time: Any) -> float | None:
-    """``trainer.max_time`` in seconds: ``DD:HH:MM:SS``, a ``{days, hours, minutes, seconds}`` map, or ``None``."""
-    if max_time is None:
-        return None
-    if isinstance(max_time, str):
-        parts = [float(part) for part in max_time.split(":")]
-        if len(parts) != 4:
-            raise ValueError(f"trainer.max_time={max_time!r}: expected DD:HH:MM:SS")
-        days, hours, minutes, seconds = parts
-        return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
-    if isinstance(max_time, dict | DictConfig):
-        return datetime.timedelta(**{k: float(v) for k, v in dict(max_time).items()}).total_seconds()
-    raise ValueError(
-        f"trainer.max_time={max_time!r}: expected DD:HH:MM:SS or a map of days/hours/minutes/seconds"
-    )
-
-
 def planned_device(accelerator: Any) -> str:
     """``cuda`` when the trainer will use a GPU here, else ``cpu``."""
     if str(accelerator) in ("cpu",) or not torch.cuda.is_available():
         return "cpu"
     return "cuda"
-
-
-def augment_preset(kind: str) -> DictConfig:
-    """The ``augment`` node of ``configs/data/augment/<kind>.yaml``."""
-    path = resources.files(CONFIG_MODULE).joinpath("data", "augment", f"{kind}.yaml")
-    try:
-        return OmegaConf.create(yaml.safe_load(path.read_text()))["augment"]
-    except (FileNotFoundError, KeyError) as error:
-        raise ValueError(
-            f"augment.kind={kind!r}: no augmentation preset configs/data/augment/{kind}.yaml"
-        ) from error
 
 
 def _options(value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
@@ -121,15 +92,16 @@ def _options(value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def plan_config(cfg: DictConfig) -> Plan | None:
-    """Decide ``cfg``'s ``auto`` keys and write the values into it; ``None`` (and ``cfg`` untouched) if none is.
+    """The plan of ``cfg``'s ``auto`` keys; ``None`` if none is. ``cfg`` is left as it is (see
+    :func:`planned_config` for the config that trains with the plan).
 
     Reads ``cfg.data`` (fingerprint, cached in ``paths.cache_dir``), ``cfg.model`` (the network timed),
     ``cfg.trainer`` (device and budget).
     """
     if not needs_plan(cfg):
         return None
-    cache_dir = _select(cfg, "paths.cache_dir")
-    cache_dir = None if cache_dir is _ABSENT else cache_dir
+    budget_s = max_time_seconds(_select(cfg, "trainer.max_time", None))
+    cache_dir = _select(cfg, "paths.cache_dir", None)
     datamodule = reading_datamodule(cfg.data)
     data_print = fingerprint(datamodule, cache_dir)
     val_images = len(datamodule.dataset("val")) if datamodule.has_split("val") else 0
@@ -139,14 +111,36 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         fingerprint=data_print,
         val_images=val_images,
         device=device,
-        budget_s=time_budget_s(_select(cfg, "trainer.max_time")),
+        budget_s=budget_s,
         has_crop=transforms_auto or _select(cfg, "augment.crop") is not _ABSENT,
         cpu_count=os.cpu_count() or 1,
         pretrained=pretrained_normalisation(cfg, datamodule.in_channels),
     )
+    fixed = fixed_values(cfg)
+    if transforms_auto:
+        fixed.setdefault(AUGMENT_KIND, AUTO)
+    else:
+        fixed.pop(AUGMENT_KIND, None)  # only the auto preset has a kind to plan
+    plan = make_plan(inputs, fixed, _measured_rates(cfg, datamodule, device, cache_dir))
+    plan.facts.update(
+        device=machine_name(device),
+        budget_s=inputs.budget_s,
+        max_epochs=plan.value("trainer.max_epochs"),
+        training_images=data_print.images,
+        validation_images=val_images,
+        image_size=[data_print.height[1], data_print.width[1]],
+    )
+    return plan
+
+
+def _measured_rates(
+    cfg: DictConfig, datamodule: SegmentationDataModule, device: str, cache_dir: str | None
+) -> RateFunction:
+    """The planner's :data:`~unet.planning.rules.RateFunction`: ``cfg``'s network (with the planned
+    values it is given) timed here, cached in ``cache_dir``."""
     net = plain_config(cfg.model.net)
 
-    def rates(net_values: dict[str, Any], batch: int, patch: int) -> dict[str, float]:
+    def rates(net_values: Mapping[str, Any], batch: int, patch: int) -> dict[str, float]:
         timed = {**net, **{k: v for k, v in net_values.items() if k in net}}
         timed = {k: v for k, v in timed.items() if v != AUTO}
         config = network_config(
@@ -162,22 +156,43 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         log.info("training speed %s (%s)", "from the cache" if cached else "measured", machine_name(device))
         return measured
 
-    fixed = fixed_values(cfg)
-    if transforms_auto:
-        fixed.setdefault("augment.kind", AUTO)
-    else:
-        fixed.pop("augment.kind", None)  # only the auto preset has a kind to plan
-    plan = make_plan(inputs, fixed, rates)
-    plan.facts.update(
-        device=machine_name(device),
-        budget_s=inputs.budget_s,
-        max_epochs=plan.value("trainer.max_epochs"),
-        training_images=data_print.images,
-        validation_images=val_images,
-        image_size=[data_print.height[1], data_print.width[1]],
+    return rates
+
+
+def planned_config(cfg: DictConfig) -> tuple[DictConfig, Plan | None]:
+    """``cfg`` planned: composed again with the plan's overrides after the ones it was composed with (a
+    Hydra app's, or :func:`~unet.utils.config.compose_config`'s), and the plan; ``cfg`` itself and
+    ``None`` when nothing is ``auto``."""
+    plan = plan_config(cfg)
+    if plan is None:
+        return cfg, None
+    planned = compose_again(cfg, plan.overrides(), replacing=plan.replaced_keys())
+    changed = unplanned_changes(cfg, planned, plan)
+    if changed:
+        raise ValueError(
+            f"composing the config again with its plan changed {changed}, which the plan does not set: the "
+            "config was changed after it was composed (give such values as overrides instead)"
+        )
+    return planned, plan
+
+
+def unplanned_changes(cfg: DictConfig, planned: DictConfig, plan: Plan) -> list[str]:
+    """The keys whose (unresolved) values differ between ``cfg`` and ``planned`` besides the plan's own:
+    its planned keys, and the augmentation preset's node when the plan chose the preset."""
+    own = set(plan.planned())
+
+    def unplanned(config: DictConfig) -> dict[str, Any]:
+        flat = flatten(OmegaConf.to_container(config, resolve=False))
+        return {
+            key: value
+            for key, value in flat.items()
+            if key not in own and not (AUGMENT_KIND in plan.choices and key.startswith("augment."))
+        }
+
+    before, after = unplanned(cfg), unplanned(planned)
+    return sorted(
+        key for key in before.keys() | after.keys() if before.get(key, _ABSENT) != after.get(key, _ABSENT)
     )
-    apply_plan(cfg, plan)
-    return plan
 
 
 def pretrained_normalisation(
@@ -191,65 +206,3 @@ def pretrained_normalisation(
     if statistics is None:
         return None
     return f"the {encoder} weights ({weights})", *statistics
-
-
-def apply_plan(cfg: DictConfig, plan: Plan) -> None:
-    """Write the plan's values into ``cfg`` (the augmentation preset first, then every key)."""
-    with open_dict(cfg):
-        kind = plan.value("augment.kind")
-        if _select(cfg, "augment.transforms") == AUTO:
-            crop = _select(cfg, "augment.crop")
-            cfg.augment = augment_preset(kind)
-            if crop is not _ABSENT and "crop" in cfg.augment:
-                cfg.augment.crop = crop
-        for key, value in plan.planned().items():
-            if key != "augment.kind":
-                OmegaConf.update(cfg, key, value, merge=False)
-
-
-def plan_overrides(plan: Plan) -> list[str]:
-    """The plan's values as ``unet-train`` overrides (how ``unet-compare`` gives every run the same plan)."""
-    overrides = []
-    for key, value in plan.planned().items():
-        if key == "augment.kind":
-            overrides.append(f"data/augment={value}")
-        else:
-            overrides.append(f"{key}={override_value(value)}")
-    return overrides
-
-
-def write_plan(plan: Plan, output_dir: str | Path) -> Path:
-    """``plan.json`` in the run directory."""
-    path = Path(output_dir) / PLAN_FILE
-    write_json(path, plan.to_dict())
-    return path
-
-
-def format_plan(plan: Plan) -> str:
-    """The plan as a table (key, value, whether planned, why) under a line of the numbers behind it."""
-    facts = plan.facts
-    budget = facts.get("budget_s")
-    head = (
-        f"training plan on {facts.get('device')}: "
-        + (f"budget {budget:g} s" if budget else f"budget {facts.get('max_epochs')} epochs")
-        + f", {facts.get('training_images')} training images of ~{facts.get('image_size')}, "
-        f"{facts.get('validation_images')} validation images; ~{facts.get('estimated_steps')} steps of "
-        f"{facts.get('step_s')} s, validation ~{facts.get('validation_s')} s every "
-        f"{facts.get('steps_between_validations')} steps"
-    )
-    records = [
-        {
-            "key": c.key,
-            "value": override_value(c.value),
-            "from": "plan" if c.planned else "config",
-            "reason": c.reason,
-        }
-        for c in plan.choices.values()
-    ]
-    columns = [
-        ("key", "key", "{}"),
-        ("value", "value", "{}"),
-        ("from", "from", "{}"),
-        ("why", "reason", "{}"),
-    ]
-    return "\n".join([head, text_table(columns, records, rule=True, left=(0, 1, 2, 3))])

@@ -16,7 +16,7 @@ from unet.data.base import SegmentationDataModule
 from unet.data.inspect import PLANNED, check_data
 from unet.models.networks import build_network, min_input_size, network_config
 from unet.planning.configure import reading_datamodule
-from unet.planning.rules import AUTO
+from unet.planning.plan import AUTO
 
 
 def _has_auto(value: Any) -> bool:

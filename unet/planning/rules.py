@@ -5,6 +5,11 @@ decided here, each with the reason a user reads in ``unet-plan`` and in the run'
 set to anything else (in a config file, an experiment or on the command line) is kept as it is, and
 the decisions after it take it into account: ``data.batch_size=2`` still gets a fitting norm.
 
+Each key has one rule: a function registered with ``@rule("<key>")`` that takes the :class:`PlanContext`
+(the inputs, every key's value typed or decided so far, the speed measured here and the quantities
+derived from them) and returns ``(value, reason)``. :data:`PLANNED_KEYS` is the order the rules are
+defined in, the order they decide in: a rule reads only the keys decided before it.
+
 The rules, in the order they are decided (the constants below hold the numbers):
 
 - **epochs**: unbounded under a time budget (the time ends the run), else :data:`DEFAULT_EPOCHS`.
@@ -13,15 +18,15 @@ The rules, in the order they are decided (the constants below hold the numbers):
   direction is special; ``natural`` (horizontal flips, scale jitter) for RGB.
 - **width and depth**: the network's first width by device (:data:`WIDTH`); levels until the
   bottleneck would fall under :data:`MIN_BOTTLENECK` pixels, at most :data:`MAX_DEPTH`.
-- **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
-- **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
-- **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
 - **precision and memory layout**: whichever trains fastest here, measured (:mod:`unet.planning.speed`);
   plain fp32/contiguous unless another is :data:`MIN_SPEEDUP` faster.
 - **training resolution** (time budgets only): the largest of :data:`SCALES` at which the budget
   still sees the training pixels :data:`MIN_PASSES` times, never shrinking the thinnest class under
   :data:`MIN_CLASS_WIDTH` pixels.
 - **patch** (the augmentation's crop): :data:`PATCH` network pixels, at most the smallest image.
+- **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
+- **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
+- **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
 - **validation cadence**: validation under :data:`VAL_SHARE` of the time, at least
   :data:`MIN_VALIDATIONS` of them under a time budget. An epoch is one pass when that pass is near
   the steps between validations (or, under an epochs budget, at least :data:`MIN_EPOCH_STEPS` steps);
@@ -39,13 +44,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from unet.data.fingerprint import Fingerprint
+from unet.planning.plan import AUTO, TYPED_REASON, Choice, Plan
 
-AUTO = "auto"
-
+# The network's first width, and its most levels, by device.
 WIDTH = {"cpu": 16, "cuda": 32}
 MAX_DEPTH = {"cpu": 4, "cuda": 5}
 MIN_BOTTLENECK = 4
@@ -60,13 +66,13 @@ VAL_SHARE = 0.10
 MIN_VALIDATIONS = 8
 MAX_VAL_SHARE = 0.25
 # Validation cost of a pixel (forward only) as a share of a training step's (forward, backward, update),
-# and the fixed cost of a validation (loop start, metrics, checkpoint writes): measured here, 0.3 s on a
-# 2-core CPU and 0.2 s on a GPU.
+# and the fixed cost of a validation (loop start, metrics, checkpoint writes): measured, see
+# docs/results/planning.md.
 VAL_COST = 0.4
 VAL_OVERHEAD_S = 0.3
-# Work priced per pixel at the data's own resolution, whatever the network's (measured on the 2-core
-# EPYC, 2026-11-26; a GPU machine is faster at both, which only makes the plan conservative): scoring a
-# validation image (loss, confusion matrix, boundary F1) and augmenting a training crop.
+# Work priced per pixel at the data's own resolution, whatever the network's: scoring a validation image
+# (loss, confusion matrix, boundary F1) and augmenting a training crop. Measured on a CPU (see
+# docs/results/planning.md); a faster machine only makes the plan conservative.
 METRICS_S_PER_PIXEL = 2.3e-7
 AUGMENT_S_PER_PIXEL = 2.2e-8
 # Loader processes on a GPU machine (the augmentation of large crops outruns one process there).
@@ -82,28 +88,6 @@ PATCH_MULTIPLE = 16
 DEFAULT_EPOCHS = 20
 # Fewest optimizer steps in an epoch: a smaller set's epoch is sampled crops (nnU-Net's fixed-size epochs).
 MIN_EPOCH_STEPS = 25
-
-# Every key the planner can decide, in decision order.
-PLANNED_KEYS = (
-    "trainer.max_epochs",
-    "data.mean",
-    "data.std",
-    "augment.kind",
-    "model.net.base_channels",
-    "model.net.depth",
-    "trainer.precision",
-    "model.memory_format",
-    "data.train_scale",
-    "augment.crop",
-    "data.batch_size",
-    "data.num_workers",
-    "model.net.norm",
-    "data.epoch_size",
-    "trainer.check_val_every_n_epoch",
-    "model.optimizer.lr",
-    "model.loss.class_weights",
-    "data.rare_class_crop_p",
-)
 
 
 @dataclass(frozen=True)
@@ -129,366 +113,475 @@ class PlanInputs:
     pretrained: tuple[str, tuple[float, ...], tuple[float, ...]] | None = None
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One config key's value and why; ``planned`` is False for a value the config fixed."""
-
-    key: str
-    value: Any
-    reason: str
-    planned: bool
-
-
-@dataclass
-class Plan:
-    """Every plannable key present in the config, with its value and reason, and the numbers behind them."""
-
-    choices: dict[str, Choice] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def value(self, key: str, default: Any = None) -> Any:
-        choice = self.choices.get(key)
-        return default if choice is None else choice.value
-
-    def planned(self) -> dict[str, Any]:
-        """The values the planner decided (the ``auto`` keys), by dotted key."""
-        return {key: c.value for key, c in self.choices.items() if c.planned}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "choices": [
-                {"key": c.key, "value": c.value, "planned": c.planned, "reason": c.reason}
-                for c in self.choices.values()
-            ],
-            "facts": self.facts,
-        }
-
-
 # Measured training images/s of the network for ("<precision>/<layout>") at (net values, batch, patch).
 RateFunction = Callable[[Mapping[str, Any], int, int], Mapping[str, float]]
-
-
-class _Planner:
-    """Decides the keys one at a time; a fixed key keeps its value and the later rules read it."""
-
-    def __init__(self, fixed: Mapping[str, Any]) -> None:
-        self.fixed = fixed
-        self.plan = Plan()
-
-    def has(self, key: str) -> bool:
-        return key in self.fixed
-
-    def decide(self, key: str, rule: Callable[[], tuple[Any, str]]) -> Any:
-        """The key's value: the config's when fixed, else ``rule()``'s; ``None`` for a key not in the config."""
-        if key not in self.fixed:
-            return None
-        value = self.fixed[key]
-        if value == AUTO:
-            value, reason = rule()
-            self.plan.choices[key] = Choice(key, value, reason, planned=True)
-        else:
-            self.plan.choices[key] = Choice(
-                key, value, "set in the config or on the command line", planned=False
-            )
-        return value
 
 
 def _round_down(value: float, multiple: int) -> int:
     return max(multiple, int(value // multiple) * multiple)
 
 
-def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> Plan:
-    """The plan for ``fixed`` (the config's current value of each :data:`PLANNED_KEYS` key it has, ``auto``
-    for those to decide), ``inputs`` and the measured ``rates``."""
-    fp, device = inputs.fingerprint, inputs.device
-    planner = _Planner(fixed)
-    decide = planner.decide
-    facts = planner.plan.facts
-    min_side = min(fp.height[0], fp.width[0])
-    pixels_per_image = fp.height[1] * fp.width[1]
+def batch_for(patch: int, device: str) -> int:
+    """Images per step at ``patch`` network pixels: the device's pixels per step, from 2 to 32 images."""
+    return int(min(32, max(2, round(BATCH_PIXELS[device] / patch**2))))
 
-    max_epochs = decide(
-        "trainer.max_epochs",
-        lambda: (
-            (-1, "unbounded: the time budget ends the run")
-            if inputs.budget_s is not None
-            else (DEFAULT_EPOCHS, f"no time budget (trainer.max_time): {DEFAULT_EPOCHS} epochs")
-        ),
-    )
 
-    def normalisation(values: tuple[float, ...], name: str) -> tuple[list[float], str]:
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(
-                f"data.{name}: the training images hold NaN or infinite values, so their statistics cannot "
-                "normalise them; set data.mean and data.std"
-            )
-        return [
-            round(max(v, 1e-3) if name == "std" else v, 4) for v in values
-        ], f"the training images' per-channel {name}"
+def norm_for(batch: int) -> tuple[str, str]:
+    """The normalisation layer ``batch`` images per step can feed, and why."""
+    if batch >= MIN_BATCH_FOR_BATCHNORM:
+        return "batch", f"BatchNorm: {batch} images per batch give usable statistics"
+    return "group", f"GroupNorm: {batch} images per batch are too few for BatchNorm's statistics"
 
-    if inputs.pretrained is not None:
-        what, mean, std = inputs.pretrained
-        decide("data.mean", lambda: ([round(v, 4) for v in mean], f"the mean {what} expect"))
-        decide("data.std", lambda: ([round(v, 4) for v in std], f"the std {what} expect"))
-    else:
-        decide("data.mean", lambda: normalisation(fp.mean, "mean"))
-        decide("data.std", lambda: normalisation(fp.std, "std"))
-    decide(
-        "augment.kind",
-        lambda: (
-            (
-                "microscopy",
-                "1-channel images: flips both ways and 90-degree rotations, as no direction is special",
-            )
-            if fp.channels == 1
-            else (
-                "natural",
-                "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter",
-            )
-        ),
-    )
-    width = decide(
-        "model.net.base_channels",
-        lambda: (
-            WIDTH[device],
-            f"on {device.upper()}, {WIDTH[device]}: more steps in the budget beat a wider network",
-        ),
-    )
 
-    def nominal_patch(scale: float) -> int:
+class PlanContext:
+    """What the rules read: the inputs, each key's value so far (typed in the config, or decided by an
+    earlier rule; ``None`` for a key the config lacks or not decided yet), the speed measured here, and
+    the quantities derived from them."""
+
+    def __init__(self, inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> None:
+        self.inputs = inputs
+        self.fixed = fixed
+        self.rates = rates
+        self.values = {key: value for key, value in fixed.items() if value != AUTO}
+        self.choices: dict[str, Choice] = {}
+
+    def decide(self, key: str, rule: Callable[[PlanContext], tuple[Any, str]]) -> None:
+        """The key's choice: the config's value when fixed, else ``rule``'s; none for a key not in the config."""
+        if key not in self.fixed:
+            return
+        if self.fixed[key] != AUTO:
+            self.choices[key] = Choice(key, self.fixed[key], TYPED_REASON, planned=False)
+            return
+        value, reason = rule(self)
+        self.choices[key] = Choice(key, value, reason, planned=True)
+        self.values[key] = value
+
+    def value(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def typed(self, key: str) -> Any:
+        """The config's own value of ``key`` (``auto`` when left to the plan or absent)."""
+        return self.fixed.get(key, AUTO)
+
+    # --- the data and the device ---------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return self.inputs.fingerprint
+
+    @property
+    def device(self) -> str:
+        return self.inputs.device
+
+    @property
+    def min_side(self) -> int:
+        return min(self.fingerprint.height[0], self.fingerprint.width[0])
+
+    @property
+    def pixels_per_image(self) -> float:
+        return self.fingerprint.height[1] * self.fingerprint.width[1]
+
+    @property
+    def thinnest(self) -> float:
+        """Width in pixels of the thinnest class present (``inf`` when none is measured)."""
+        fp = self.fingerprint
+        widths = [
+            w for w, f in zip(fp.class_width, fp.class_fraction, strict=True) if w is not None and f > 0
+        ]
+        return min(widths) if widths else math.inf
+
+    @property
+    def present_classes(self) -> list[float]:
+        """The pixel share of every class present in the training set."""
+        return [f for f in self.fingerprint.class_fraction if f > 0]
+
+    @property
+    def rarest(self) -> float:
+        return min(self.present_classes) if self.present_classes else 1.0
+
+    # --- the network as it is timed --------------------------------------------------------------------
+
+    def nominal_patch(self, scale: float) -> int:
         """Network pixels of a training patch at ``scale``: the device's patch, at most the smallest image."""
-        if not inputs.has_crop:
-            return _round_down(min_side * scale, PATCH_MULTIPLE // 2)
-        return min(PATCH[device], _round_down(min_side * scale, PATCH_MULTIPLE))
+        if not self.inputs.has_crop:
+            return _round_down(self.min_side * scale, PATCH_MULTIPLE // 2)
+        return min(PATCH[self.device], _round_down(self.min_side * scale, PATCH_MULTIPLE))
 
-    # The patch the speed is measured at: the typed crop (at the typed scale), else the device's.
-    typed_crop, typed_scale = fixed.get("augment.crop", AUTO), fixed.get("data.train_scale", AUTO)
-    patch1 = nominal_patch(1.0)
-    if typed_crop != AUTO and inputs.has_crop:
-        patch1 = max(8, round(typed_crop * (typed_scale if typed_scale != AUTO else 1.0)))
+    @property
+    def timed_patch(self) -> int:
+        """The patch the speed is measured at: the typed crop (at the typed scale), else the device's."""
+        crop, scale = self.typed("augment.crop"), self.typed("data.train_scale")
+        if crop != AUTO and self.inputs.has_crop:
+            return max(8, round(crop * (scale if scale != AUTO else 1.0)))
+        return self.nominal_patch(1.0)
 
-    def depth_rule() -> tuple[int, str]:
-        patch = patch1
-        depth = max(2, min(MAX_DEPTH[device], int(math.log2(max(patch, 1) / MIN_BOTTLENECK))))
-        return depth, (
-            f"{depth} levels: a {patch}-pixel patch keeps a bottleneck of {patch >> depth} pixels "
-            f"(at most {MAX_DEPTH[device]} levels on {device.upper()})"
-        )
+    @property
+    def timed_batch(self) -> int:
+        batch = self.typed("data.batch_size")
+        return batch if batch != AUTO else batch_for(self.timed_patch, self.device)
 
-    depth = decide("model.net.depth", depth_rule)
-
-    def batch_for(patch: int) -> int:
-        return int(min(32, max(2, round(BATCH_PIXELS[device] / patch**2))))
-
-    def norm_for(batch: int) -> tuple[str, str]:
-        if batch >= MIN_BATCH_FOR_BATCHNORM:
-            return "batch", f"BatchNorm: {batch} images per batch give usable statistics"
-        return "group", f"GroupNorm: {batch} images per batch are too few for BatchNorm's statistics"
-
-    # The network as it will train (the keys the config has), timed at the batch the patch gives; a norm
-    # left to the plan is timed as the one that batch would get (the final batch may differ at a lower scale).
-    typed_batch, typed_norm = fixed.get("data.batch_size", AUTO), fixed.get("model.net.norm", AUTO)
-    timed_batch = typed_batch if typed_batch != AUTO else batch_for(patch1)
-    timed_norm = typed_norm if typed_norm != AUTO else norm_for(timed_batch)[0]
-    net_values = {
-        key: value
-        for key, value in (
-            ("base_channels", width),
-            ("depth", depth),
-            ("norm", timed_norm if "model.net.norm" in fixed else None),
-        )
-        if value is not None
-    }
-    measured = dict(rates(net_values, timed_batch, patch1))
-    facts["measured_images_per_s"] = {key: round(value, 3) for key, value in measured.items()}
-    facts["measured_at"] = {"batch_size": timed_batch, "patch": patch1, **net_values}
-    baseline = measured.get("32-true/contiguous", 0.0)
-
-    def fastest(options: list[str]) -> tuple[str, float]:
-        best = max(options, key=lambda key: measured.get(key, 0.0))
-        return best, measured.get(best, 0.0)
-
-    def precision_rule() -> tuple[str, str]:
-        layout = fixed.get("model.memory_format", AUTO)
-        options = [k for k in measured if layout == AUTO or k.endswith(f"/{layout}")]
-        best, rate = fastest(options)
-        plain = measured.get(f"32-true/{best.split('/')[1]}", baseline)
-        if best.startswith("32-true") or rate < MIN_SPEEDUP * plain:
-            return "32-true", f"fp32: bf16 autocast is not {MIN_SPEEDUP}x faster here ({_rates(measured)})"
-        return (
-            "bf16-mixed",
-            f"bf16 autocast trains {rate / plain:.2f}x as fast as fp32 here ({_rates(measured)})",
-        )
-
-    precision = decide("trainer.precision", precision_rule)
-    precision = precision if precision in ("32-true", "bf16-mixed") else "32-true"
-
-    def layout_rule() -> tuple[str, str]:
-        contiguous = measured.get(f"{precision}/contiguous", baseline)
-        last = measured.get(f"{precision}/channels_last", 0.0)
-        if last >= MIN_SPEEDUP * contiguous:
-            return (
-                "channels_last",
-                f"channels_last trains {last / contiguous:.2f}x as fast as contiguous here",
-            )
-        return "contiguous", "channels_last is not faster here"
-
-    layout = decide("model.memory_format", layout_rule) or "contiguous"
-    rate_images = measured.get(f"{precision}/{layout}", baseline) or 1.0
-    rate_pixels = rate_images * patch1**2  # network pixels per second, about constant over patch sizes
-    facts["training_pixels_per_s"] = round(rate_pixels)
-    train_s = None if inputs.budget_s is None else inputs.budget_s * (1 - VAL_SHARE)
-
-    present_widths = [
-        w for w, f in zip(fp.class_width, fp.class_fraction, strict=True) if w is not None and f > 0
-    ]
-    thinnest = min(present_widths) if present_widths else math.inf
-
-    def passes(scale: float) -> float:
-        """How often the budget's training crops cover the training set's pixels at ``scale``."""
-        patch = nominal_patch(scale)
-        seconds_per_crop = patch**2 / rate_pixels + (patch / scale) ** 2 * AUGMENT_S_PER_PIXEL
-        seen = (train_s or 0.0) / seconds_per_crop * patch**2
-        return seen / max(fp.images * pixels_per_image * scale**2, 1.0)
-
-    def scale_rule() -> tuple[float, str]:
-        if train_s is None:
-            return 1.0, "budget in epochs: the data's own resolution"
-        allowed = [s for s in SCALES if s == 1.0 or s * thinnest >= MIN_CLASS_WIDTH]
-        for scale in allowed:
-            if passes(scale) >= MIN_PASSES:
-                seen = f"the budget sees the training pixels about {passes(scale):.0f} times"
-                if scale == 1.0:
-                    return 1.0, f"full resolution: {seen}"
-                return (
-                    scale,
-                    f"{scale:g}x resolution: {seen} (at full resolution {passes(1.0):.0f}, under {MIN_PASSES})",
-                )
-        scale = allowed[-1]
-        return scale, (
-            f"{scale:g}x resolution, the lowest that keeps the thinnest class ({thinnest:g} px) "
-            f"over {MIN_CLASS_WIDTH} px: the budget sees the training pixels about {passes(scale):.1f} times"
-        )
-
-    scale = decide("data.train_scale", scale_rule) or 1.0
-    facts["passes_over_training_pixels"] = None if train_s is None else round(passes(scale), 1)
-
-    def crop_rule() -> tuple[int, str]:
-        patch = nominal_patch(scale)
-        crop = min(_round_down(patch / scale, PATCH_MULTIPLE), _round_down(min_side, PATCH_MULTIPLE))
-        return crop, (
-            f"{crop}x{crop} data pixels ({round(crop * scale)} at the network's resolution): "
-            f"{PATCH[device]} on {device.upper()}, at most the smallest image ({fp.height[0]}x{fp.width[0]})"
-        )
-
-    crop = decide("augment.crop", crop_rule) if inputs.has_crop else None
-    patch = round(crop * scale) if crop not in (None, AUTO) else nominal_patch(scale)
-    batch = (
-        decide(
-            "data.batch_size",
-            lambda: (
-                batch_for(patch),
-                f"{BATCH_PIXELS[device] // 1024}k network pixels per step on {device.upper()} ({patch}x{patch} patches): "
-                "many small steps",
+    @property
+    def timed_network(self) -> dict[str, Any]:
+        """The network's planned keys as it will train; a norm left to the plan is timed as the one the
+        timed batch would get (the final batch may differ at a lower scale)."""
+        norm = self.typed("model.net.norm")
+        values = (
+            ("base_channels", self.value("model.net.base_channels")),
+            ("depth", self.value("model.net.depth")),
+            (
+                "norm",
+                (norm if norm != AUTO else norm_for(self.timed_batch)[0])
+                if "model.net.norm" in self.fixed
+                else None,
             ),
         )
-        or timed_batch
-    )
-    decide(
-        "data.num_workers",
-        lambda: (
-            (
-                0,
-                "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)",
-            )
-            if device == "cpu"
-            else (
-                workers := max(0, min(GPU_LOADER_WORKERS, inputs.cpu_count - 1)),
-                f"{workers} loader processes: one process cannot augment as fast as the GPU trains",
-            )
-        ),
-    )
-    decide("model.net.norm", lambda: norm_for(batch))
-    data_pixels = (crop if crop not in (None, AUTO) else patch / scale) ** 2
-    step_s = batch * (patch**2 / rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
-    val_pixels = inputs.val_images * pixels_per_image
-    val_s = VAL_OVERHEAD_S + val_pixels * (scale**2 * VAL_COST / rate_pixels + METRICS_S_PER_PIXEL)
-    steps_between = max(1, math.ceil(val_s / (VAL_SHARE / (1 - VAL_SHARE) * step_s)))
-    total_steps = None if train_s is None else max(1, int(train_s / step_s))
-    # At least MIN_VALIDATIONS to choose the best checkpoint from, unless that many would take over
-    # MAX_VAL_SHARE of the budget (the final weights are always scored at the end).
-    if total_steps is not None and val_s * MIN_VALIDATIONS <= MAX_VAL_SHARE * inputs.budget_s:
-        steps_between = max(1, min(steps_between, total_steps // MIN_VALIDATIONS))
-    pass_steps = max(1, fp.images // batch)
-    facts.update(
-        step_s=round(step_s, 4),
-        validation_s=round(val_s, 3),
-        estimated_steps=total_steps,
-        steps_between_validations=steps_between,
-    )
+        return {key: value for key, value in values if value is not None}
 
-    def epoch_rule() -> tuple[int | None, str]:
-        if train_s is None and pass_steps >= MIN_EPOCH_STEPS:
-            return None, f"budget in epochs: an epoch is one pass ({pass_steps} steps)"
-        if train_s is not None and 0.5 * steps_between <= pass_steps <= 2 * steps_between:
-            return (
-                None,
-                f"one pass ({pass_steps} steps) is about the {steps_between} steps between validations",
-            )
-        steps = max(steps_between, MIN_EPOCH_STEPS)
-        size = steps * batch
-        return size, (
-            f"{size} sampled crops ({steps} steps) per epoch, validated after each: validation "
-            f"(~{val_s:.1f} s) stays under {VAL_SHARE:.0%} of the time"
-            + (f", with ~{total_steps} steps in the budget" if total_steps else "")
-            + (f" (one pass is only {pass_steps} steps)" if pass_steps < steps else "")
+    @cached_property
+    def measured(self) -> dict[str, float]:
+        """Training images/s here by ``"<precision>/<layout>"``, measured once (after the network's width
+        and depth are decided)."""
+        return dict(self.rates(self.timed_network, self.timed_batch, self.timed_patch))
+
+    @property
+    def baseline(self) -> float:
+        return self.measured.get("32-true/contiguous", 0.0)
+
+    @property
+    def precision(self) -> str:
+        precision = self.value("trainer.precision")
+        return precision if precision in ("32-true", "bf16-mixed") else "32-true"
+
+    @property
+    def layout(self) -> str:
+        return self.value("model.memory_format") or "contiguous"
+
+    @property
+    def rate_pixels(self) -> float:
+        """Network pixels trained per second, about constant over patch sizes."""
+        rate_images = self.measured.get(f"{self.precision}/{self.layout}", self.baseline) or 1.0
+        return rate_images * self.timed_patch**2
+
+    # --- the budget ------------------------------------------------------------------------------------
+
+    @property
+    def train_s(self) -> float | None:
+        """Seconds of training in the budget (the rest validates); ``None`` under an epochs budget."""
+        return None if self.inputs.budget_s is None else self.inputs.budget_s * (1 - VAL_SHARE)
+
+    def passes(self, scale: float) -> float:
+        """How often the budget's training crops cover the training set's pixels at ``scale``."""
+        patch = self.nominal_patch(scale)
+        seconds_per_crop = patch**2 / self.rate_pixels + (patch / scale) ** 2 * AUGMENT_S_PER_PIXEL
+        seen = (self.train_s or 0.0) / seconds_per_crop * patch**2
+        return seen / max(self.fingerprint.images * self.pixels_per_image * scale**2, 1.0)
+
+    # --- the run as decided so far ---------------------------------------------------------------------
+
+    @property
+    def scale(self) -> float:
+        return self.value("data.train_scale") or 1.0
+
+    @property
+    def crop(self) -> int | None:
+        return self.value("augment.crop") if self.inputs.has_crop else None
+
+    @property
+    def patch(self) -> int:
+        """Network pixels of a training patch: the crop at the training scale."""
+        crop = self.crop
+        return round(crop * self.scale) if crop not in (None, AUTO) else self.nominal_patch(self.scale)
+
+    @property
+    def batch(self) -> int:
+        return self.value("data.batch_size") or self.timed_batch
+
+    @property
+    def step_s(self) -> float:
+        """Seconds of a training step: the network's pixels, and augmenting the crops at the data's resolution."""
+        crop = self.crop
+        data_pixels = (crop if crop not in (None, AUTO) else self.patch / self.scale) ** 2
+        return self.batch * (self.patch**2 / self.rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
+
+    @property
+    def validation_s(self) -> float:
+        """Seconds of one validation: every validation image scored whole."""
+        pixels = self.inputs.val_images * self.pixels_per_image
+        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
+
+    @property
+    def total_steps(self) -> int | None:
+        return None if self.train_s is None else max(1, int(self.train_s / self.step_s))
+
+    @property
+    def steps_between_validations(self) -> int:
+        """Steps that keep validation at :data:`VAL_SHARE` of the time, and, under a time budget, at least
+        :data:`MIN_VALIDATIONS` validations to choose the best checkpoint from, unless that many would take
+        over :data:`MAX_VAL_SHARE` of it (the final weights are always scored at the end)."""
+        val_s = self.validation_s
+        steps = max(1, math.ceil(val_s / (VAL_SHARE / (1 - VAL_SHARE) * self.step_s)))
+        total = self.total_steps
+        if total is not None and val_s * MIN_VALIDATIONS <= MAX_VAL_SHARE * self.inputs.budget_s:
+            steps = max(1, min(steps, total // MIN_VALIDATIONS))
+        return steps
+
+    @property
+    def pass_steps(self) -> int:
+        """Steps of one pass over the training set."""
+        return max(1, self.fingerprint.images // self.batch)
+
+    @property
+    def epoch_steps(self) -> int:
+        epoch_size = self.value("data.epoch_size")
+        return self.pass_steps if epoch_size in (None, AUTO) else max(1, epoch_size // self.batch)
+
+    def facts(self) -> dict[str, Any]:
+        """The numbers behind the plan, for ``plan.json`` and ``unet-plan``'s head line."""
+        total, max_epochs = self.total_steps, self.value("trainer.max_epochs")
+        if total is None and max_epochs is not None and max_epochs > 0:
+            total = max_epochs * self.epoch_steps
+        return {
+            "measured_images_per_s": {key: round(value, 3) for key, value in self.measured.items()},
+            "measured_at": {"batch_size": self.timed_batch, "patch": self.timed_patch, **self.timed_network},
+            "training_pixels_per_s": round(self.rate_pixels),
+            "passes_over_training_pixels": None
+            if self.train_s is None
+            else round(self.passes(self.scale), 1),
+            "step_s": round(self.step_s, 4),
+            "validation_s": round(self.validation_s, 3),
+            "estimated_steps": total,
+            "steps_between_validations": self.steps_between_validations,
+        }
+
+
+Rule = Callable[[PlanContext], tuple[Any, str]]
+# Every planned key's rule, in decision order (the order they are defined below).
+RULES: dict[str, Rule] = {}
+# Keys decided only when this holds (a crop only for an augmentation that crops).
+CONDITIONS: dict[str, Callable[[PlanContext], bool]] = {}
+
+
+def rule(key: str, when: Callable[[PlanContext], bool] | None = None) -> Callable[[Rule], Rule]:
+    """Register the rule deciding ``key`` (if ``when`` holds): a function of the :class:`PlanContext`
+    returning ``(value, reason)``."""
+
+    def register(function: Rule) -> Rule:
+        RULES[key] = function
+        if when is not None:
+            CONDITIONS[key] = when
+        return function
+
+    return register
+
+
+@rule("trainer.max_epochs")
+def max_epochs(context: PlanContext) -> tuple[int, str]:
+    if context.inputs.budget_s is not None:
+        return -1, "unbounded: the time budget ends the run"
+    return DEFAULT_EPOCHS, f"no time budget (trainer.max_time): {DEFAULT_EPOCHS} epochs"
+
+
+def _normalisation(context: PlanContext, name: str) -> tuple[list[float], str]:
+    """The per-channel ``name`` (mean or std) the pretrained weights expect, else the training images'."""
+    if context.inputs.pretrained is not None:
+        what, mean, std = context.inputs.pretrained
+        return [round(v, 4) for v in (mean if name == "mean" else std)], f"the {name} {what} expect"
+    values = getattr(context.fingerprint, name)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(
+            f"data.{name}: the training images hold NaN or infinite values, so their statistics cannot "
+            "normalise them; set data.mean and data.std"
         )
+    return [
+        round(max(v, 1e-3) if name == "std" else v, 4) for v in values
+    ], f"the training images' per-channel {name}"
 
-    epoch_size = decide("data.epoch_size", epoch_rule)
-    epoch_steps = pass_steps if epoch_size in (None, AUTO) else max(1, epoch_size // batch)
-    if total_steps is None and max_epochs is not None and max_epochs > 0:
-        facts["estimated_steps"] = max_epochs * epoch_steps
 
-    def cadence_rule() -> tuple[int, str]:
-        every = max(1, round(steps_between / epoch_steps))
-        if max_epochs is not None and max_epochs > 0:
-            every = min(every, max_epochs)
+@rule("data.mean")
+def mean(context: PlanContext) -> tuple[list[float], str]:
+    return _normalisation(context, "mean")
+
+
+@rule("data.std")
+def std(context: PlanContext) -> tuple[list[float], str]:
+    return _normalisation(context, "std")
+
+
+@rule("augment.kind")
+def augment_kind(context: PlanContext) -> tuple[str, str]:
+    if context.fingerprint.channels == 1:
         return (
-            every,
-            f"every {every} epoch(s) of {epoch_steps} steps: validation ~{VAL_SHARE:.0%} of the time",
+            "microscopy",
+            "1-channel images: flips both ways and 90-degree rotations, as no direction is special",
         )
+    return "natural", "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter"
 
-    decide("trainer.check_val_every_n_epoch", cadence_rule)
-    decide(
-        "model.optimizer.lr",
-        lambda: (LEARNING_RATE, "AdamW at 2e-3 with cosine decay to the end of the budget"),
+
+@rule("model.net.base_channels")
+def base_channels(context: PlanContext) -> tuple[int, str]:
+    device = context.device
+    return WIDTH[
+        device
+    ], f"on {device.upper()}, {WIDTH[device]}: more steps in the budget beat a wider network"
+
+
+@rule("model.net.depth")
+def depth(context: PlanContext) -> tuple[int, str]:
+    patch, device = context.timed_patch, context.device
+    levels = max(2, min(MAX_DEPTH[device], int(math.log2(max(patch, 1) / MIN_BOTTLENECK))))
+    return levels, (
+        f"{levels} levels: a {patch}-pixel patch keeps a bottleneck of {patch >> levels} pixels "
+        f"(at most {MAX_DEPTH[device]} levels on {device.upper()})"
     )
-
-    present = [f for f in fp.class_fraction if f > 0]
-    rarest = min(present) if present else 1.0
-
-    def weights_rule() -> tuple[str | None, str]:
-        if len(present) >= 3 and rarest < WEIGHTED_FRACTION:
-            return "median_frequency", (
-                f"{len(present)} classes, the rarest at {rarest:.2%} of the pixels: SegNet's median-frequency weights"
-            )
-        return None, f"none: {len(present)} classes, the rarest at {rarest:.1%} of the pixels"
-
-    decide("model.loss.class_weights", weights_rule)
-
-    def rare_rule() -> tuple[float, str]:
-        if not inputs.has_crop:
-            return 0.0, "the augmentation does not crop"
-        if rarest < RARE_FRACTION:
-            return (
-                RARE_CROP_P,
-                f"the rarest class holds {rarest:.1%} of the pixels: a third of the crops centred on it",
-            )
-        return 0.0, f"the rarest class holds {rarest:.1%} of the pixels: plain random crops"
-
-    decide("data.rare_class_crop_p", rare_rule)
-    return planner.plan
 
 
 def _rates(measured: Mapping[str, float]) -> str:
     return ", ".join(f"{key} {value:.1f}" for key, value in measured.items()) + " images/s"
+
+
+@rule("trainer.precision")
+def precision(context: PlanContext) -> tuple[str, str]:
+    measured, layout = context.measured, context.typed("model.memory_format")
+    options = [key for key in measured if layout == AUTO or key.endswith(f"/{layout}")]
+    best = max(options, key=lambda key: measured.get(key, 0.0))
+    rate = measured.get(best, 0.0)
+    plain = measured.get(f"32-true/{best.split('/')[1]}", context.baseline)
+    if best.startswith("32-true") or rate < MIN_SPEEDUP * plain:
+        return "32-true", f"fp32: bf16 autocast is not {MIN_SPEEDUP}x faster here ({_rates(measured)})"
+    return "bf16-mixed", f"bf16 autocast trains {rate / plain:.2f}x as fast as fp32 here ({_rates(measured)})"
+
+
+@rule("model.memory_format")
+def memory_format(context: PlanContext) -> tuple[str, str]:
+    precision = context.precision
+    contiguous = context.measured.get(f"{precision}/contiguous", context.baseline)
+    last = context.measured.get(f"{precision}/channels_last", 0.0)
+    if last >= MIN_SPEEDUP * contiguous:
+        return "channels_last", f"channels_last trains {last / contiguous:.2f}x as fast as contiguous here"
+    return "contiguous", "channels_last is not faster here"
+
+
+@rule("data.train_scale")
+def train_scale(context: PlanContext) -> tuple[float, str]:
+    if context.train_s is None:
+        return 1.0, "budget in epochs: the data's own resolution"
+    thinnest = context.thinnest
+    allowed = [s for s in SCALES if s == 1.0 or s * thinnest >= MIN_CLASS_WIDTH]
+    for scale in allowed:
+        passes = context.passes(scale)
+        if passes >= MIN_PASSES:
+            seen = f"the budget sees the training pixels about {passes:.0f} times"
+            if scale == 1.0:
+                return 1.0, f"full resolution: {seen}"
+            return scale, (
+                f"{scale:g}x resolution: {seen} (at full resolution {context.passes(1.0):.0f}, under {MIN_PASSES})"
+            )
+    scale = allowed[-1]
+    return scale, (
+        f"{scale:g}x resolution, the lowest that keeps the thinnest class ({thinnest:g} px) "
+        f"over {MIN_CLASS_WIDTH} px: the budget sees the training pixels about {context.passes(scale):.1f} times"
+    )
+
+
+@rule("augment.crop", when=lambda context: context.inputs.has_crop)
+def crop(context: PlanContext) -> tuple[int, str]:
+    fp, device, scale = context.fingerprint, context.device, context.scale
+    patch = context.nominal_patch(scale)
+    size = min(_round_down(patch / scale, PATCH_MULTIPLE), _round_down(context.min_side, PATCH_MULTIPLE))
+    return size, (
+        f"{size}x{size} data pixels ({round(size * scale)} at the network's resolution): "
+        f"{PATCH[device]} on {device.upper()}, at most the smallest image ({fp.height[0]}x{fp.width[0]})"
+    )
+
+
+@rule("data.batch_size")
+def batch_size(context: PlanContext) -> tuple[int, str]:
+    patch, device = context.patch, context.device
+    return batch_for(patch, device), (
+        f"{BATCH_PIXELS[device] // 1024}k network pixels per step on {device.upper()} ({patch}x{patch} patches): "
+        "many small steps"
+    )
+
+
+@rule("data.num_workers")
+def num_workers(context: PlanContext) -> tuple[int, str]:
+    if context.device == "cpu":
+        return (
+            0,
+            "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)",
+        )
+    workers = max(0, min(GPU_LOADER_WORKERS, context.inputs.cpu_count - 1))
+    return workers, f"{workers} loader processes: one process cannot augment as fast as the GPU trains"
+
+
+@rule("model.net.norm")
+def norm(context: PlanContext) -> tuple[str, str]:
+    return norm_for(context.batch)
+
+
+@rule("data.epoch_size")
+def epoch_size(context: PlanContext) -> tuple[int | None, str]:
+    pass_steps, between, total = context.pass_steps, context.steps_between_validations, context.total_steps
+    if context.train_s is None and pass_steps >= MIN_EPOCH_STEPS:
+        return None, f"budget in epochs: an epoch is one pass ({pass_steps} steps)"
+    if context.train_s is not None and 0.5 * between <= pass_steps <= 2 * between:
+        return None, f"one pass ({pass_steps} steps) is about the {between} steps between validations"
+    steps = max(between, MIN_EPOCH_STEPS)
+    size = steps * context.batch
+    return size, (
+        f"{size} sampled crops ({steps} steps) per epoch, validated after each: validation "
+        f"(~{context.validation_s:.1f} s) stays under {VAL_SHARE:.0%} of the time"
+        + (f", with ~{total} steps in the budget" if total else "")
+        + (f" (one pass is only {pass_steps} steps)" if pass_steps < steps else "")
+    )
+
+
+@rule("trainer.check_val_every_n_epoch")
+def check_val_every_n_epoch(context: PlanContext) -> tuple[int, str]:
+    epoch_steps, max_epochs = context.epoch_steps, context.value("trainer.max_epochs")
+    every = max(1, round(context.steps_between_validations / epoch_steps))
+    if max_epochs is not None and max_epochs > 0:
+        every = min(every, max_epochs)
+    return every, f"every {every} epoch(s) of {epoch_steps} steps: validation ~{VAL_SHARE:.0%} of the time"
+
+
+@rule("model.optimizer.lr")
+def learning_rate(context: PlanContext) -> tuple[float, str]:
+    return LEARNING_RATE, "AdamW at 2e-3 with cosine decay to the end of the budget"
+
+
+@rule("model.loss.class_weights")
+def class_weights(context: PlanContext) -> tuple[str | None, str]:
+    classes, rarest = len(context.present_classes), context.rarest
+    if classes >= 3 and rarest < WEIGHTED_FRACTION:
+        return "median_frequency", (
+            f"{classes} classes, the rarest at {rarest:.2%} of the pixels: SegNet's median-frequency weights"
+        )
+    return None, f"none: {classes} classes, the rarest at {rarest:.1%} of the pixels"
+
+
+@rule("data.rare_class_crop_p")
+def rare_class_crop_p(context: PlanContext) -> tuple[float, str]:
+    rarest = context.rarest
+    if not context.inputs.has_crop:
+        return 0.0, "the augmentation does not crop"
+    if rarest < RARE_FRACTION:
+        return (
+            RARE_CROP_P,
+            f"the rarest class holds {rarest:.1%} of the pixels: a third of the crops centred on it",
+        )
+    return 0.0, f"the rarest class holds {rarest:.1%} of the pixels: plain random crops"
+
+
+# Every key the planner can decide, in decision order.
+PLANNED_KEYS = tuple(RULES)
+
+
+def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> Plan:
+    """The plan for ``fixed`` (the config's current value of each :data:`PLANNED_KEYS` key it has, ``auto``
+    for those to decide), ``inputs`` and the measured ``rates``: every rule in turn, then the numbers."""
+    context = PlanContext(inputs, fixed, rates)
+    for key, decide in RULES.items():
+        if CONDITIONS.get(key, lambda _: True)(context):
+            context.decide(key, decide)
+    return Plan(context.choices, context.facts())

@@ -23,6 +23,7 @@ from unet.planning import reading_datamodule, without_plan
 from unet.training.checkpoint import check_fits_data, module_from_checkpoint, training_data_config
 from unet.training.metrics import metric_key
 from unet.training.run import quiet_lightning_notices
+from unet.utils.budget import max_time_timedelta
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
 
@@ -139,7 +140,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_fits_data(module.hparams, datamodule, ckpt_path)
     split = choose_split(cfg.get("split", "auto"), datamodule)
 
-    trainer = instantiate(without_plan(cfg.trainer, precision="32-true"))
+    trainer = instantiate(
+        without_plan(cfg.trainer, precision="32-true"),
+        max_time=max_time_timedelta(cfg.trainer.get("max_time")),
+    )
     datamodule.setup("test" if split == "test" else "validate")
     loader = {
         "train": datamodule.train_dataloader,

@@ -1,8 +1,8 @@
 """A training run from a composed config (what ``unet-train`` runs): build, fit, score, write the outputs.
 
-The config's ``auto`` keys are planned first (:mod:`unet.planning`). The run directory receives
-``config.yaml`` (resolved, planned values included), ``plan.json`` (what was planned and why),
-``checkpoints/best.ckpt`` and
+The config's ``auto`` keys are planned first (:mod:`unet.planning`: the config is composed again with
+the plan's overrides). The run directory receives ``config.yaml`` (resolved, planned values included),
+``plan.json`` (what was planned and why), ``checkpoints/best.ckpt`` and
 ``checkpoints/last.ckpt`` (the latest state: every epoch's end, SIGTERM and Ctrl-C), TensorBoard logs under
 ``tensorboard/<network name>/`` (``logger=mlflow``: ``mlflow.db``, ``mlartifacts/``), ``per_image.csv`` (every val and test image's own scores, from the
 weights ``metrics.json`` scores: :mod:`unet.evaluation.per_image`) and, last, ``metrics.json``. While it runs, ``run.lock`` names the process
@@ -36,12 +36,13 @@ from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
 from unet.evaluation.per_image import write_per_image
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
-from unet.planning import format_plan, plan_config, write_plan
+from unet.planning import Plan, format_plan, planned_config, write_plan
 from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, Requeued, StoppedBySigint
 from unet.training.checkpoint import check_fits_data, check_same_network, load_checkpoint
 from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
+from unet.utils.budget import max_time_timedelta
 from unet.utils.config import flatten, plain_config
 from unet.utils.files import write_json, write_text
 from unet.utils.locking import DirectoryLockedError, check_unlocked, lock_directory
@@ -88,12 +89,19 @@ def build_module(model_cfg: DictConfig, datamodule: SegmentationDataModule) -> S
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+    """The Trainer of ``cfg.trainer``, its callbacks and loggers; ``trainer.max_time`` read in seconds by
+    :func:`~unet.utils.budget.max_time_seconds`, given to Lightning as a ``timedelta``."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false drops ours
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     quiet_lightning_notices()
-    trainer = instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks + list(extra_callbacks),
+        logger=loggers or False,
+        max_time=max_time_timedelta(cfg.trainer.get("max_time")),
+    )
     # Lightning's own summary has a FLOPs column that reads 0 without an example input (see ParameterSummary).
     trainer.callbacks = [
         ParameterSummary(max_depth=c._max_depth) if type(c) in (ModelSummary, RichModelSummary) else c
@@ -270,7 +278,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return _train(cfg, output_dir, ckpt_path)
 
 
-def write_run_config(output_dir: Path, config: dict[str, Any], plan: Any) -> None:
+def write_run_config(output_dir: Path, config: dict[str, Any], plan: Plan | None) -> None:
     """``config.yaml`` and ``plan.json`` of the run; in a distributed run only the first process writes
     (the others join its run)."""
     if rank_zero_only.rank != 0:
@@ -283,7 +291,7 @@ def write_run_config(output_dir: Path, config: dict[str, Any], plan: Any) -> Non
 
 
 def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str, float]:
-    plan = plan_config(cfg)
+    cfg, plan = planned_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     config = plain_config(cfg)
     if ckpt_path is None:  # first, so a run that fails while building records what it was

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from unet.utils.budget import MAX_TIME_KEY, max_time_seconds
+
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
+# Keys whose values we read ourselves before an object gets them: checked by their reader, not by the
+# type hints of the constructor (``trainer.max_time=300`` is seconds; Lightning's Trainer gets a timedelta).
+VALUE_READERS: dict[str, Callable[[Any], Any]] = {MAX_TIME_KEY: max_time_seconds}
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -30,14 +37,88 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@dataclass(frozen=True)
+class Composition:
+    """How a config was composed: its config file and its command-line overrides.
+
+    ``in_app``: by the running Hydra app, whose config search path (``--config-dir``, ``hydra.searchpath``)
+    composing it again keeps.
+    """
+
+    config_name: str
+    overrides: tuple[str, ...]
+    in_app: bool = False
+
+    def compose(self, overrides: Sequence[str] = (), replacing: Collection[str] = ()) -> DictConfig:
+        """The config composed again, with ``overrides`` after the original ones (so they win); the original
+        overrides of the keys in ``replacing`` are left out (``overrides`` set them another way)."""
+        from hydra import compose
+        from hydra.core.global_hydra import GlobalHydra
+
+        kept = (override for override in self.overrides if override_key(override) not in replacing)
+        again = Composition(self.config_name, (*kept, *overrides), self.in_app)
+        if not (self.in_app and GlobalHydra.instance().is_initialized()):
+            return compose_config(again.config_name, again.overrides)
+        cfg = compose(again.config_name, overrides=list(again.overrides))
+        _remember(cfg, again)
+        return cfg
+
+
+# How each live config that compose_config (or Composition.compose) returned was composed, by its id.
+_COMPOSED: dict[int, tuple[weakref.ref, Composition]] = {}
+
+
+def _remember(cfg: DictConfig, composition: Composition) -> None:
+    key = id(cfg)
+    _COMPOSED[key] = (weakref.ref(cfg, lambda _: _COMPOSED.pop(key, None)), composition)
+
+
+def composition_of(cfg: DictConfig) -> Composition | None:
+    """How ``cfg`` was composed: by :func:`compose_config` (its arguments), else the running Hydra app's
+    job (its config and ``overrides.task``); ``None`` outside both."""
+    from hydra.core.hydra_config import HydraConfig
+
+    remembered = _COMPOSED.get(id(cfg))
+    if remembered is not None and remembered[0]() is cfg:
+        return remembered[1]
+    if not HydraConfig.initialized():
+        return None
+    job = HydraConfig.get()
+    # unresolved: an override's value may itself be an interpolation (x=${y})
+    overrides = OmegaConf.to_container(job.overrides.task, resolve=False)
+    return Composition(job.job.config_name, tuple(overrides), in_app=True)
+
+
+def compose_again(cfg: DictConfig, overrides: Sequence[str], replacing: Collection[str] = ()) -> DictConfig:
+    """``cfg`` composed again from its config file and overrides, with ``overrides`` appended (they win)
+    and those of the keys in ``replacing`` left out (see :meth:`Composition.compose`)."""
+    composition = composition_of(cfg)
+    if composition is None:
+        raise ValueError(
+            "cannot compose this config again: it comes neither from a Hydra app nor from "
+            "unet.utils.config.compose_config (compose it with one of them)"
+        )
+    return composition.compose(overrides, replacing)
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: ``+model.net.depth=3`` -> ``model.net.depth``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def compose_config(
     config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False
 ) -> DictConfig:
-    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app."""
+    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app.
+
+    The config remembers how it was composed (:func:`composition_of`), so it can be composed again.
+    """
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+    _remember(cfg, Composition(config_name, tuple(overrides)))
+    return cfg
 
 
 def _annotation_of(target: Any, name: str) -> Any:
@@ -102,7 +183,8 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
 
     The configs have no schema; the constructor a key ends up in (its node's ``_target_``) does, in
     its type hints. Without this check such a value fails deep inside training with a ``TypeError``
-    that names neither the key nor the value. ``auto`` (planned later) and ``null`` are not checked.
+    that names neither the key nor the value. ``auto`` (planned later) and ``null`` are not checked; a
+    key of :data:`VALUE_READERS` is checked by its reader.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.utils import get_object
@@ -114,6 +196,11 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
         value = OmegaConf.select(
             cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
         )
+        if key in VALUE_READERS:
+            VALUE_READERS[key](
+                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            )
+            continue
         if value is None or value == "auto" or not isinstance(value, bool | int | float | str):
             continue
         parent_key, _, name = key.rpartition(".")
