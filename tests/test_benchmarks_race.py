@@ -9,7 +9,8 @@ from conftest import TINY_RUN, run_cli
 from PIL import Image
 
 from unet.benchmarks import RaceSettings
-from unet.benchmarks.race import max_time, time_to_reach, times_to_target
+from unet.benchmarks.race import time_to_reach, times_to_target, train_command
+from unet.utils.budget import max_time_seconds
 
 CURVES = {
     "peer": [{"seconds": 20, "score": 0.5}, {"seconds": 40, "score": 0.7}, {"seconds": 60, "score": 0.8}],
@@ -41,8 +42,12 @@ def test_time_to_target_is_the_first_snapshot_reaching_it_and_the_speedup_is_aga
     )
 
 
-def test_budgets_are_lightnings_max_time_and_bad_settings_are_refused():
-    assert max_time(600) == "00:00:10:00" and max_time(90061) == "01:01:01:01"
+def test_budgets_go_to_the_runs_in_seconds_and_bad_settings_are_refused(tmp_path):
+    command = train_command(
+        RaceSettings(contenders={"ours": []}, reference="ours", budget_s=90.5), [], tmp_path
+    )
+    assert "trainer.max_time=90.5" in command
+    assert max_time_seconds(command[command.index("trainer.max_time=90.5")].split("=")[1]) == 90.5
     with pytest.raises(ValueError, match="race.reference='peer' is not a contender"):
         RaceSettings(contenders={"ours": []}, reference="peer")
     with pytest.raises(ValueError, match="every_s=60"):

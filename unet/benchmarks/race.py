@@ -37,19 +37,13 @@ class RaceError(RuntimeError):
     """The race has no result: its reference contender failed to train."""
 
 
-def max_time(seconds: float) -> str:
-    """``trainer.max_time`` for ``seconds``: ``DD:HH:MM:SS`` (whole seconds)."""
-    whole = round(seconds)
-    return f"{whole // 86400:02d}:{whole // 3600 % 24:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
 def train_command(settings: RaceSettings, overrides: Sequence[str], run_dir: Path) -> list[str]:
     """``unet-train`` for one contender: the common overrides, the budget, its own overrides (which may
     change the budget), its run directory and the snapshot callback."""
     return [
         sys.executable, "-m", "unet.apps.train",
         *settings.overrides,
-        f"trainer.max_time={max_time(settings.budget_s)}",
+        f"trainer.max_time={settings.budget_s:g}",  # seconds: read once, by the run
         *overrides,
         f"hydra.run.dir={run_dir}",
         "+callbacks.timed_snapshots._target_=unet.training.callbacks.TimedSnapshots",

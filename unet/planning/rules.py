@@ -508,7 +508,7 @@ def num_workers(context: PlanContext) -> tuple[int, str]:
     if context.device == "cpu":
         return (
             0,
-            "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark levers=true)",
+            "in-memory samples augmented in the training process: fastest on a CPU (unet-benchmark mode=levers)",
         )
     workers = max(0, min(GPU_LOADER_WORKERS, context.inputs.cpu_count - 1))
     return workers, f"{workers} loader processes: one process cannot augment as fast as the GPU trains"

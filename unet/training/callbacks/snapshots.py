@@ -1,5 +1,5 @@
 """Weights saved every N seconds of training: the score-vs-wall-clock curves of
-``unet-benchmark time_to_quality=true``."""
+``unet-benchmark mode=time_to_quality``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class TimedSnapshots(L.Callback):
     ``dirpath/snapshots.json`` (``{"seconds", "step", "file"}``), and once more when training ends.
 
     Scored afterwards on held-out data, they give a score-vs-wall-clock curve (``unet-benchmark
-    time_to_quality=true``) that costs the run only the saving: scoring during training would spend the
+    mode=time_to_quality``) that costs the run only the saving: scoring during training would spend the
     budget being measured. The clock starts with training, as ``trainer.max_time``'s does.
     """
 
