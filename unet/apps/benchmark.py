@@ -13,7 +13,8 @@ import dataclasses
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.runs import hydra_app, report_and_exit
+from unet.apps.errors import report_and_exit
+from unet.apps.hydra_app import hydra_app
 from unet.compare.race import RaceError, RaceSettings, format_race, run_race
 from unet.inference.benchmark import TiledSettings, format_tiled, measure_tiled_inference
 from unet.models import UPSAMPLERS
