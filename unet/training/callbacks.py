@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
 from PIL import Image
 
 from unet.training.checkpoint import non_finite_tensor
+from unet.utils.errors import TrainingDivergedError
 from unet.utils.files import write_json
 from unet.utils.seeding import derive_seed
 from unet.utils.tables import text_table
@@ -395,7 +396,7 @@ class FiniteCheckpoints(L.Callback):
     ) -> None:
         name = non_finite_tensor(checkpoint.get("state_dict", {}))
         if name is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"the weights became non-finite (NaN or Inf in {name}) by global step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}); nothing was saved and the last good checkpoint is kept: "
                 "lower the learning rate or check the data"
