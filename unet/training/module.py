@@ -61,10 +61,10 @@ def to_plain(value: Any) -> Any:
 def built_from_config(key: str, config: Mapping[str, Any], build: Callable[[], Built]) -> Built:
     """``build()`` of the object the config's ``key`` describes (a ``_target_`` and its options).
 
-    A ``TypeError`` or ``ValueError`` while building it is the config's (an option the target does not
-    take, a value it refuses, a target that does not import): re-raised as a :class:`ConfigError`
-    naming ``key`` and the target. A :class:`UserError` the target raised itself is raised as it is,
-    unwrapped from Hydra's :class:`InstantiationException`.
+    A ``TypeError``, ``ValueError`` or ``ImportError`` while building it is the config's (an option the
+    target does not take, a value it refuses, a target that does not import): re-raised as a
+    :class:`ConfigError` naming ``key`` and the target. A :class:`UserError` the target raised itself is
+    raised as it is, unwrapped from Hydra's :class:`InstantiationException`; anything else is a bug.
     """
     try:
         return build()
@@ -74,8 +74,10 @@ def built_from_config(key: str, config: Mapping[str, Any], build: Callable[[], B
         reason = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
         if isinstance(reason, UserError):
             raise reason from None
-        text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
-        raise ConfigError(f"{key} ({config.get('_target_')}): {text}") from error
+        if not isinstance(reason, TypeError | ValueError | ImportError):
+            raise
+        text = "; ".join(line.strip().rstrip(":") for line in str(reason).splitlines() if line.strip())
+        raise ConfigError(f"{key} ({config.get('_target_')}): {text or type(reason).__name__}") from error
 
 
 def training_time_budget(trainer: L.Trainer) -> float | None:
