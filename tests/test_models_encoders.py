@@ -208,6 +208,10 @@ def test_wrong_weights_files_are_refused_with_the_reason(resnet18_file, tmp_path
     torch.save(torch.zeros(3), tensor)
     with pytest.raises(EncoderWeightsError, match="does not hold a state dict"):
         get_encoder("resnet18")(3, weights=tensor)
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(resnet18_file.read_bytes()[:1000])
+    with pytest.raises(EncoderWeightsError, match=r"damaged\.pth is not a readable torch\.save file \("):
+        get_encoder("resnet18")(3, weights=damaged)
     with pytest.raises(ValueError, match="the unet encoder has no pretrained weights"):
         UNet(encoder_weights="imagenet")
 

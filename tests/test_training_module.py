@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from unet.training.module import SegmentationModule
+from unet.utils.errors import ConfigError
 
 SMALL = {
     "in_channels": 1,
@@ -32,3 +33,28 @@ def test_unknown_memory_format_lists_the_valid_ones():
         ValueError, match="model.memory_format='nhwc': expected one of contiguous, channels_last"
     ):
         SegmentationModule(**SMALL, memory_format="nhwc")
+
+
+def test_an_optimizer_that_refuses_the_configs_options_is_a_config_error_naming_the_key():
+    module = SegmentationModule(
+        **SMALL, optimizer={"_target_": "torch.optim.SGD", "lr": -1.0}, scheduler=None
+    )
+    with pytest.raises(
+        ConfigError, match=r"^model.optimizer \(torch.optim.SGD\): Invalid learning rate: -1.0"
+    ):
+        module.configure_optimizers()
+
+
+def test_a_loss_option_the_loss_does_not_take_is_a_config_error_naming_the_key():
+    loss = {"_target_": "unet.training.losses.SegmentationLoss", "dice_wieght": 1.0}
+    with pytest.raises(
+        ConfigError, match=r"^model.loss \(unet.training.losses.SegmentationLoss\): .*'dice_wieght'"
+    ):
+        SegmentationModule(**SMALL, loss=loss)
+
+
+def test_a_loss_value_the_loss_refuses_keeps_the_losses_own_message():
+    loss = {"_target_": "unet.training.losses.SegmentationLoss", "focal_gamma": -1.0}
+    with pytest.raises(ConfigError, match="focal_gamma must be >= 0, got -1.0") as refused:
+        SegmentationModule(**SMALL, loss=loss)
+    assert not str(refused.value).startswith("model.loss")

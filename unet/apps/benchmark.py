@@ -19,7 +19,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.runs import hydra_app, report_and_exit
+from unet.apps.errors import report_and_exit
+from unet.apps.hydra_app import hydra_app
 from unet.benchmarks import (
     BenchmarkSettings,
     RaceError,

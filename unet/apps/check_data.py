@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from unet.apps.runs import hydra_app
+from unet.apps.hydra_app import hydra_app
 from unet.planning import check_data_from_config
 from unet.utils.tables import terminal_tables
 

@@ -12,7 +12,7 @@ import sys
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from unet.apps.runs import hydra_app
+from unet.apps.hydra_app import hydra_app
 from unet.compare import run_comparison, run_overrides
 from unet.utils.runtime import apply_runtime
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from unet.apps.runs import hydra_app
+from unet.apps.hydra_app import hydra_app
 from unet.training.evaluate import evaluate
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables

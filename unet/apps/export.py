@@ -8,7 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.apps import DEPLOY_CONFIG_PATH
-from unet.apps.runs import hydra_app
+from unet.apps.hydra_app import hydra_app
 from unet.export import export_checkpoint
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from unet.apps.runs import hydra_app
+from unet.apps.hydra_app import hydra_app
 from unet.planning import format_plan, plan_config
 
 

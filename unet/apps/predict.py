@@ -10,7 +10,8 @@ import sys
 from omegaconf import DictConfig
 
 from unet.apps import DEPLOY_CONFIG_PATH
-from unet.apps.runs import hydra_app, report_and_exit
+from unet.apps.errors import report_and_exit
+from unet.apps.hydra_app import hydra_app
 from unet.inference import load_predictor, predict_files
 from unet.inference.files import collect_inputs
 

@@ -8,8 +8,8 @@ import sys
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from unet.apps.hydra_app import hydra_app
 from unet.apps.plan import print_plan
-from unet.apps.runs import hydra_app
 from unet.planning import check_data_from_config
 from unet.training.run import train, train_or_record_failure
 from unet.utils.runtime import apply_runtime

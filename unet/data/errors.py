@@ -1,9 +1,11 @@
-"""The data layer's exceptions: one base class so the apps can report any bad input as one clear line."""
+"""The data layer's exceptions: the user's data or data config is wrong, reported as one clear line."""
 
 from __future__ import annotations
 
+from unet.utils.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad or missing input data; the message names the file or directory and what was expected."""
 
 

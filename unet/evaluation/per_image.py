@@ -29,6 +29,7 @@ import torch
 from unet.evaluation.boundary import boundary_counts_per_image, f1_from_counts
 from unet.evaluation.checkerboard import checkerboard_energies_per_image, score_from_energies
 from unet.evaluation.scores import confusion_per_image, metric_key, scores_from_confusion
+from unet.utils.errors import InputFileError, OutputExistsError
 from unet.utils.files import publish_new, write_text
 
 FILENAME = "per_image.csv"
@@ -136,7 +137,7 @@ def write_per_image(
     if replace:
         return write_text(path, text)
     if path.exists():
-        raise FileExistsError(f"{path} already exists; nothing was overwritten")
+        raise OutputExistsError(f"{path} already exists; nothing was overwritten")
     staged = path.with_name(f".{path.name}.{os.getpid()}.staged")
     try:
         write_text(staged, text)
@@ -151,7 +152,9 @@ def read_per_image(path: str | Path) -> list[Row]:
     with path.open(newline="") as file:
         reader = csv.DictReader(file)
         if reader.fieldnames is None or list(reader.fieldnames[: len(KEY_COLUMNS)]) != list(KEY_COLUMNS):
-            raise ValueError(f"{path} is not a per-image score file: its header must start with split,image")
+            raise InputFileError(
+                f"{path} is not a per-image score file: its header must start with split,image"
+            )
         return [
             {
                 column: (value if column in KEY_COLUMNS else (float(value) if value else math.nan))

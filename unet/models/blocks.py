@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from unet.utils.errors import ConfigError
+
 NORMS: dict[str, Callable[[int], nn.Module]] = {
     "batch": nn.BatchNorm2d,
     "group": lambda channels: nn.GroupNorm(math.gcd(channels, 8), channels),
@@ -25,7 +27,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def _choose(table: dict, name: str, what: str):
     if name not in table:
-        raise ValueError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}")
+        raise ConfigError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}")
     return table[name]
 
 
@@ -46,7 +48,7 @@ class ConvBlock(nn.Sequential):
         make_norm = _choose(NORMS, norm, "norm")
         make_activation = _choose(ACTIVATIONS, activation, "activation")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
         for channels_in in (in_channels, out_channels):
             layers += [

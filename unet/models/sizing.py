@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from unet.models.unet import UNet
+from unet.utils.errors import ConfigError
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -37,7 +38,7 @@ def decoder_width_for(target_parameters: int, tolerance: float = 0.02, **unet_op
             break
         low, high = (width, high) if count < target_parameters else (low, width)
     if best_error > tolerance:
-        raise ValueError(
+        raise ConfigError(
             f"no decoder width gives {unet_options.get('upsample')} {target_parameters:,} parameters within "
             f"{tolerance:.0%} (closest: {best_error:.1%} off at decoder_width={best_width:.3f})"
         )

@@ -19,6 +19,7 @@ from unet.models.blocks import ConvBlock
 from unet.models.encoders import get_encoder
 from unet.models.upsamplers import get_upsampler
 from unet.models.upsamplers.base import argmax_indices
+from unet.utils.errors import ConfigError
 from unet.utils.limits import check_num_classes
 
 FUSIONS = ("concat", "add", "none")
@@ -34,12 +35,12 @@ def check_sizes(in_channels: int, num_classes: int, base_channels: int = 1, dept
     sizes = {"in_channels": in_channels, "base_channels": base_channels, "depth": depth}
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     levels = min(int(depth), 64)  # past 64 levels the estimate below is astronomical anyway
     # The deepest levels dominate: two 3x3 convs per level at base * 2**level channels.
     estimate = sum(9 * 2 * (base_channels * 2**level) ** 2 for level in range(levels + 1))
     if estimate > MAX_PARAMETERS:
-        raise ValueError(
+        raise ConfigError(
             f"base_channels={base_channels} with depth={depth} makes a U-Net of about {estimate:.1e} parameters "
             f"(its deepest level has {base_channels * 2**levels:,} channels); the limit is {MAX_PARAMETERS:.0e} "
             "(4 GB of weights, 16 GB to train): lower model.net.base_channels or model.net.depth"
@@ -170,10 +171,10 @@ class UNet(nn.Module):
         upsampler_cls = get_upsampler(upsample)
         build_encoder = get_encoder(encoder)
         if fuse not in FUSIONS:
-            raise ValueError(f"unknown fuse {fuse!r}; valid: {', '.join(FUSIONS)}")
+            raise ConfigError(f"unknown fuse {fuse!r}; valid: {', '.join(FUSIONS)}")
         check_sizes(in_channels, num_classes, base_channels, depth)
         if decoder_width <= 0:
-            raise ValueError(f"decoder_width must be positive, got {decoder_width}")
+            raise ConfigError(f"decoder_width must be positive, got {decoder_width}")
         self.checkpoint_encoder = checkpoint_encoder
         self.save_indices = upsampler_cls.needs_pool_indices
         block_options = {"norm": norm, "activation": activation, "dropout": dropout}
@@ -250,7 +251,7 @@ class UNet(nn.Module):
             and not torch.jit.is_tracing()
             and min(x.shape[-2:]) < self.min_size
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"input of size {tuple(x.shape[-2:])} is too small for this U-Net of {self.depth} levels: "
                 f"height and width must be >= {self.min_size}"
             )

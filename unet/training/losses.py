@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unet.data.base import SegmentationDataModule
+from unet.data.errors import DataError
 from unet.data.statistics import split_class_counts
+from unet.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Se
     could act on it, and 0 keeps it out of the median and the mean.
     """
     if kind not in CLASS_WEIGHT_KINDS:
-        raise ValueError(
+        raise ConfigError(
             f"model.loss.class_weights: unknown kind {kind!r}; expected a list of floats, null, "
             f"or one of {', '.join(CLASS_WEIGHT_KINDS)}"
         )
@@ -78,7 +80,7 @@ def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Se
     present = pixels > 0
     weights = np.zeros_like(pixels)
     if not present.any():
-        raise ValueError(f"model.loss.class_weights={kind}: the training masks hold no labelled pixel")
+        raise DataError(f"model.loss.class_weights={kind}: the training masks hold no labelled pixel")
     if kind == "median_frequency":
         frequency = pixels[present] / image_pixels[present]
         weights[present] = np.median(frequency) / frequency
@@ -195,7 +197,7 @@ class SegmentationLoss(nn.Module):
         super().__init__()
         terms = {"ce": ce_weight, "dice": dice_weight, "focal": focal_weight, "lovasz": lovasz_weight}
         if min(terms.values()) < 0 or sum(terms.values()) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"loss weights must be >= 0 and not all 0 (ce and dice not both 0 unless focal or lovasz "
                 f"is set); got {terms}"
             )
@@ -205,7 +207,7 @@ class SegmentationLoss(nn.Module):
                 "(unet.training.run.build_module does), or be a list of floats"
             )
         if focal_gamma < 0:
-            raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+            raise ConfigError(f"focal_gamma must be >= 0, got {focal_gamma}")
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
         self.focal_weight = focal_weight

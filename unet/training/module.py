@@ -7,12 +7,13 @@ checkpoint's hyper-parameters alone rebuild the model and load without unpicklin
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
 import torch.distributed as dist
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import RunningStage
@@ -25,6 +26,7 @@ from unet.evaluation.per_image import Row, image_names
 from unet.models.networks import DEFAULT_NET, build_network, network_config
 from unet.models.unet import check_sizes
 from unet.training.metrics import SplitMetrics
+from unet.utils.errors import ConfigError, TrainingDivergedError, UserError
 from unet.utils.layouts import memory_format as torch_memory_format
 
 DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight": 1.0, "dice_weight": 1.0}
@@ -36,6 +38,14 @@ SPLITS = ("train", "val", "test")
 CHECKPOINT_FORMAT = 2
 FORMAT_KEY = "unet_checkpoint_format"
 VERSION_KEY = "unet_version"
+# torch's ValueError for BatchNorm in training mode on a batch holding one value per channel (a batch of
+# one sample whose bottleneck is 1x1): the config's batch size, crop and depth, and what to change.
+BATCH_NORM_ONE_VALUE = "Expected more than 1 value per channel when training"
+BATCH_NORM_FIXES = (
+    "model.net.norm=group (or instance) works at any batch size; or a larger data.batch_size, "
+    "larger crops (augment.crop), a smaller model.net.depth, or data.drop_last=true"
+)
+Built = TypeVar("Built")
 # Epoch scores are torchmetrics states, already reduced over processes when logged; Lightning cannot
 # tell and recommends `sync_dist=True`, which would only repeat the reduction.
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
@@ -46,6 +56,28 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def built_from_config(key: str, config: Mapping[str, Any], build: Callable[[], Built]) -> Built:
+    """``build()`` of the object the config's ``key`` describes (a ``_target_`` and its options).
+
+    A ``TypeError``, ``ValueError`` or ``ImportError`` while building it is the config's (an option the
+    target does not take, a value it refuses, a target that does not import): re-raised as a
+    :class:`ConfigError` naming ``key`` and the target. A :class:`UserError` the target raised itself is
+    raised as it is, unwrapped from Hydra's :class:`InstantiationException`; anything else is a bug.
+    """
+    try:
+        return build()
+    except UserError:
+        raise
+    except (InstantiationException, TypeError, ValueError) as error:
+        reason = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        if isinstance(reason, UserError):
+            raise reason from None
+        if not isinstance(reason, TypeError | ValueError | ImportError):
+            raise
+        text = "; ".join(line.strip().rstrip(":") for line in str(reason).splitlines() if line.strip())
+        raise ConfigError(f"{key} ({config.get('_target_')}): {text or type(reason).__name__}") from error
 
 
 def training_time_budget(trainer: L.Trainer) -> float | None:
@@ -120,7 +152,7 @@ class SegmentationModule(L.LightningModule):
         check_sizes(in_channels, num_classes)
         class_names = list(to_plain(class_names) or [f"class_{index}" for index in range(num_classes)])
         if len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+            raise ConfigError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
         # Rebind the arguments as builtins before saving them: save_hyperparameters reads these locals.
         upsample_options = dict(to_plain(upsample_options) or {})
         mean = [float(value) for value in to_plain(mean) or [0.0] * in_channels]
@@ -135,18 +167,18 @@ class SegmentationModule(L.LightningModule):
             or not isinstance(freeze_encoder_epochs, int)
             or freeze_encoder_epochs < 0
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"model.freeze_encoder_epochs must be an integer >= 0, got {freeze_encoder_epochs!r}"
             )
         if not encoder_lr_ratio > 0:
-            raise ValueError(f"model.encoder_lr_ratio must be positive, got {encoder_lr_ratio!r}")
+            raise ConfigError(f"model.encoder_lr_ratio must be positive, got {encoder_lr_ratio!r}")
         self.save_hyperparameters(logger=False)
         # Pretrained weights initialise the network built for training only: a network rebuilt from a
         # checkpoint or an export (network_config) takes its weights from the state dict.
         initial = {"encoder_weights": str(encoder_weights)} if encoder_weights is not None else {}
         self.net = build_network({**self.network_config, **initial})
         if (freeze_encoder_epochs or encoder_lr_ratio != 1) and self.encoder is None:
-            raise ValueError(
+            raise ConfigError(
                 "model.freeze_encoder_epochs and model.encoder_lr_ratio need a network with an `encoder` "
                 f"(unet.models.UNet); {self.hparams.net.get('_target_')} has none"
             )
@@ -155,7 +187,9 @@ class SegmentationModule(L.LightningModule):
         self.net.to(memory_format=self.memory_format)
         if compile:
             self.net.compile()  # in place: the state dict keeps its keys
-        self.loss_fn = instantiate(self.hparams.loss, ignore_index=ignore_index)
+        self.loss_fn = built_from_config(
+            "model.loss", self.hparams.loss, lambda: instantiate(self.hparams.loss, ignore_index=ignore_index)
+        )
         # One set of epoch metrics per split (attributes, since ModuleDict reserves the key "train").
         for split in SPLITS:
             setattr(
@@ -219,12 +253,24 @@ class SegmentationModule(L.LightningModule):
         """``(B, C, H, W)`` normalised images to ``(B, K, H, W)`` logits."""
         return self.net(images.contiguous(memory_format=self.memory_format))
 
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`, with BatchNorm's refusal of a batch of one value per channel told as the config's."""
+        try:
+            return self(images)
+        except ValueError as error:
+            if not (self.training and BATCH_NORM_ONE_VALUE in str(error)):
+                raise
+            raise ConfigError(
+                f"BatchNorm got a batch with one value per channel ({str(error).split('got ')[-1]}): a batch of "
+                f"one sample whose bottleneck is 1x1. {BATCH_NORM_FIXES}"
+            ) from error
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         images, masks = batch
-        logits = self(images)
+        logits = self._logits(images)
         loss = self.loss_fn(logits, masks)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"{split} loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
                 "lower the learning rate or check the data. The last good checkpoint is kept."
             )
@@ -315,7 +361,7 @@ class SegmentationModule(L.LightningModule):
             return self.parameters()
         lr = self.hparams.optimizer.get("lr")
         if not isinstance(lr, int | float):
-            raise ValueError(f"model.encoder_lr_ratio scales model.optimizer.lr, which is {lr!r}")
+            raise ConfigError(f"model.encoder_lr_ratio scales model.optimizer.lr, which is {lr!r}")
         encoder = {id(parameter) for parameter in self.encoder.parameters()}
         return [
             {"params": [p for p in self.parameters() if id(p) in encoder], "lr": lr * ratio},
@@ -324,13 +370,24 @@ class SegmentationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         # Called, not instantiated with them: Hydra would turn the groups (dicts of tensors) into configs.
-        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(self.parameter_groups())
+        groups = self.parameter_groups()
+        optimizer = built_from_config(
+            "model.optimizer",
+            self.hparams.optimizer,
+            lambda: instantiate(self.hparams.optimizer, _partial_=True)(groups),
+        )
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        scheduler = instantiate(
+        total_steps = self.trainer.estimated_stepping_batches
+        time_budget_s = training_time_budget(self.trainer)
+        scheduler = built_from_config(
+            "model.scheduler",
             self.hparams.scheduler,
-            optimizer=optimizer,
-            total_steps=self.trainer.estimated_stepping_batches,
-            time_budget_s=training_time_budget(self.trainer),
+            lambda: instantiate(
+                self.hparams.scheduler,
+                optimizer=optimizer,
+                total_steps=total_steps,
+                time_budget_s=time_budget_s,
+            ),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -44,6 +44,7 @@ from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 from unet.utils.budget import max_time_timedelta
 from unet.utils.config import flatten, plain_config
+from unet.utils.errors import OutputExistsError
 from unet.utils.files import write_json, write_text
 from unet.utils.locking import DirectoryLockedError, check_unlocked, lock_directory
 
@@ -233,7 +234,7 @@ def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
         return
     if resume_from and Path(resume_from).resolve().is_relative_to(output_dir.resolve()):
         return
-    raise FileExistsError(
+    raise OutputExistsError(
         f"{output_dir} already holds the outputs of an earlier run ({', '.join(p.name for p in earlier)}); "
         "choose a new hydra.run.dir, or resume that run with ckpt_path pointing into it"
     )

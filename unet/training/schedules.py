@@ -8,6 +8,8 @@ import time
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from unet.utils.errors import ConfigError
+
 
 class WarmupCosine(LRScheduler):
     """Linear warm-up for ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at the end of the run.
@@ -28,9 +30,12 @@ class WarmupCosine(LRScheduler):
         time_budget_s: float | None = None,
     ) -> None:
         if not total_steps >= 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+            raise ConfigError(
+                f"total_steps must be >= 1, got {total_steps}: the learning-rate schedule needs a run of at least "
+                "one training step (trainer.max_steps, trainer.max_epochs, trainer.limit_train_batches)"
+            )
         if math.isinf(total_steps) and not time_budget_s:
-            raise ValueError(
+            raise ConfigError(
                 "the learning-rate schedule needs a finite run length: set trainer.max_epochs, "
                 "trainer.max_steps or trainer.max_time (or model.scheduler=null for a constant learning rate)"
             )

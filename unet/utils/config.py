@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from unet.utils.budget import MAX_TIME_KEY, max_time_seconds
+from unet.utils.errors import ConfigError
 
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
@@ -213,7 +214,7 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
         except Exception:  # noqa: BLE001 -- a target that does not import fails with its own message later
             continue
         if annotation is not None and not _fits(value, annotation):
-            raise ValueError(
+            raise ConfigError(
                 f"{key}={value!r}: expected {_expected(annotation)} (the type of {target}'s {name})"
             )
 

@@ -32,3 +32,7 @@ class OutputExistsError(UserError, FileExistsError):
 
 class EnvironmentMismatchError(UserError, RuntimeError):
     """What the config asks for is missing on this machine (a CUDA device, a CPU feature)."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """The loss or the weights became NaN or infinite: too high a learning rate, or values in the data."""

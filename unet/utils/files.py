@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from unet.utils.errors import OutputExistsError, UserError
+
 # What a write reports when the file system has no room left for it (disk full, or the user's quota).
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserError, OSError):
     """A file could not be written for lack of space; the previous file at that path is intact."""
 
 
@@ -85,10 +87,10 @@ def publish_new(written: str | Path, path: str | Path) -> Path:
     try:
         os.link(written, path)
     except FileExistsError:
-        raise FileExistsError(f"{path} already exists; nothing was overwritten") from None
+        raise OutputExistsError(f"{path} already exists; nothing was overwritten") from None
     except OSError:  # no hard links here (some network and FUSE file systems)
         if path.exists():
-            raise FileExistsError(f"{path} already exists; nothing was overwritten") from None
+            raise OutputExistsError(f"{path} already exists; nothing was overwritten") from None
         os.replace(written, path)
         return path
     written.unlink()

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unet.utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"
 
 
-class DirectoryLockedError(FileExistsError):
+class DirectoryLockedError(UserError, FileExistsError):
     """The directory is held by another live process."""
 
 

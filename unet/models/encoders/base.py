@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet.utils.errors import ConfigError
+
 # A builder takes ``in_channels`` and ``weights`` (None, "imagenet" or a state-dict file) plus its own
 # keyword options, and returns an :class:`Encoder`.
 EncoderBuilder = Callable[..., "Encoder"]
@@ -60,7 +62,7 @@ def get_encoder(name: str) -> EncoderBuilder:
             return resolver(name.removeprefix(prefix))
     valid = ", ".join(sorted(ENCODERS))
     families = "".join(f"; or {prefix}<name>: {usage}" for prefix, (_, usage) in ENCODER_FAMILIES.items())
-    raise ValueError(f"unknown encoder {name!r}; valid names: {valid}{families}")
+    raise ConfigError(f"unknown encoder {name!r}; valid names: {valid}{families}")
 
 
 def pretrained_statistics(name: str, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

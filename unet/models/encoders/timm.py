@@ -33,6 +33,7 @@ from unet.models.encoders.torchvision import (
     load_backbone_weights,
     read_state_dict,
 )
+from unet.utils.errors import ConfigError
 from unet.utils.extras import MissingExtraError, install_hint
 
 PREFIX = "timm-"
@@ -55,7 +56,7 @@ def timm_encoder(model_name: str) -> EncoderBuilder:
     """The builder of ``timm-<model_name>``; an unknown name says how to find timm's names."""
     timm = import_timm(PREFIX + model_name)
     if not timm.is_model(model_name):
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder={PREFIX}{model_name}: timm {timm.__version__} has no model {model_name!r}; list "
             f"them with python -c \"import timm; print(timm.list_models('*{model_name.partition('.')[0]}*'))\""
         )
@@ -96,7 +97,7 @@ def features_model(timm: ModuleType, model_name: str, weights: str | os.PathLike
     try:
         model = create()
     except (RuntimeError, AssertionError, TypeError) as error:  # no features_only, a wrong pretrained tag
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder={encoder}: timm cannot build it as a features_only network ({error})"
         ) from None
     if weights is None:
@@ -142,7 +143,7 @@ def rounds_up(model: nn.Module, channels: tuple[int, ...], reductions: tuple[int
         with torch.no_grad():
             features = model.eval()(torch.zeros(1, 3, height, width))
     except (RuntimeError, AssertionError, ValueError) as error:
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder={encoder} does not run on a {height}x{width} image ({described(error)}); the "
             "U-Net needs an encoder that takes any size"
         ) from None
@@ -155,7 +156,7 @@ def rounds_up(model: nn.Module, channels: tuple[int, ...], reductions: tuple[int
             (c, divide(height / r), divide(width / r)) for c, r in zip(channels, reductions, strict=True)
         ]:
             return up
-    raise ValueError(
+    raise ConfigError(
         f"model.encoder={encoder}: its features on a {height}x{width} image are {shapes}, not (channels, "
         f"H / stride, W / stride) rounded up or down alike at every level (NCHW), as the decoder needs"
     )
@@ -188,7 +189,7 @@ class TimmEncoder(Encoder):
         if first & (first - 1) or self.reductions != tuple(
             first << level for level in range(len(self.channels))
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"model.encoder={PREFIX}{model_name}: its features' strides {self.reductions} do not double "
                 "from one to the next (from a power of 2), as the U-Net decoder's stages do"
             )

@@ -24,6 +24,7 @@ import torchvision
 from torch import nn
 
 from unet.models.encoders.base import Encoder, register_encoder
+from unet.utils.errors import InputNotFoundError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,7 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_DECODER_CHANNELS = 256
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(UserError, ValueError):
     """Weights that cannot be obtained or do not fit the backbone (a user error: told in one line)."""
 
 
@@ -122,8 +123,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict saved with ``torch.save`` (tensors only: read with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder weights file {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise InputNotFoundError(f"encoder weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as error:  # not a torch.save file, or damaged: struct.error, UnpicklingError, EOFError...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EncoderWeightsError(f"{path} is not a readable torch.save file ({reason})") from None
     if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise EncoderWeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(state)

@@ -8,6 +8,7 @@ from torch import nn
 
 from unet.models.blocks import ConvBlock
 from unet.models.encoders.base import Encoder, register_encoder
+from unet.utils.errors import ConfigError
 
 
 @register_encoder("unet")
@@ -30,7 +31,7 @@ class UNetEncoder(Encoder, nn.ModuleList):
         dropout: float = 0.0,
     ) -> None:
         if weights is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"the unet encoder has no pretrained weights (got encoder_weights={weights!r}); "
                 "set model.encoder_weights=null or choose a pretrained model.encoder"
             )

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet.utils.errors import ConfigError
+
 UPSAMPLERS: dict[str, type[Upsampler]] = {}
 
 
@@ -35,7 +37,7 @@ def get_upsampler(name: str) -> type[Upsampler]:
         return UPSAMPLERS[name]
     except KeyError:
         valid = ", ".join(sorted(UPSAMPLERS))
-        raise ValueError(f"unknown upsampling method {name!r}; valid names: {valid}") from None
+        raise ConfigError(f"unknown upsampling method {name!r}; valid names: {valid}") from None
 
 
 class Upsampler(nn.Module):

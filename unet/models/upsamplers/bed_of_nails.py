@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 CORNERS = {"top_left": (0, 0), "top_right": (0, 1), "bottom_left": (1, 0), "bottom_right": (1, 1)}
 
@@ -18,7 +19,7 @@ class BedOfNailsUpsampler(Upsampler):
     def __init__(self, in_channels: int, out_channels: int, corner: str = "top_left") -> None:
         super().__init__(in_channels, out_channels)
         if corner not in CORNERS:
-            raise ValueError(f"bed_of_nails corner must be one of {sorted(CORNERS)}, got {corner!r}")
+            raise ConfigError(f"bed_of_nails corner must be one of {sorted(CORNERS)}, got {corner!r}")
         self.corner = corner
         self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from unet.models.upsamplers.base import Upsampler, register_upsampler
+from unet.utils.errors import ConfigError
 
 
 def channel_groups(in_channels: int, out_channels: int) -> torch.Tensor:
@@ -32,7 +33,7 @@ class BilinearAdditiveUpsampler(Upsampler):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
         if in_channels < out_channels:
-            raise ValueError(
+            raise ConfigError(
                 "bilinear_additive sums groups of channels, so it needs in_channels >= out_channels; "
                 f"got in_channels={in_channels}, out_channels={out_channels}"
             )

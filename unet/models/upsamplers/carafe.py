@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 # The paper's compressed width, reached from 256 input channels (its FPN) by a factor of 4.
 MAX_COMPRESSED_CHANNELS = 64
@@ -19,7 +20,7 @@ def _is_positive_int(value: object) -> bool:
 def _check_odd(name: str, value: int) -> None:
     """Odd sizes keep each window centred on its source pixel."""
     if not _is_positive_int(value) or value % 2 != 1:
-        raise ValueError(f"carafe {name} must be an odd integer >= 1, got {value!r}")
+        raise ConfigError(f"carafe {name} must be an odd integer >= 1, got {value!r}")
 
 
 @register_upsampler("carafe")
@@ -58,7 +59,7 @@ class CarafeUpsampler(Upsampler):
         if compressed_channels is None:
             compressed_channels = max(1, min(MAX_COMPRESSED_CHANNELS, in_channels // 4))
         if not _is_positive_int(compressed_channels):
-            raise ValueError(
+            raise ConfigError(
                 f"carafe compressed_channels must be an integer >= 1, got {compressed_channels!r}"
             )
         self.k_up = k_up

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 
 @register_upsampler("dysample")
@@ -26,7 +27,7 @@ class DySampleUpsampler(Upsampler):
     ) -> None:
         super().__init__(in_channels, out_channels)
         if out_channels % groups != 0:
-            raise ValueError(f"dysample groups ({groups}) must divide out_channels ({out_channels})")
+            raise ConfigError(f"dysample groups ({groups}) must divide out_channels ({out_channels})")
         self.groups = groups
         self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         self.offset = nn.Conv2d(in_channels, 2 * groups * 4, kernel_size=1)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 
 @register_upsampler("pixelshuffle")
@@ -23,7 +24,7 @@ class PixelShuffleUpsampler(Upsampler):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1) -> None:
         super().__init__(in_channels, out_channels)
         if kernel_size % 2 != 1:
-            raise ValueError(f"pixelshuffle kernel_size must be odd to keep the size, got {kernel_size}")
+            raise ConfigError(f"pixelshuffle kernel_size must be odd to keep the size, got {kernel_size}")
         self.conv = nn.Conv2d(in_channels, out_channels * 4, kernel_size, padding=kernel_size // 2)
         self.shuffle = nn.PixelShuffle(2)
         self.reset_parameters()

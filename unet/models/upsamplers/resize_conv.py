@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 RESIZE_MODES = ("nearest", "bilinear")
 
@@ -26,7 +27,7 @@ class ResizeConvUpsampler(Upsampler):
     def __init__(self, in_channels: int, out_channels: int, mode: str = "nearest") -> None:
         super().__init__(in_channels, out_channels)
         if mode not in RESIZE_MODES:
-            raise ValueError(f"resize_conv mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+            raise ConfigError(f"resize_conv mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
         self.mode = mode
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
 

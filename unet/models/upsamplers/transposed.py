@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from unet.models.upsamplers.base import Upsampler, pad_to_size, register_upsampler
+from unet.utils.errors import ConfigError
 
 
 @register_upsampler("transposed")
@@ -23,7 +24,7 @@ class TransposedConvUpsampler(Upsampler):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2) -> None:
         super().__init__(in_channels, out_channels)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 2:
-            raise ValueError(f"transposed kernel_size must be an integer >= 2, got {kernel_size!r}")
+            raise ConfigError(f"transposed kernel_size must be an integer >= 2, got {kernel_size!r}")
         padding = (kernel_size - 1) // 2
         self.kernel_size = kernel_size
         self.deconv = nn.ConvTranspose2d(

@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 
 from unet.training.checkpoint import non_finite_tensor
+from unet.utils.errors import TrainingDivergedError
 
 
 class FiniteCheckpoints(L.Callback):
@@ -22,7 +23,7 @@ class FiniteCheckpoints(L.Callback):
     ) -> None:
         name = non_finite_tensor(checkpoint.get("state_dict", {}))
         if name is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"the weights became non-finite (NaN or Inf in {name}) by global step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}); nothing was saved and the last good checkpoint is kept: "
                 "lower the learning rate or check the data"

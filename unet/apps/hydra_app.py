@@ -1,0 +1,159 @@
+"""Every command's ``hydra.main``: :func:`hydra_app`, with the checks made before a command starts.
+
+It answers a config Hydra cannot compose, and a user's mistake the command raises, in one line with
+exit code 2, and our bugs with their traceback and a request to report them (:mod:`unet.apps.errors`).
+Before the command runs it refuses what would otherwise fail late or deep inside a library: an
+override's value of the wrong type, a CUDA device this machine lacks, a class count that is a typo;
+:class:`GuardRunDirectory` refuses ``unet-train``'s run directory before Hydra writes into it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from unet.apps import CONFIG_PATH
+from unet.apps.config_errors import composition_error_line
+from unet.apps.errors import report_and_exit, report_bug_and_exit, user_errors_exit
+from unet.training.run import check_run_directory
+from unet.utils.config import check_override_types
+from unet.utils.errors import EnvironmentMismatchError
+from unet.utils.limits import check_num_classes
+
+# Config keys that name a device, and the value to use instead when CUDA is missing.
+DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "cpu"}
+HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
+# Marks an exception raised by the command itself (not by Hydra composing its config).
+_FROM_COMMAND = "_unet_raised_by_command"
+
+
+def hydra_app(
+    config_name: str, config_path: str = CONFIG_PATH
+) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """``hydra.main`` for our commands: config mistakes and user errors are one line and exit code 2.
+
+    ``--help``, ``--cfg job``, ``-m`` sweeps and ``main(cfg)`` (a composed config, as in tests: a bug
+    raises as it would from a library call) work as with ``hydra.main``; a successful run exits 0,
+    and a bug shows its traceback and a request to report it, with exit code 1.
+    """
+
+    def decorator(command: Callable[[DictConfig], Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked_command(cfg: DictConfig) -> Any:
+            try:
+                with user_errors_exit(cfg):
+                    check_before_running(cfg)
+                    return command(cfg)
+            except Exception as error:
+                _mark(error)
+                raise
+
+        hydra_main = hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
+            checked_command
+        )
+
+        @functools.wraps(command)
+        def main(cfg: DictConfig | None = None) -> Any:
+            if cfg is not None:
+                return hydra_main(cfg)
+            # Hydra prints its own errors and exits 1 unless this is set; then they reach us.
+            previous = os.environ.get(HYDRA_FULL_ERROR)
+            os.environ[HYDRA_FULL_ERROR] = "1"
+            try:
+                return hydra_main()
+            except Exception as error:
+                if not _from_composition(error):
+                    report_bug_and_exit(error)
+                if previous == "1":  # the user asked for Hydra's full report
+                    raise
+                report_and_exit(composition_error_line(error))
+            finally:
+                if previous is None:
+                    os.environ.pop(HYDRA_FULL_ERROR, None)
+                else:
+                    os.environ[HYDRA_FULL_ERROR] = previous
+
+        return main
+
+    return decorator
+
+
+def _mark(error: BaseException) -> None:
+    try:
+        setattr(error, _FROM_COMMAND, True)
+    except AttributeError:  # an exception type with __slots__: left unmarked
+        pass
+
+
+def _from_composition(error: BaseException) -> bool:
+    """Whether Hydra raised ``error`` composing the config from the command line (not the command)."""
+    return isinstance(error, HydraException | OmegaConfBaseException) and not getattr(
+        error, _FROM_COMMAND, False
+    )
+
+
+class GuardRunDirectory(Callback):
+    """Hydra callback of ``unet-train``: refuse its run directory before Hydra writes into it.
+
+    Hydra writes ``.hydra/config.yaml`` and appends to the log before the command starts, so a check
+    inside the command (:func:`unet.training.run.train` takes the lock) would come after another live
+    run's or a finished run's config was already overwritten. Sweeps give every job a new directory.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if rank_zero_only.rank != 0:  # a distributed run's other processes join the first one's directory
+            return
+        # Hydra turns a callback's exception into a warning and goes on: exit here instead.
+        with user_errors_exit(config):
+            check_run_directory(Path(config.hydra.run.dir), config.get("ckpt_path"))
+
+
+def check_before_running(cfg: DictConfig) -> None:
+    """Refuse, before any work, what would fail late or deep inside a library with a less clear message."""
+    if HydraConfig.initialized():
+        # unresolved: an override's value may itself be an interpolation (x=${y})
+        overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
+        check_override_types(cfg, overrides)
+    check_devices(cfg)
+    check_config_sizes(cfg)
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse a CUDA device on a machine without one, naming the key and what to use instead.
+
+    Lightning would raise its MisconfigurationException (a traceback) and torch a RuntimeError deep inside.
+    """
+    if torch.cuda.is_available():
+        return
+    for key, instead in DEVICE_KEYS.items():
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if isinstance(value, str) and (value in ("gpu", "cuda") or value.startswith("cuda:")):
+            raise EnvironmentMismatchError(
+                f"{key}={value}: no CUDA device is available on this machine (torch.cuda.is_available() is "
+                f"false); use {key}={instead}"
+            )
+
+
+def check_config_sizes(cfg: DictConfig) -> None:
+    """Refuse a typo'd class count before the data are read: per-class statistics of the data
+    fingerprint, confusion matrices and the network would take gigabytes first."""
+    for key in ("data.num_classes", "num_classes"):
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if isinstance(value, int):
+            check_num_classes(value, key)
