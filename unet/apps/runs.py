@@ -29,7 +29,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from unet.apps import CONFIG_PATH
 from unet.data.errors import DataError
-from unet.training.checkpoint import CheckpointError
+from unet.models.safe_loading import CheckpointError
 from unet.training.run import check_run_directory
 from unet.utils.config import check_override_types
 from unet.utils.extras import MissingExtraError

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
 )
 from PIL import Image
 
-from unet.training.checkpoint import non_finite_tensor
+from unet.models.safe_loading import non_finite_tensor
 from unet.utils.files import write_json
 from unet.utils.seeding import derive_seed
 from unet.utils.tables import text_table
