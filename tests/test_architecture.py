@@ -18,7 +18,7 @@ ALLOWED = {
     "planning": {"utils", "models", "data", "profiling"},
     "training": {"utils", "models", "evaluation", "data", "planning"},
     "export": {"utils", "models", "training"},
-    "inference": {"utils", "models", "data", "profiling", "training", "export"},
+    "inference": {"utils", "models", "data", "profiling", "export"},
     "compare": {"utils", "models", "evaluation", "data", "training", "profiling", "planning"},
     "benchmarks": {
         "utils",

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from unet.export import export_checkpoint, read_metadata
+from unet.export import export_checkpoint
 from unet.inference import load_predictor
-from unet.models import UNet, build_network
-from unet.training.checkpoint import CheckpointError, load_checkpoint, module_from_checkpoint
+from unet.models import UNet, build_network, load_model
+from unet.models.loading import CHECKPOINT_FORMAT, FORMAT_KEY, load_checkpoint, read_sidecar
+from unet.models.safe_loading import CheckpointError
+from unet.training.checkpoint import module_from_checkpoint
 from unet.training.evaluate import evaluate
-from unet.training.module import CHECKPOINT_FORMAT, FORMAT_KEY
 
 # unet 0.1.0's U-Net options, as its hyper-parameters and weights sidecar held them.
 V0_1_UNET = {
@@ -86,15 +87,18 @@ def test_a_v0_1_checkpoint_is_upgraded_to_the_network_config(v0_1):
     rebuilt = build_network(config).eval()
     rebuilt.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()})
     images = torch.randn(2, 1, 20, 28)
+    loaded = load_model(v0_1.checkpoint)
+    assert loaded.net_config == config and (loaded.format_version, loaded.unet_version) == (1, None)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(images), module(images))
+        torch.testing.assert_close(loaded.network(images), module(images))
 
 
 def test_a_v0_1_checkpoint_evaluates_and_exports_with_the_new_sidecar(v0_1, compose_config, tmp_path):
     result = evaluate(compose_config("eval", f"ckpt_path={v0_1.checkpoint}"))
     assert result["upsample"] == "maxunpool" and 0 <= result["metrics"]["test/miou"] <= 1
     path, _ = export_checkpoint(v0_1.checkpoint, "weights", tmp_path / "m.weights.pt")
-    metadata = read_metadata(path)
+    metadata = read_sidecar(path)
     assert metadata["net"]["upsample"] == "maxunpool" and metadata["net"]["depth"] == 2
     assert metadata["min_size"] == 4 and metadata["versions"]["unet"] != "0.1.0"
 
@@ -121,8 +125,11 @@ def test_a_target_outside_the_trusted_packages_is_refused(v0_1, key, tmp_path, m
     checkpoint = torch.load(v0_1.checkpoint, weights_only=True)
     checkpoint["hyper_parameters"][key] = {"_target_": "os.system", "command": "touch pwned"}
     torch.save(checkpoint, tmp_path / "evil.ckpt")
-    with pytest.raises(ValueError, match="'os.system' is outside the packages"):
-        module_from_checkpoint(tmp_path / "evil.ckpt")
+    for load in (load_model, module_from_checkpoint):
+        with pytest.raises(
+            CheckpointError, match="evil.ckpt cannot be loaded: .*'os.system' is outside the packages"
+        ):
+            load(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
 
 

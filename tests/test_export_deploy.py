@@ -13,9 +13,10 @@ from PIL import Image
 from test_export_predict import save_checkpoint
 
 from unet.data.transforms import normalize_image
-from unet.export import export_checkpoint, read_metadata
+from unet.export import export_checkpoint
 from unet.inference import load_predictor, predict_files
 from unet.inference.files import collect_inputs
+from unet.models.loading import read_sidecar
 from unet.training.checkpoint import RUN_CONFIG_KEY
 from unet.training.module import SegmentationModule
 from unet.utils.normalization import channel_tensor
@@ -53,7 +54,7 @@ def reference_masks(checkpoint: Path, pixels: np.ndarray) -> np.ndarray:
 def test_pt2_loads_with_torch_export_and_matches_pytorch_at_two_sizes(checkpoint, tmp_path):
     path, sidecar = export_checkpoint(checkpoint, "pt2")
     assert path == checkpoint.with_suffix(".pt2") and sidecar == path.with_name("best.pt2.json")
-    metadata = read_metadata(path)
+    metadata = read_sidecar(path)
     assert metadata["format"] == "pt2" and metadata["check_max_abs_diff"] <= 1e-4
     assert metadata["input"] == {**metadata["input"], "dtype": "float32", "layout": "bchw"}
     program = torch.export.load(str(path)).module()
@@ -90,12 +91,12 @@ def test_uint8_exports_give_the_checkpoints_masks(checkpoint, exports):
     with torch.no_grad():
         masks = program(torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())).numpy()  # (B, C, H, W)
     np.testing.assert_array_equal(masks, expected)
-    metadata = read_metadata(exports["onnx"])
+    metadata = read_sidecar(exports["onnx"])
     assert metadata["embed_preprocessing"] is True and metadata["check_pixels_differing"] == 0
     assert metadata["input"]["dtype"] == "uint8" and metadata["input"]["layout"] == "bhwc"
     assert metadata["input"]["shape"] == ["batch", "height", "width", 1]
     assert metadata["output"]["kind"] == "mask" and metadata["output"]["dtype"] == "int64"
-    assert read_metadata(exports["pt2"])["input"]["layout"] == "bchw"
+    assert read_sidecar(exports["pt2"])["input"]["layout"] == "bchw"
 
 
 def test_uint8_logits_export_matches_the_plain_one(checkpoint, tmp_path):
@@ -162,7 +163,7 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
     path, sidecar = export_checkpoint(checkpoint, "onnx", quantize="dynamic")
     quantized = path.with_name("best.int8.onnx")
     assert quantized.is_file() and quantized.stat().st_size < path.stat().st_size
-    report = read_metadata(quantized)["quantization"]
+    report = read_sidecar(quantized)["quantization"]
     assert report["method"] == "dynamic" and report["file"] == "best.int8.onnx"
     assert report["bytes"] == {"float32": path.stat().st_size, "int8": quantized.stat().st_size}
     validation = report["validation"]
@@ -177,7 +178,7 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
 def test_quantisation_says_why_without_the_validation_data(checkpoint, tmp_path):
     pytest.importorskip("onnxruntime.quantization", reason="quantize=dynamic needs onnxruntime.quantization")
     path, _ = export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx", quantize="dynamic")
-    validation = read_metadata(tmp_path / "m.int8.onnx")["quantization"]["validation"]
+    validation = read_sidecar(tmp_path / "m.int8.onnx")["quantization"]["validation"]
     assert "does not record its training data" in validation["skipped"]
 
 

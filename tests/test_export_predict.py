@@ -11,12 +11,13 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
-from unet.export import ExportError, export_checkpoint, read_metadata
+from unet.export import ExportError, export_checkpoint
 from unet.export.exporters import DEFAULT_SUFFIXES
 from unet.inference import load_predictor, predict_files, predict_probabilities
 from unet.inference.files import collect_inputs
 from unet.inference.tiling import segment_tiled
 from unet.models import UPSAMPLERS
+from unet.models.loading import read_sidecar
 from unet.profiling import peak_memory_bytes
 from unet.training.checkpoint import module_from_checkpoint
 from unet.training.module import SegmentationModule
@@ -63,7 +64,7 @@ def test_every_method_exports_and_matches_pytorch(checkpoints, method, export_fo
         checkpoints[method], export_format, tmp_path / f"model{DEFAULT_SUFFIXES[export_format]}"
     )
     assert path.is_file() and sidecar == path.with_name(path.name + ".json")
-    metadata = read_metadata(path)
+    metadata = read_sidecar(path)
     assert metadata["upsample"] == method and metadata["num_classes"] == 3 and metadata["in_channels"] == 1
     assert metadata["class_names"] == ["background", "cell", "edge"] and metadata["mean"] == [0.5]
     assert metadata["versions"]["torch"] == torch.__version__

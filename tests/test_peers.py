@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import TINY_RUN
 
-from unet.export import export_checkpoint, read_metadata
+from unet.export import export_checkpoint
 from unet.inference import load_predictor
 from unet.models import build_network
+from unet.models.loading import read_sidecar
 from unet.training.module import SegmentationModule
 from unet.training.run import train
 
@@ -28,7 +29,7 @@ def test_monai_basicunet_trains_exports_and_predicts_through_the_pipeline(compos
     assert (tmp_path / "tensorboard" / "monai_basicunet" / "version_0").is_dir()
     checkpoint = tmp_path / "checkpoints" / "best.ckpt"
     weights, _ = export_checkpoint(checkpoint, "weights", tmp_path / "peer.weights.pt")
-    sidecar = read_metadata(weights)
+    sidecar = read_sidecar(weights)
     assert sidecar["net"]["_target_"] == "unet.models.peers.monai_basicunet" and sidecar["upsample"] is None
     assert sidecar["net"]["features"] == [4, 4, 8, 8, 16, 4] and sidecar["min_size"] == 16
     images = np.random.default_rng(0).standard_normal((1, 1, 48, 40)).astype(np.float32)

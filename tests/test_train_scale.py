@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import TINY_RUN
 
-from unet.export import export_checkpoint, read_metadata
+from unet.export import export_checkpoint
 from unet.inference import load_predictor
+from unet.models.loading import read_sidecar
 from unet.models.networks import ScaledNetwork, build_network
 from unet.training.checkpoint import module_from_checkpoint
 from unet.training.run import train
@@ -55,7 +56,7 @@ def test_training_at_half_scale_scores_and_predicts_at_full_size(half_scale_run,
     assert reference.shape == (1, 4, 40, 56)
     for export_format, suffix in [("onnx", ".onnx"), ("torchscript", ".pt"), ("weights", ".weights.pt")]:
         path, _ = export_checkpoint(checkpoint, export_format, tmp_path / f"m{suffix}")
-        metadata = read_metadata(path)
+        metadata = read_sidecar(path)
         assert metadata["net"]["input_scale"] == 0.5 and metadata["min_size"] == 8  # depth 2 at half scale
         np.testing.assert_allclose(load_predictor(path)(images), reference, atol=1e-4)
     rebuilt = build_network(module.network_config)

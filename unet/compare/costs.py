@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from unet.models.loading import load_model
 from unet.profiling import InputSpec, measure_costs
-from unet.training.checkpoint import module_from_checkpoint
 from unet.utils.files import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ def method_costs(
         return costs
     nets, sizes = {}, set()
     for method, path in missing.items():
-        module, _ = module_from_checkpoint(path)
-        nets[method] = module.net
-        sizes.add((module.hparams.in_channels, module.hparams.num_classes))
+        loaded = load_model(path)
+        nets[method] = loaded.network
+        sizes.add((loaded.in_channels, loaded.num_classes))
     if len(sizes) != 1:
         raise ValueError(f"the checkpoints disagree on (in_channels, num_classes): {sorted(sizes)}")
     log.info("measuring the cost of %s", ", ".join(nets))

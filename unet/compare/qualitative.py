@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
-from unet.training.checkpoint import module_from_checkpoint, training_data_config
+from unet.models.loading import LoadedModel, load_checkpoint
+from unet.training.checkpoint import training_data_config
 from unet.utils.visualize import denormalize
 
 
@@ -22,7 +23,8 @@ def qualitative_panel(checkpoints: Mapping[str, Path]) -> dict[str, Any] | None:
         return None
     predictions, image, target, ignore_index = {}, None, None, None
     for method, path in checkpoints.items():
-        module, checkpoint = module_from_checkpoint(path)
+        checkpoint = load_checkpoint(path)
+        network = LoadedModel.from_checkpoint(checkpoint, path).network
         if image is None:
             datamodule = instantiate(training_data_config(checkpoint, path))
             datamodule.setup("validate")
@@ -30,5 +32,5 @@ def qualitative_panel(checkpoints: Mapping[str, Path]) -> dict[str, Any] | None:
             image = denormalize(normalized, datamodule.mean, datamodule.std)
             ignore_index = datamodule.ignore_index
         with torch.inference_mode():
-            predictions[method] = module(normalized[None]).argmax(dim=1)[0]
+            predictions[method] = network(normalized[None]).argmax(dim=1)[0]
     return {"image": image, "target": target, "predictions": predictions, "ignore_index": ignore_index}

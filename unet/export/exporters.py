@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet.export.metadata import model_metadata, sidecar_path, write_metadata
+from unet.export.metadata import model_metadata, write_metadata
 from unet.export.preprocessing import check_embedding_options, embed_preprocessing, example_input
 from unet.export.quantize import QUANTIZERS, describe_quantization, quantize_onnx, quantized_path
-from unet.training.checkpoint import module_from_checkpoint
+from unet.models.loading import LoadedModel, load_checkpoint, sidecar_path
 from unet.utils.extras import requires_extra
 from unet.utils.files import publish_new, read_json
 
@@ -200,8 +200,8 @@ def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], t
 def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
     """The network's state dict alone (tensors only: loads with ``torch.load(weights_only=True)``).
 
-    Rebuild with ``unet.models.build_network(metadata["net"])`` and ``load_state_dict``: the sidecar holds
-    the network's complete config.
+    ``unet.models.load_model`` loads it back (rebuilt with ``unet.models.build_network(metadata["net"])``
+    and ``load_state_dict``: the sidecar holds the network's complete config).
     """
     torch.save({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}, path)
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -282,10 +282,10 @@ def export_checkpoint(
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
             "choose another output= (nothing was written)"
         )
-    module, checkpoint = module_from_checkpoint(ckpt_path)
-    # Contiguous weights: a network trained channels-last would make torch.export guard on the batch.
-    model = module.net.eval().to(memory_format=torch.contiguous_format)
-    metadata = model_metadata(module, training_metrics(ckpt_path), export_format)
+    checkpoint = load_checkpoint(ckpt_path)  # exports are made from training checkpoints only
+    loaded = LoadedModel.from_checkpoint(checkpoint, ckpt_path)
+    model = loaded.network
+    metadata = model_metadata(loaded, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
     if embed:
         model = embed_preprocessing(model, metadata, layout, outputs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,11 @@ import numpy as np
 import torch
 
 from unet.data.transforms import normalize_image
-from unet.export.metadata import model_metadata, read_metadata
+from unet.export.metadata import model_metadata
 from unet.models.batchnorm_folding import fold_batch_norms
-from unet.models.networks import build_network
-from unet.training.checkpoint import (
-    CheckpointError,
-    inspect_file,
-    load_weights,
-    module_from_checkpoint,
-    non_finite_tensor,
-    wrong_kind,
-)
-from unet.utils.errors import ConfigError
+from unet.models.loading import load_model, read_sidecar
+from unet.models.safe_loading import CheckpointError, inspect_file, wrong_kind
+from unet.utils.errors import ConfigError, InputNotFoundError
 from unet.utils.extras import requires_extra
 from unet.utils.layouts import MEMORY_FORMATS
 from unet.utils.normalization import channel_tensor
@@ -164,10 +156,16 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def from_checkpoint(path: Path, device: str, memory_format: str = "auto") -> Predictor:
-    module, _ = module_from_checkpoint(path)
-    metadata = model_metadata(module, None, "checkpoint")
-    return Predictor(TorchRunner(module.net, device, True, memory_format), metadata, path)
+def from_model_file(path: Path, device: str, memory_format: str = "auto") -> Predictor:
+    """A model ``unet.models.load_model`` reads: a checkpoint or plain weights (the network rebuilt, run
+    folded in ``memory_format``), or a TorchScript or ``torch.export`` program (run as exported)."""
+    loaded = load_model(path)
+    if loaded.kind in ("checkpoint", "weights"):
+        runner = TorchRunner(loaded.network, device, True, memory_format)
+    else:
+        runner = TorchRunner(loaded.network, device)
+    metadata = loaded.sidecar if loaded.sidecar is not None else model_metadata(loaded, None, "checkpoint")
+    return Predictor(runner, metadata, path)
 
 
 def onnx_runner(path: Path, device: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -201,7 +199,7 @@ def from_onnx(path: Path, device: str, memory_format: str = "auto") -> Predictor
     if kind != "onnx":
         raise wrong_kind(path, kind, "an ONNX model (unet-export format=onnx)")
     check_onnx_weights(path)
-    return Predictor(onnx_runner(path, device), read_metadata(path), path)
+    return Predictor(onnx_runner(path, device), read_sidecar(path), path)
 
 
 def check_onnx_weights(path: Path) -> None:
@@ -222,64 +220,6 @@ def check_onnx_weights(path: Path) -> None:
             )
 
 
-def from_torch_file(path: Path, device: str, memory_format: str = "auto") -> Predictor:
-    """A ``.pt`` from unet-export: TorchScript (run as scripted), or plain weights rebuilt into a UNet from
-    the sidecar (run in ``memory_format``)."""
-    metadata = read_metadata(path)
-    if metadata.get("format") == "weights":
-        # unet 0.1's sidecars held the U-Net's options as "unet".
-        config = (
-            metadata["net"] if "net" in metadata else {"_target_": "unet.models.UNet", **metadata["unet"]}
-        )
-        model = build_network(config).eval()
-        model.load_state_dict(load_weights(path))  # intact, tensors only, finite
-        runner = TorchRunner(model, device, True, memory_format)
-    else:
-        kind = inspect_file(path)  # intact: torch.jit.load checks no checksums either
-        if kind != "torchscript":
-            raise wrong_kind(path, kind, f"a TorchScript archive (the format its sidecar {path}.json names)")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            model = torch.jit.load(str(path), map_location=device).eval()
-        runner = TorchRunner(model, device)
-        name = non_finite_tensor(model.state_dict())
-        if name is not None:
-            raise CheckpointError(
-                f"{path} holds non-finite values (NaN or Inf) in {name}: this model is unusable"
-            )
-    return Predictor(runner, metadata, path)
-
-
-def from_pt2(path: Path, device: str, memory_format: str = "auto") -> Predictor:
-    """A ``torch.export`` program from unet-export (format=pt2), checked intact and finite first; run as
-    exported (contiguous)."""
-    metadata = read_metadata(path)
-    kind = inspect_file(path)  # a zip archive: every member's checksum is tested
-    if kind not in ("torch", "torchscript"):
-        raise wrong_kind(path, kind, "a torch.export program (unet-export format=pt2)")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as error:  # torch's own errors for a zip that is not an exported program
-        raise CheckpointError(
-            f"{path} is not a readable torch.export program: {str(error).splitlines()[0]}"
-        ) from None
-    name = non_finite_tensor(program.state_dict)
-    if name is not None:
-        raise CheckpointError(
-            f"{path} holds non-finite values (NaN or Inf) in {name}: this model is unusable"
-        )
-    return Predictor(TorchRunner(program.module(), device), metadata, path)
-
-
-LOADERS: dict[str, Callable[[Path, str, str], Predictor]] = {
-    ".ckpt": from_checkpoint,
-    ".onnx": from_onnx,
-    ".pt2": from_pt2,
-    ".pt": from_torch_file,
-    ".pth": from_torch_file,
-}
-
-
 def load_predictor(path: str | Path, device: str = "cpu", memory_format: str = "auto") -> Predictor:
     """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` export, a ``.pt2`` torch.export program or a
     ``.pt`` TorchScript/weights export. ``memory_format`` (``auto``: the faster here, timed on the first
@@ -288,12 +228,8 @@ def load_predictor(path: str | Path, device: str = "cpu", memory_format: str = "
     check_memory_format(memory_format)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model not found: {path}")
-    loader = LOADERS.get(path.suffix.lower())
-    if loader is None:
-        raise ValueError(
-            f"cannot tell the model format of {path}: expected one of {', '.join(sorted(LOADERS))}"
-        )
+        raise InputNotFoundError(f"model not found: {path}")
+    loader = from_onnx if path.suffix.lower() == ".onnx" else from_model_file
     return loader(path, device, memory_format)
 
 

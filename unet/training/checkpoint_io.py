@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet.training.checkpoint import load_safely
+from unet.models.safe_loading import load_safely
 from unet.utils.files import atomic_write
 
 

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 import unet
 from unet.data.sources import sample_file
 from unet.evaluation.per_image import Row, image_names
-from unet.models.networks import DEFAULT_NET, build_network, network_config
+from unet.models.loading import CHECKPOINT_FORMAT, FORMAT_KEY, VERSION_KEY, network_config_from_hparams
+from unet.models.networks import DEFAULT_NET, build_network
 from unet.models.unet import check_sizes
 from unet.training.metrics import SplitMetrics
 from unet.utils.errors import ConfigError, TrainingDivergedError, UserError
@@ -33,11 +34,6 @@ DEFAULT_LOSS = {"_target_": "unet.training.losses.SegmentationLoss", "ce_weight"
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 1e-4}
 DEFAULT_SCHEDULER = {"_target_": "unet.training.schedules.WarmupCosine", "warmup_steps": 0}
 SPLITS = ("train", "val", "test")
-# The layout of the hyper-parameters a checkpoint holds: 1 (unet 0.1) had the U-Net's options at the
-# top level, 2 has them under ``net`` (unet.training.checkpoint upgrades 1 when loading).
-CHECKPOINT_FORMAT = 2
-FORMAT_KEY = "unet_checkpoint_format"
-VERSION_KEY = "unet_version"
 # torch's ValueError for BatchNorm in training mode on a batch holding one value per channel (a batch of
 # one sample whose bottleneck is 1x1): the config's batch size, crop and depth, and what to change.
 BATCH_NORM_ONE_VALUE = "Expected more than 1 value per channel when training"
@@ -208,16 +204,7 @@ class SegmentationModule(L.LightningModule):
     @property
     def network_config(self) -> dict[str, Any]:
         """The network's complete config: what rebuilds it alone (export sidecars store it)."""
-        hparams = self.hparams
-        return network_config(
-            hparams.net,
-            hparams.in_channels,
-            hparams.num_classes,
-            hparams.upsample,
-            hparams.upsample_options,
-            hparams.get("input_scale", 1.0),
-            hparams.get("encoder"),
-        )
+        return network_config_from_hparams(self.hparams)
 
     @property
     def encoder(self) -> torch.nn.Module | None:

@@ -34,11 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 from unet.data.base import SegmentationDataModule
 from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
 from unet.evaluation.per_image import write_per_image
+from unet.models.loading import load_checkpoint
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import Plan, format_plan, planned_config, write_plan
 from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, Requeued, StoppedBySigint
-from unet.training.checkpoint import check_fits_data, check_same_network, load_checkpoint
+from unet.training.checkpoint import check_fits_data, check_same_network
 from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 
-from unet.training.checkpoint import non_finite_tensor
+from unet.models.safe_loading import non_finite_tensor
 from unet.utils.errors import TrainingDivergedError
 
 
