@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
+# Those of the commands on a trained model file, whose `model=<file>` key must not select the `model` group.
+DEPLOY_CONFIG_MODULE = "unet.configs.deploy"
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -31,12 +33,16 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def compose_config(
-    config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False
+    config_name: str,
+    overrides: Sequence[str] = (),
+    return_hydra_config: bool = False,
+    config_module: str = CONFIG_MODULE,
 ) -> DictConfig:
-    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app."""
+    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app
+    (``config_module``: another package of configs, e.g. ``unet.configs.deploy``)."""
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+    with initialize_config_module(config_module, version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
