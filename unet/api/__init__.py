@@ -7,7 +7,7 @@ Lightning, the top-level package does not.
 
 from unet.api.jobs import command_config
 from unet.api.model import Model, load
-from unet.api.runs import Comparison, Run, check_data, compare, evaluate, plan, train
+from unet.api.runs import Comparison, Run, check_data, compare_methods, evaluate, plan, train
 
 __all__ = [
     "Comparison",
@@ -15,7 +15,7 @@ __all__ = [
     "Run",
     "check_data",
     "command_config",
-    "compare",
+    "compare_methods",
     "evaluate",
     "load",
     "plan",

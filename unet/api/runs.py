@@ -1,6 +1,6 @@
 """Training, comparing, evaluating, planning and checking data from Python: each function composes its
 command's config from keywords (:mod:`unet.api.keywords`) and runs the library function the command runs:
-:func:`train` as ``unet-train`` (:func:`unet.training.run.train`), :func:`compare` as ``unet-compare``
+:func:`train` as ``unet-train`` (:func:`unet.training.run.train`), :func:`compare_methods` as ``unet-compare``
 (:func:`unet.compare.run_comparison`), :func:`evaluate` as ``unet-eval``
 (:func:`unet.training.evaluate.evaluate`), :func:`plan` as ``unet-plan`` (:func:`unet.planning.plan_config`)
 and :func:`check_data` as ``unet-check-data`` (:func:`unet.planning.check_data_from_config`).
@@ -122,7 +122,7 @@ def train(*, overrides: Sequence[str] = (), **keywords: Any) -> Run:
     return run_job(cfg, work)
 
 
-def compare(*, overrides: Sequence[str] = (), **keywords: Any) -> Comparison:
+def compare_methods(*, overrides: Sequence[str] = (), **keywords: Any) -> Comparison:
     """Compare upsampling methods as ``unet-compare`` would: ``methods``, ``seeds``, ``output_dir`` and
     compare's other keys for the comparison, every other keyword for each of its training runs."""
     cfg, everything = command_config("compare", keywords, overrides)
@@ -131,7 +131,8 @@ def compare(*, overrides: Sequence[str] = (), **keywords: Any) -> Comparison:
         hydra = HydraConfig.get().overrides
         train_overrides = run_overrides(hydra.task, hydra.hydra)
         files = run_comparison(task, train_overrides, command_line("unet-compare", everything))
-        return Comparison(Path(task.output_dir), files, tuple(everything))
+        written = {name: path.absolute() for name, path in files.items()}
+        return Comparison(Path(task.output_dir).absolute(), written, tuple(everything))
 
     return run_job(cfg, work)
 
