@@ -32,7 +32,22 @@ ALLOWED = {
         "inference",
         "compare",
     },
+    # The Python API: every command as a function, beside the commands (only apps may import it).
+    "api": {
+        "utils",
+        "models",
+        "evaluation",
+        "data",
+        "training",
+        "profiling",
+        "planning",
+        "export",
+        "inference",
+        "compare",
+        "benchmarks",
+    },
     "apps": {
+        "api",
         "utils",
         "models",
         "evaluation",

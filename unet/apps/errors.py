@@ -1,7 +1,7 @@
 """How a command ends on an error: the user's mistake in one line, our bug with its traceback.
 
 A mistake in the user's input (a :class:`unet.utils.errors.UserError`, raised where it is detected; a
-config value left ``???``; a config Hydra cannot compose, :mod:`unet.apps.config_errors`) is one line,
+config value left ``???``; a config Hydra cannot compose, :mod:`unet.utils.config_errors`) is one line,
 ``error: <message>`` on stderr, and exit code 2. Anything else is a bug in unet, never shortened to a
 line that hides where it came from: its traceback, then :data:`BUG_REPORT`, and exit code 1.
 
@@ -19,7 +19,7 @@ from typing import NoReturn
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from unet.apps.config_errors import config_value_line, one_line
+from unet.utils.config_errors import config_value_line, one_line
 from unet.utils.errors import UserError
 
 # What a command reports as the user's mistake: the typed errors raised where a mistake is detected.

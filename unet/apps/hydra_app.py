@@ -16,24 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from unet.apps import CONFIG_PATH
-from unet.apps.config_errors import composition_error_line
 from unet.apps.errors import report_and_exit, report_bug_and_exit, user_errors_exit
 from unet.training.run import check_run_directory
-from unet.utils.config import check_override_types
-from unet.utils.errors import EnvironmentMismatchError
-from unet.utils.limits import check_num_classes
+from unet.utils.config_checks import check_before_running
+from unet.utils.config_errors import composition_error_line
 
 # Config keys that name a device, and the value to use instead when CUDA is missing.
-DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "cpu"}
 HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
 # Marks an exception raised by the command itself (not by Hydra composing its config).
 _FROM_COMMAND = "_unet_raised_by_command"
@@ -118,42 +113,3 @@ class GuardRunDirectory(Callback):
         # Hydra turns a callback's exception into a warning and goes on: exit here instead.
         with user_errors_exit(config):
             check_run_directory(Path(config.hydra.run.dir), config.get("ckpt_path"))
-
-
-def check_before_running(cfg: DictConfig) -> None:
-    """Refuse, before any work, what would fail late or deep inside a library with a less clear message."""
-    if HydraConfig.initialized():
-        # unresolved: an override's value may itself be an interpolation (x=${y})
-        overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
-        check_override_types(cfg, overrides)
-    check_devices(cfg)
-    check_config_sizes(cfg)
-
-
-def check_devices(cfg: DictConfig) -> None:
-    """Refuse a CUDA device on a machine without one, naming the key and what to use instead.
-
-    Lightning would raise its MisconfigurationException (a traceback) and torch a RuntimeError deep inside.
-    """
-    if torch.cuda.is_available():
-        return
-    for key, instead in DEVICE_KEYS.items():
-        value = OmegaConf.select(
-            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
-        )
-        if isinstance(value, str) and (value in ("gpu", "cuda") or value.startswith("cuda:")):
-            raise EnvironmentMismatchError(
-                f"{key}={value}: no CUDA device is available on this machine (torch.cuda.is_available() is "
-                f"false); use {key}={instead}"
-            )
-
-
-def check_config_sizes(cfg: DictConfig) -> None:
-    """Refuse a typo'd class count before the data are read: per-class statistics of the data
-    fingerprint, confusion matrices and the network would take gigabytes first."""
-    for key in ("data.num_classes", "num_classes"):
-        value = OmegaConf.select(
-            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
-        )
-        if isinstance(value, int):
-            check_num_classes(value, key)

@@ -1,6 +1,7 @@
 """``unet-predict model=<.ckpt|.onnx|.pt> input=<image, folder or glob> output=<dir>``: segment new images.
 
-Keys: ``configs/deploy/predict.yaml``; see :func:`unet.inference.predict_files`.
+Keys: ``configs/deploy/predict.yaml``; see :func:`unet.api.deploy.predict_from_config`
+(:func:`unet.inference.predict_files`).
 """
 
 from __future__ import annotations
@@ -9,27 +10,16 @@ import sys
 
 from omegaconf import DictConfig
 
+from unet.api.deploy import predict_from_config
 from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
-from unet.inference import load_predictor, predict_files
-from unet.inference.files import collect_inputs
 
 
 @hydra_app("predict", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
-    summary = predict_files(
-        load_predictor(cfg.model, cfg.device, cfg.memory_format),
-        collect_inputs(str(cfg.input)),
-        cfg.output,
-        tile_size=cfg.tile_size,
-        overlap=cfg.overlap,
-        tta=cfg.tta,
-        save_probabilities=cfg.save_probabilities,
-        batch_size=cfg.batch_size,
-        skip_errors=cfg.skip_errors,
-    )
+    summary = predict_from_config(cfg)
     print(
         f"segmented {summary['images']} image(s) in {summary['seconds']:.1f} s "
         f"({summary['images_per_s']:.2f} images/s, {summary['megapixels_per_s']:.2f} megapixels/s; "

@@ -113,6 +113,47 @@ def probabilities_file(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarra
         raise
 
 
+def refuse_probabilities_of_masks(predictor: Predictor, asked: str = "save_probabilities=true") -> None:
+    """Refuse to give probabilities from a model that returns class indices (exported with outputs=mask);
+    ``asked`` is the setting that asked for them."""
+    if predictor.returns_mask:
+        raise ValueError(
+            f"{asked}: {predictor.source} returns class indices (exported with outputs=mask), "
+            "not probabilities; use a logits export"
+        )
+
+
+def segment_image(
+    predictor: Predictor,
+    image: np.ndarray,
+    tile_size: int = 512,
+    overlap: float = 0.25,
+    tta: bool = False,
+    batch_size: int = 4,
+    probabilities: np.ndarray | None = None,
+) -> np.ndarray:
+    """The class map ``(H, W)`` of an image ``(H, W, C)`` as read (:func:`unet.data.io.read_image`'s
+    layout), tiled as :func:`~unet.inference.tiling.segment_tiled` does; ``probabilities`` ``(K, H, W)``
+    receives the blended probabilities when given (the caller checked the model gives them:
+    :func:`refuse_probabilities_of_masks`).
+
+    The image is normalised tile by tile as the tiles are cut, so a large image is never held normalised.
+    """
+    metadata = predictor.metadata
+    return segment_tiled(
+        predictor.logits,
+        image.transpose(2, 0, 1),  # a (C, H, W) view: tiles are cut from the pixels as read
+        metadata["num_classes"],
+        metadata["min_size"],
+        tile_size,
+        overlap,
+        tta,
+        batch_size,
+        prepare=lambda tile: predictor.prepare(tile.transpose(1, 2, 0)),
+        probabilities=probabilities,
+    )
+
+
 def segment_file(
     predictor: Predictor,
     path: Path,
@@ -125,8 +166,8 @@ def segment_file(
 ) -> int:
     """Segment one image file into its mask, overlay (and probabilities); returns its pixel count.
 
-    The image is normalised tile by tile as the tiles are cut, and the probabilities stream into the
-    class map (or a memory-mapped file), so memory holds the image as read and its outputs, no more.
+    The probabilities stream into the class map (or a memory-mapped file), so memory holds the image
+    as read and its outputs, no more.
     """
     metadata = predictor.metadata
     image = read_image(path, metadata["in_channels"])  # (H, W, C)
@@ -137,18 +178,7 @@ def segment_file(
         if save_probabilities
         else nullcontext() as probabilities
     ):
-        mask = segment_tiled(
-            predictor.logits,
-            image.transpose(2, 0, 1),  # a (C, H, W) view: tiles are cut from the pixels as read
-            metadata["num_classes"],
-            metadata["min_size"],
-            tile_size,
-            overlap,
-            tta,
-            batch_size,
-            prepare=lambda tile: predictor.prepare(tile.transpose(1, 2, 0)),
-            probabilities=probabilities,
-        )
+        mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, probabilities)
         save_png(mask, paths["mask"])
         save_png(overlay(image, mask, metadata.get("ignore_index")), paths["overlay"])
     return mask.size
@@ -171,11 +201,8 @@ def predict_files(
     is listed in ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file
     in a folder of thousands should not cost the rest.
     """
-    if save_probabilities and predictor.returns_mask:
-        raise ValueError(
-            f"save_probabilities=true: {predictor.source} returns class indices (exported with outputs=mask), "
-            "not probabilities; use a logits export"
-        )
+    if save_probabilities:
+        refuse_probabilities_of_masks(predictor)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities)

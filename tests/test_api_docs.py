@@ -1,0 +1,38 @@
+"""docs/python-api.md runs as written: its Python examples, executed in order in an empty folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
+
+
+def python_blocks(markdown: str) -> list[str]:
+    """The ```python fenced blocks of a page, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", markdown, re.MULTILINE | re.DOTALL)
+
+
+def test_the_page_has_an_example_of_every_function():
+    code = "\n".join(python_blocks(PAGE.read_text()))
+    for call in ["unet.train(", "unet.compare_methods(", "unet.evaluate(", "unet.plan(", "unet.check_data("]:
+        assert call in code, call
+    for call in ["unet.load(", ".predict(", ".predict_files(", ".export("]:
+        assert call in code, call
+
+
+def test_every_python_example_of_the_page_runs(tmp_path, monkeypatch):
+    """Slow: the page trains, evaluates, exports and compares (two trainings in a sweep of their own),
+    on the tiny data its first example writes."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("UNET_LOG_DIR", raising=False)
+    namespace: dict = {"__name__": "python_api_page"}
+    for number, block in enumerate(python_blocks(PAGE.read_text()), start=1):
+        exec(compile(block, f"{PAGE.name}, example {number}", "exec"), namespace)  # noqa: S102 - our own page
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.onnx.json").is_file()
+    assert namespace["mask"].shape == (64, 64)
+    assert [row["method"] for row in namespace["comparison"].methods] in (
+        ["bilinear", "maxunpool"],
+        ["maxunpool", "bilinear"],
+    )
+    assert namespace["run"].directory.parent == tmp_path / "logs" / "train" / "runs"

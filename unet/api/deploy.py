@@ -1,0 +1,44 @@
+"""What ``unet-export`` and ``unet-predict`` do with their composed configs (``configs/deploy/``): one
+function each, called by those commands and by :class:`unet.api.Model` alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from unet.export import export_checkpoint
+from unet.inference import Predictor, load_predictor, predict_files
+from unet.inference.files import collect_inputs
+
+
+def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
+    """Export ``cfg.ckpt_path`` as ``configs/deploy/export.yaml``'s keys say; returns the file and its sidecar."""
+    return export_checkpoint(
+        cfg.ckpt_path,
+        cfg.format,
+        cfg.output,
+        cfg.tolerance,
+        embed=cfg.embed_preprocessing,
+        input_layout=cfg.input_layout,
+        outputs=cfg.outputs,
+        quantize=cfg.quantize,
+    )
+
+
+def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> dict[str, Any]:
+    """Segment ``cfg.input`` into ``cfg.output`` as ``configs/deploy/predict.yaml``'s keys say, with
+    ``predictor`` (already loaded) or ``cfg.model`` loaded; returns :func:`~unet.inference.predict_files`'
+    summary."""
+    return predict_files(
+        predictor or load_predictor(cfg.model, cfg.device, cfg.memory_format),
+        collect_inputs(str(cfg.input)),
+        cfg.output,
+        tile_size=cfg.tile_size,
+        overlap=cfg.overlap,
+        tta=cfg.tta,
+        save_probabilities=cfg.save_probabilities,
+        batch_size=cfg.batch_size,
+        skip_errors=cfg.skip_errors,
+    )

@@ -1,0 +1,56 @@
+"""The checks every command makes on its composed config before it starts, run by the Hydra apps and
+the Python API alike: what would otherwise fail late, or deep inside a library with a less clear message."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from unet.utils.config import check_override_types
+from unet.utils.errors import EnvironmentMismatchError
+from unet.utils.limits import check_num_classes
+
+# Config keys that name a device, and the value to use instead when CUDA is missing.
+DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "cpu"}
+
+
+def check_before_running(cfg: DictConfig) -> None:
+    """Refuse, before any work, an override's value of the wrong type (when Hydra's job records the
+    overrides), a CUDA device this machine lacks, and a class count that is a typo."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        # unresolved: an override's value may itself be an interpolation (x=${y})
+        overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
+        check_override_types(cfg, overrides)
+    check_devices(cfg)
+    check_config_sizes(cfg)
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse a CUDA device on a machine without one, naming the key and what to use instead.
+
+    Lightning would raise its MisconfigurationException (a traceback) and torch a RuntimeError deep inside.
+    """
+    if torch.cuda.is_available():
+        return
+    for key, instead in DEVICE_KEYS.items():
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if isinstance(value, str) and (value in ("gpu", "cuda") or value.startswith("cuda:")):
+            raise EnvironmentMismatchError(
+                f"{key}={value}: no CUDA device is available on this machine (torch.cuda.is_available() is "
+                f"false); use {key}={instead}"
+            )
+
+
+def check_config_sizes(cfg: DictConfig) -> None:
+    """Refuse a typo'd class count before the data are read: per-class statistics of the data
+    fingerprint, confusion matrices and the network would take gigabytes first."""
+    for key in ("data.num_classes", "num_classes"):
+        value = OmegaConf.select(
+            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if isinstance(value, int):
+            check_num_classes(value, key)
