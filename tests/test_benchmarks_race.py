@@ -99,7 +99,10 @@ def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reach
 
 
 def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path):
-    """No result without the reference: the command ends with the failure as the user's (exit 2), not a bug."""
+    """No result without the reference: the command ends with the failure as the user's (exit 2), not a bug.
+
+    Slow: the benchmark and its contender's unet-train are two processes, each loading torch and Lightning.
+    """
     result = run_cli(
         "unet-benchmark",
         "mode=time_to_quality",
