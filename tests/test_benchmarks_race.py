@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import TINY_RUN, run_cli
 from PIL import Image
+from test_refusals import last_line
 
 from unet.benchmarks import RaceSettings
 from unet.benchmarks.race import time_to_reach, times_to_target, train_command
@@ -95,3 +96,25 @@ def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reach
         assert figure.size[0] > 300
     assert "time to quality on" in result.stdout and "failed: broken" in result.stdout
     assert "narrow" in result.stdout and "wide" in result.stdout
+
+
+def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path):
+    """No result without the reference: the command ends with the failure as the user's (exit 2), not a bug.
+
+    Slow: the benchmark and its contender's unet-train are two processes, each loading torch and Lightning.
+    """
+    result = run_cli(
+        "unet-benchmark",
+        "mode=time_to_quality",
+        "~race.contenders.unet",
+        "~race.contenders.monai_basicunet",
+        '+race.contenders.broken=["model.net.depth=0"]',
+        "race.reference=broken",
+        "race.budget_s=4",
+        "race.every_s=1",
+        'race.overrides=["data=synthetic"]',
+        f"hydra.run.dir={tmp_path / 'race'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: the reference contender broken failed: unet-train exited with" in last_line(result.stderr)

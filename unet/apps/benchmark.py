@@ -23,7 +23,6 @@ from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
 from unet.benchmarks import (
     BenchmarkSettings,
-    RaceError,
     RaceSettings,
     TiledSettings,
     format_levers,
@@ -130,10 +129,7 @@ def tiled(cfg: DictConfig) -> None:
 def time_to_quality(cfg: DictConfig) -> None:
     """``mode=time_to_quality``: race the contenders; the figure and JSON go to the run directory."""
     settings = RaceSettings(**OmegaConf.to_container(cfg.race, resolve=True))
-    try:
-        report = run_race(settings, cfg.paths.output_dir, default_device(cfg.device))
-    except RaceError as error:
-        report_and_exit(error)
+    report = run_race(settings, cfg.paths.output_dir, default_device(cfg.device))
     with terminal_tables():
         print(format_race(report))
     print(f"written to {cfg.paths.output_dir}/time_to_quality.json and time_to_quality.png")

@@ -25,7 +25,7 @@ from unet.benchmarks.settings import RaceSettings
 from unet.compare.figures import plot_time_to_quality
 from unet.profiling.machine import cpu_flags, machine_name
 from unet.training.evaluate import score_checkpoints
-from unet.utils.errors import ConfigError
+from unet.utils.errors import ConfigError, UserError
 from unet.utils.files import read_json, write_json
 from unet.utils.tables import text_table
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 SNAPSHOTS = "snapshots"
 
 
-class RaceError(RuntimeError):
+class RaceError(UserError, RuntimeError):
     """The race has no result: its reference contender failed to train."""
 
 

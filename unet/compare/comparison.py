@@ -19,6 +19,7 @@ from unet.compare.plan import COMPARISON_FILE, plan_comparison
 from unet.compare.qualitative import qualitative_panel
 from unet.compare.report import write_report
 from unet.compare.runs import FAILED_DIR, best_checkpoints, collect_records, rerun_unfinished, run_sweep
+from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,13 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
     plan_path = output_dir / COMPARISON_FILE
     resume = bool(cfg.get("resume", False))
     if cfg.report_only and resume:
-        raise ValueError(
+        raise ConfigError(
             "report_only=true and resume=true: choose one (resume=true also rebuilds the report)"
         )
     if cfg.report_only or resume:
         plan = read_json(plan_path)
         if plan is None:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"{plan_path} not found: {'resume' if resume else 'report_only'}=true needs the output_dir of a comparison"
             )
         if resume:
@@ -54,7 +55,7 @@ def run_comparison(cfg: DictConfig, train_overrides: Sequence[str], command: str
                 )
     else:
         if plan_path.exists() or runs_dir.exists():
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{output_dir} already holds a comparison; rebuild its report with report_only=true, "
                 "or choose a new output_dir"
             )

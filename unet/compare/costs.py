@@ -9,6 +9,7 @@ from typing import Any
 
 from unet.models.loading import load_model
 from unet.profiling import InputSpec, measure_costs
+from unet.utils.errors import ConfigError
 from unet.utils.files import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def method_costs(
         nets[method] = loaded.network
         sizes.add((loaded.in_channels, loaded.num_classes))
     if len(sizes) != 1:
-        raise ValueError(f"the checkpoints disagree on (in_channels, num_classes): {sorted(sizes)}")
+        raise ConfigError(f"the checkpoints disagree on (in_channels, num_classes): {sorted(sizes)}")
     log.info("measuring the cost of %s", ", ".join(nets))
     in_channels, num_classes = sizes.pop()
     spec = InputSpec(in_channels, num_classes, settings["height"], settings["width"], settings["batch_size"])

@@ -18,6 +18,7 @@ from unet.models.networks import network_config
 from unet.models.sizing import decoder_width_for, parameter_count
 from unet.planning import planned_config, reading_datamodule
 from unet.utils.config import override_key, override_value, plain_config
+from unet.utils.errors import ConfigError
 
 COMPARISON_FILE = "compare.json"
 # Keys of configs/compare.yaml that are unet-compare's own: every other override goes to each run.
@@ -82,10 +83,10 @@ def method_specs(
         return {name: {"upsample": name, "options": None, "overrides": {}} for name in sorted(UPSAMPLERS)}
     shadowing = sorted(name for name in variants if name in UPSAMPLERS)
     if shadowing:
-        raise ValueError(f"variants {shadowing} are named like registered methods; give them other names")
+        raise ConfigError(f"variants {shadowing} are named like registered methods; give them other names")
     unknown = [name for name in methods if name not in UPSAMPLERS and name not in variants]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown upsampling method(s) {unknown}; valid names: {', '.join(sorted(UPSAMPLERS))}"
             + (f"; variants: {', '.join(sorted(variants))}" if variants else "")
         )
@@ -107,16 +108,16 @@ def _variant_spec(name: str, variant: Any) -> dict[str, Any]:
         f"overrides: {{key: value}}}} (options and overrides optional), got {variant}"
     )
     if not isinstance(variant, Mapping) or not set(variant) <= {"upsample", "options", "overrides"}:
-        raise ValueError(expected)
+        raise ConfigError(expected)
     if variant.get("upsample") not in UPSAMPLERS:
-        raise ValueError(expected)
+        raise ConfigError(expected)
     options, overrides = variant.get("options") or {}, variant.get("overrides") or {}
     if not isinstance(options, Mapping) or not isinstance(overrides, Mapping):
-        raise ValueError(expected)
+        raise ConfigError(expected)
     # Keys the variant itself (or the comparison) sets: an override of them would be lost or conflict.
     reserved = [key for key in overrides if _is_under(key, [*COMPARE_KEYS, *VARIANT_SET_KEYS])]
     if reserved:
-        raise ValueError(
+        raise ConfigError(
             f"variants.{name}.overrides sets {reserved}, which the comparison sets itself; "
             "use the variant's upsample and options keys (seeds for the seed)"
         )
@@ -139,7 +140,7 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
             OmegaConf.update(run, key, value, force_add=True)
         net = plain_config(run.model.net)
         if net["_target_"] != SIZED_NETWORK:
-            raise ValueError(
+            raise ConfigError(
                 f"equal_params=true sizes {SIZED_NETWORK} decoders; model.net is {net['_target_']}"
             )
         del net["_target_"]

@@ -23,6 +23,7 @@ from unet.export.metadata import model_metadata, write_metadata
 from unet.export.preprocessing import check_embedding_options, embed_preprocessing, example_input
 from unet.export.quantize import QUANTIZERS, describe_quantization, quantize_onnx, quantized_path
 from unet.models.loading import LoadedModel, load_checkpoint, sidecar_path
+from unet.utils.errors import ConfigError, OutputExistsError
 from unet.utils.extras import requires_extra
 from unet.utils.files import publish_new, read_json
 
@@ -219,21 +220,21 @@ def check_options(
 ) -> str:
     """Refuse an unknown format or an option the format cannot honour; returns the input layout."""
     if export_format not in EXPORTERS:
-        raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(sorted(EXPORTERS))}")
+        raise ConfigError(f"unknown export format {export_format!r}; valid: {', '.join(sorted(EXPORTERS))}")
     if embed and export_format not in EMBEDDING_FORMATS:
-        raise ValueError(
+        raise ConfigError(
             f"embed_preprocessing=true: format={export_format} cannot hold it; "
             f"use format={' or format='.join(sorted(EMBEDDING_FORMATS))}"
         )
     if quantize is not None:
         if quantize not in QUANTIZERS:
-            raise ValueError(f"quantize={quantize}: expected null or one of {', '.join(sorted(QUANTIZERS))}")
+            raise ConfigError(f"quantize={quantize}: expected null or one of {', '.join(sorted(QUANTIZERS))}")
         if export_format != "onnx":
-            raise ValueError(
+            raise ConfigError(
                 f"quantize={quantize}: only format=onnx is quantised (onnxruntime), not {export_format}"
             )
         if embed:
-            raise ValueError(
+            raise ConfigError(
                 f"quantize={quantize} is measured on float inputs: export it with embed_preprocessing=false"
             )
     return check_embedding_options(embed, input_layout, outputs)
@@ -278,7 +279,7 @@ def export_checkpoint(
     targets = [output, *([quantized_path(output)] if quantize else [])]
     existing = [str(path) for target in targets for path in (target, sidecar_path(target)) if path.exists()]
     if existing:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
             "choose another output= (nothing was written)"
         )

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unet.utils.errors import ConfigError
 from unet.utils.normalization import channel_tensor
 
 # Input layouts of an embedded-preprocessing export: images as decoded (channels last), or as tensors.
@@ -78,15 +79,15 @@ def check_embedding_options(embed: bool, layout: str | None, outputs: str) -> st
     if not embed:
         if layout is not None or outputs != "logits":
             key = f"input_layout={layout}" if layout is not None else f"outputs={outputs}"
-            raise ValueError(
+            raise ConfigError(
                 f"{key} needs embed_preprocessing=true (a plain export takes float (B, C, H, W))"
             )
         return "bchw"
     layout = layout or "bhwc"
     if layout not in LAYOUTS:
-        raise ValueError(f"input_layout={layout}: expected one of {', '.join(LAYOUTS)}")
+        raise ConfigError(f"input_layout={layout}: expected one of {', '.join(LAYOUTS)}")
     if outputs not in OUTPUTS:
-        raise ValueError(f"outputs={outputs}: expected one of {', '.join(OUTPUTS)}")
+        raise ConfigError(f"outputs={outputs}: expected one of {', '.join(OUTPUTS)}")
     return layout
 
 

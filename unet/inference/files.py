@@ -18,6 +18,7 @@ from tqdm import tqdm
 from unet.data.io import IMAGE_EXTENSIONS, read_image
 from unet.inference.predictors import Predictor
 from unet.inference.tiling import segment_tiled
+from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import atomic_write
 from unet.utils.runtime import peak_resident_bytes
 from unet.utils.visualize import colourize
@@ -38,7 +39,7 @@ def collect_inputs(spec: str) -> list[Path]:
             Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS
         )
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found at {spec}")
+        raise InputNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found at {spec}")
     return files
 
 
@@ -57,7 +58,7 @@ def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilit
     stems = [path.stem for path in inputs]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
-        raise ValueError(
+        raise ConfigError(
             f"several inputs are named {duplicates[:5]}; their outputs would collide in {output_dir}"
         )
     existing = [
@@ -67,7 +68,7 @@ def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilit
         if p.exists()
     ]
     if existing:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; choose another output="
         )
 
@@ -117,7 +118,7 @@ def refuse_probabilities_of_masks(predictor: Predictor, asked: str = "save_proba
     """Refuse to give probabilities from a model that returns class indices (exported with outputs=mask);
     ``asked`` is the setting that asked for them."""
     if predictor.returns_mask:
-        raise ValueError(
+        raise ConfigError(
             f"{asked}: {predictor.source} returns class indices (exported with outputs=mask), "
             "not probabilities; use a logits export"
         )

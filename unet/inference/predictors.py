@@ -23,7 +23,7 @@ from unet.export.metadata import model_metadata
 from unet.models.batchnorm_folding import fold_batch_norms
 from unet.models.loading import load_model, read_sidecar
 from unet.models.safe_loading import CheckpointError, inspect_file, wrong_kind
-from unet.utils.errors import ConfigError, InputNotFoundError
+from unet.utils.errors import ConfigError, InputFileError, InputNotFoundError
 from unet.utils.extras import requires_extra
 from unet.utils.layouts import MEMORY_FORMATS
 from unet.utils.normalization import channel_tensor
@@ -58,7 +58,7 @@ class Predictor:
             mean, std = channel_tensor(self.metadata["mean"]), channel_tensor(self.metadata["std"])
             return normalize_image(image, mean, std).numpy()
         if image.dtype != np.uint8:
-            raise ValueError(
+            raise InputFileError(
                 f"{self.source} takes uint8 pixels (exported with embed_preprocessing=true), but the image "
                 f"reads as {image.dtype} (16-bit or float); use the checkpoint or a plain export"
             )
@@ -96,8 +96,8 @@ class TorchRunner:
     ``optimise`` (for a plain ``nn.Module``, not a scripted or exported program) runs its inference
     form: a copy with every conv-BatchNorm pair folded into one conv, the same outputs up to float
     rounding. ``memory_format`` ``auto`` times the first batch in both layouts and keeps the faster:
-    channels-last ran 1.4x faster on an AVX-512 EPYC and 0.8x as fast on an AVX2 one, so the machine
-    decides (``unet-benchmark predict=true`` measures both).
+    which layout is faster depends on the CPU, so the machine decides (``unet-benchmark mode=tiled``
+    measures both).
     """
 
     def __init__(

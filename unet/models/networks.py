@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet.utils.errors import ConfigError
+
 DEFAULT_NET: dict[str, Any] = {"_target_": "unet.models.UNet"}
 # Packages whose callables a config read from a file may name: ours, torch's (optimizers,
 # schedules), the peers' model libraries and the augmentations of a stored data config.
@@ -46,7 +48,7 @@ def check_trusted_targets(config: Any) -> None:
         if target is not None and (
             not isinstance(target, str) or target.split(".")[0] not in TRUSTED_PACKAGES
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"_target_ {target!r} is outside the packages a config may name ({', '.join(TRUSTED_PACKAGES)})"
             )
         for value in config.values():
@@ -63,7 +65,7 @@ def resolve_target(target: str) -> Callable[..., Any]:
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import network _target_ {target!r}: {error}") from None
+        raise ConfigError(f"cannot import network _target_ {target!r}: {error}") from None
 
 
 class ScaledNetwork(nn.Module):
@@ -78,7 +80,7 @@ class ScaledNetwork(nn.Module):
     def __init__(self, network: nn.Module, scale: float) -> None:
         super().__init__()
         if not 0 < scale <= 1:
-            raise ValueError(f"input_scale must be in (0, 1], got {scale}")
+            raise ConfigError(f"input_scale must be in (0, 1], got {scale}")
         self.inner = network
         self.scale = float(scale)
         self.min_size = math.ceil(min_input_size(network) / self.scale)
@@ -114,7 +116,7 @@ def network_config(
         config["upsample"] = upsample
         config["upsample_options"] = dict(upsample_options or {})
     elif upsample_options:
-        raise ValueError("model.upsample_options is set but model.upsample is null")
+        raise ConfigError("model.upsample_options is set but model.upsample is null")
     if encoder is not None:
         config["encoder"] = encoder
     return config
@@ -123,7 +125,7 @@ def network_config(
 def build_network(config: Mapping[str, Any]) -> nn.Module:
     """Call the config's ``_target_`` with its options (see :func:`network_config`)."""
     if "_target_" not in config:
-        raise ValueError(f"a network config needs a _target_; got keys {sorted(config)}")
+        raise ConfigError(f"a network config needs a _target_; got keys {sorted(config)}")
     target = resolve_target(config["_target_"])
     options = {key: value for key, value in config.items() if key not in ("_target_", "input_scale")}
     for key, what in (
@@ -132,7 +134,7 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
         ("encoder_weights", "encoder"),
     ):
         if key in options and not _accepts(target, key):
-            raise ValueError(
+            raise ConfigError(
                 f"{config['_target_']} has no {what} to choose; set model.{key}=null (got model.{key}={options[key]})"
             )
     network = target(**options)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from unet.models.networks import check_trusted_targets
-from unet.utils.errors import InputFileError
+from unet.utils.errors import ConfigError, InputFileError
 
 TRAINING_CHECKPOINT = "a training checkpoint (.ckpt, written by unet-train)"
 PLAIN_WEIGHTS = "plain network weights (unet-export format=weights)"
@@ -153,7 +153,7 @@ def check_trusted(config: Any, path: str | Path) -> None:
     (:func:`unet.models.networks.check_trusted_targets`)."""
     try:
         check_trusted_targets(config)
-    except ValueError as error:
+    except ConfigError as error:
         raise CheckpointError(f"{path} cannot be loaded: {error}") from None
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from unet.data.errors import DataError
 from unet.data.fingerprint import Fingerprint
 from unet.planning.plan import AUTO, TYPED_REASON, Choice, Plan
 
@@ -388,7 +389,7 @@ def _normalisation(context: PlanContext, name: str) -> tuple[list[float], str]:
         return [round(v, 4) for v in (mean if name == "mean" else std)], f"the {name} {what} expect"
     values = getattr(context.fingerprint, name)
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(
+        raise DataError(
             f"data.{name}: the training images hold NaN or infinite values, so their statistics cannot "
             "normalise them; set data.mean and data.std"
         )

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from unet.utils.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: tor
     should not move the figure.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise ConfigError(f"repeats must be >= 1, got {repeats}")
     times = []
     for index in range(warmup + repeats):
         synchronize(device)

@@ -24,6 +24,7 @@ from unet.training.checkpoint import check_fits_data, module_from_checkpoint, tr
 from unet.training.metrics import metric_key
 from unet.training.run import quiet_lightning_notices
 from unet.utils.budget import max_time_timedelta
+from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
 
@@ -46,7 +47,7 @@ def evaluation_checkpoint(ckpt_path: str) -> str:
     for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
         if candidate.is_file():
             return str(candidate)
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         f"ckpt_path={ckpt_path} is a directory without checkpoints/best.ckpt; name a run directory or a .ckpt file"
     )
 
@@ -55,9 +56,9 @@ def choose_split(requested: str, datamodule: SegmentationDataModule) -> str:
     if requested == "auto":
         return "test" if datamodule.has_test else "val"
     if requested not in ("train", "val", "test"):
-        raise ValueError(f"split must be auto, train, val or test; got {requested!r}")
+        raise ConfigError(f"split must be auto, train, val or test; got {requested!r}")
     if requested == "test" and not datamodule.has_test:
-        raise ValueError("split=test was asked for but the data has no test split")
+        raise ConfigError("split=test was asked for but the data has no test split")
     return requested
 
 
@@ -126,12 +127,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     images, writes ``eval.json`` and ``per_image.csv`` in the run directory and returns the former."""
     output_dir = Path(cfg.paths.output_dir)
     if (output_dir / PER_IMAGE_FILE).exists():  # before the scoring, which may take long
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{output_dir / PER_IMAGE_FILE} already exists; choose a new hydra.run.dir (nothing was overwritten)"
         )
     show_worst = int(cfg.get("show_worst", 5))
     if show_worst < 0:
-        raise ValueError(f"show_worst must be >= 0 (images to list), got {show_worst}")
+        raise ConfigError(f"show_worst must be >= 0 (images to list), got {show_worst}")
     ckpt_path = evaluation_checkpoint(str(cfg.ckpt_path))
     module, checkpoint = module_from_checkpoint(ckpt_path)
     # Data named on the command line is normalised as the model was trained; nothing else is planned.

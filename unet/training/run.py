@@ -45,7 +45,7 @@ from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 from unet.utils.budget import max_time_timedelta
 from unet.utils.config import flatten, plain_config
-from unet.utils.errors import OutputExistsError
+from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import write_json, write_text
 from unet.utils.locking import DirectoryLockedError, check_unlocked, lock_directory
 
@@ -217,7 +217,7 @@ def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
+        raise InputNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
     return str(path)
 
 
@@ -259,7 +259,7 @@ def check_launchable(trainer: L.Trainer) -> None:
         and isinstance(launcher, _SubprocessScriptLauncher)
         and not launcher.cluster_environment.creates_processes_externally
     ):
-        raise ValueError(
+        raise ConfigError(
             "a local sweep (-m) cannot start DDP processes per run; use hydra/launcher=slurm, "
             "or trainer.strategy=ddp_spawn"
         )

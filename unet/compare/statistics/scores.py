@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from unet.evaluation.per_image import FILENAME, read_per_image
+from unet.utils.errors import InputFileError, InputNotFoundError
 
 
 @dataclass(frozen=True)
@@ -39,24 +40,24 @@ def run_scores(path: str | Path, metric: str, split: str) -> dict[str, float]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the run wrote no per-image scores")
+        raise InputNotFoundError(f"{path} not found: the run wrote no per-image scores")
     try:
         rows = read_per_image(path)
     except ValueError as error:
-        raise ValueError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+        raise InputFileError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
     if rows and metric not in rows[0]:
-        raise ValueError(f"{path} has no column {metric!r} (columns: {', '.join(map(str, rows[0]))})")
+        raise InputFileError(f"{path} has no column {metric!r} (columns: {', '.join(map(str, rows[0]))})")
     scores: dict[str, float] = {}
     for row in rows:
         if row["split"] != split:
             continue
         image = str(row["image"])
         if image in scores:
-            raise ValueError(f"{path}: image {image!r} appears twice in split {split!r}")
+            raise InputFileError(f"{path}: image {image!r} appears twice in split {split!r}")
         scores[image] = float(row[metric])
     if not scores:
         splits = ", ".join(sorted({str(row["split"]) for row in rows})) or "none"
-        raise ValueError(f"{path} has no rows of split {split!r} (splits present: {splits})")
+        raise InputFileError(f"{path} has no rows of split {split!r} (splits present: {splits})")
     return scores
 
 
@@ -104,13 +105,13 @@ def _require_same_images(
     """Refuse a run scored on other images than the first run, naming both runs and an image."""
     missing = [image for image in images if image not in scores]
     if missing:
-        raise ValueError(
+        raise InputFileError(
             f"run {run_dir} has no {split!r} score for image {missing[0]!r} of run {first_run} "
             f"({len(missing)} missing): the methods must be scored on the same images"
         )
     if len(scores) != len(images):
         extra = next(image for image in scores if image not in set(images))
-        raise ValueError(
+        raise InputFileError(
             f"run {run_dir} scores image {extra!r} on {split!r}, which run {first_run} does not: "
             "the methods must be scored on the same images"
         )

@@ -17,6 +17,8 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from unet.utils.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # What a process stopped by Ctrl-C conventionally exits with (128 + SIGINT).
@@ -64,7 +66,7 @@ def parse_signal(name: str | None) -> signal.Signals | None:
     try:
         return signal.Signals[str(name).upper()]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"callbacks.last_checkpoint.requeue_signal: expected a signal name such as SIGUSR1, got {name!r}"
         ) from None
 

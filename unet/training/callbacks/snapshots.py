@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 
+from unet.utils.errors import ConfigError
 from unet.utils.files import write_json
 
 
@@ -23,7 +24,7 @@ class TimedSnapshots(L.Callback):
 
     def __init__(self, dirpath: str, every_s: float = 20.0) -> None:
         if every_s <= 0:
-            raise ValueError(f"every_s must be > 0 seconds, got {every_s}")
+            raise ConfigError(f"every_s must be > 0 seconds, got {every_s}")
         self.dirpath = Path(dirpath)
         self.every_s = float(every_s)
         self.records: list[dict[str, Any]] = []
