@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,27 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return subprocess.run(
         [str(executable), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def run_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """Run a console entry point's ``main`` in this process, as :func:`run_cli` would run the command.
+
+    The same result (exit code, stdout, stderr) without the seconds a new process spends importing
+    torch and Lightning; a test that needs a separate process (signals, what a user's terminal shows,
+    the installed script itself) uses :func:`run_cli`.
+    """
+    (entry_point,) = entry_points(group="console_scripts", name=args[0])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", list(args))
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()  # only this command's output
+    try:
+        entry_point.load()()
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_in_process
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
@@ -190,9 +190,10 @@ def test_equal_params_refuses_a_network_it_cannot_size():
         equal_parameter_widths(["nearest"], cfg)
 
 
-def test_cli_unknown_method_is_a_clear_error(tmp_path):
-    result = run_cli(
-        "unet-compare", "methods=[nearest,bicubic]", f"output_dir={tmp_path / 'cmp'}", cwd=tmp_path
-    )
+def test_cli_unknown_method_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-compare", "methods=[nearest,bicubic]", f"output_dir={tmp_path / 'cmp'}",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
     assert result.returncode == 2
     assert "unknown upsampling method(s) ['bicubic']" in result.stderr

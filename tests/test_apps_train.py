@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIXED_PLAN, TINY_RUN, run_cli
+from conftest import FIXED_PLAN, TINY_RUN, run_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from unet.evaluation.per_image import read_per_image
@@ -183,16 +183,11 @@ def test_every_method_trains_through_the_config_key(method, compose_config):
     assert 0.0 <= metrics["val/miou"] <= 1.0
 
 
-def test_cli_dry_run_sweep_writes_one_directory_per_method(tmp_path):
-    result = run_cli(
-        "unet-train",
-        "-m",
-        "model.upsample=nearest,maxunpool",
-        "trainer=debug",
-        *TINY_RUN,
-        "paths.log_dir=logs",
-        cwd=tmp_path,
-    )
+def test_cli_dry_run_sweep_writes_one_directory_per_method(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-train", "-m", "model.upsample=nearest,maxunpool", "trainer=debug", *TINY_RUN, "paths.log_dir=logs",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json"))
     assert len(runs) == 2
@@ -202,21 +197,28 @@ def test_cli_dry_run_sweep_writes_one_directory_per_method(tmp_path):
     assert methods == ["maxunpool", "nearest"]
 
 
-def test_cli_typo_in_a_key_fails_before_any_work(tmp_path):
-    result = run_cli("unet-train", "model.upsampel=nearest", cwd=tmp_path)
+def test_cli_typo_in_a_key_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-train", "model.upsampel=nearest", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
     assert result.returncode != 0
     assert "upsampel" in result.stderr
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
 
 
-def test_cli_unknown_group_option_lists_valid_ones(tmp_path):
-    result = run_cli("unet-train", "data=imagenet", cwd=tmp_path)
+def test_cli_unknown_group_option_lists_valid_ones(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-train", "data=imagenet", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
     assert result.returncode != 0
     assert "synthetic" in result.stderr and "isbi2012" in result.stderr
 
 
-def test_cli_unknown_method_is_a_clear_error(tmp_path):
-    result = run_cli("unet-train", "model.upsample=bicubic", "trainer=debug", *TINY_RUN, cwd=tmp_path)
+def test_cli_unknown_method_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-train", "model.upsample=bicubic", "trainer=debug", *TINY_RUN,
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
     assert result.returncode == 2
     assert "unknown upsampling method 'bicubic'" in result.stderr
     assert "maxunpool" in result.stderr

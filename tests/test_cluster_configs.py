@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_cli, run_in_process
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -99,7 +99,12 @@ def write_fake_slurm(bin_dir: Path) -> None:
 
 
 def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, monkeypatch):
-    """unet-compare -> unet-train -m -> submitit -> sbatch, with a fake sbatch that keeps the script."""
+    """unet-compare -> unet-train -m -> submitit -> sbatch, with a fake sbatch that keeps the script.
+
+    A subprocess: unet-compare's end-to-end run, as installed, down to the job script.
+
+    Slow: two command starts (unet-compare, then the unet-train -m it runs) and submitit's pickling.
+    """
     write_fake_slurm(tmp_path / "bin")
     script = tmp_path / "job.sh"
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
@@ -117,7 +122,6 @@ def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, mon
         "trainer.devices=4",
         "trainer.num_nodes=2",
         cwd=tmp_path,
-        timeout=120,
     )
     assert script.is_file(), result.stderr[-3000:]
     text = script.read_text()
@@ -174,10 +178,10 @@ def test_nan_result_becomes_a_failed_job(tmp_path):
     assert (scored.status, scored.return_value) == (JobStatus.COMPLETED, 0.5)
 
 
-def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path):
+def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path, monkeypatch, capsys):
     """Four tiny trials; dropout 1.5 makes a trial fail, which the search records and survives."""
     sweep_dir = tmp_path / "search"
-    result = run_cli(
+    result = run_in_process(
         "unet-train",
         "-m",
         "hydra/sweeper=optuna_miou",
@@ -186,7 +190,8 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path):
         "model.net.dropout=choice(0.0,1.5)",
         *TINY_RUN,
         cwd=tmp_path,
-        timeout=120,
+        monkeypatch=monkeypatch,
+        capsys=capsys,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_in_process
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from test_reliability import wait_for_checkpoint
@@ -63,7 +63,11 @@ SLURM_ENV = {
 }
 
 
-def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
+def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path, monkeypatch, capsys):
+    """The first run is a subprocess: it gets the signal SLURM sends before the time limit.
+
+    Slow: the command's start, then the 20 short epochs of the run and its resumption.
+    """
     fake_bin, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
     fake_bin.mkdir()
     scontrol = fake_bin / "scontrol"
@@ -89,14 +93,9 @@ def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
     assert not (run_dir / "metrics.json").exists()
 
     # SLURM restarts the same command with SLURM_RESTART_COUNT set: the run resumes in place, not refused.
-    resumed = subprocess.run(
-        command,
-        cwd=tmp_path,
-        env={**env, "SLURM_RESTART_COUNT": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    for variable, value in {**SLURM_ENV, "PATH": env["PATH"], "SLURM_RESTART_COUNT": "1"}.items():
+        monkeypatch.setenv(variable, value)
+    resumed = run_in_process("unet-train", *overrides, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {last}" in (run_dir / "train.log").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -104,7 +103,7 @@ def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
     assert calls.read_text().split() == ["requeue", "4242"]  # requeued once
 
 
-def test_optuna_storage_resumes_a_search(tmp_path):
+def test_optuna_storage_resumes_a_search(tmp_path, monkeypatch, capsys):
     optuna = pytest.importorskip("optuna", reason='Optuna is not installed (pip install -e ".[cluster]")')
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
     if int(optuna.__version__.split(".")[0]) < 4:
@@ -112,10 +111,10 @@ def test_optuna_storage_resumes_a_search(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 
     def search(name: str, trials: int) -> dict:
-        result = run_cli(
+        result = run_in_process(
             "unet-train", "-m", "hydra/sweeper=optuna_miou", f"hydra.sweeper.storage={storage}",
             f"hydra.sweeper.n_trials={trials}", f"hydra.sweep.dir={tmp_path / name}",
-            *TINY_RUN, "trainer.max_epochs=1", "test=false", cwd=tmp_path, timeout=400,
+            *TINY_RUN, "trainer.max_epochs=1", "test=false", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         return yaml.safe_load((tmp_path / name / "optimization_results.yaml").read_text())

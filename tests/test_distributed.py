@@ -28,6 +28,11 @@ DDP_RUN = [
 
 
 def test_two_process_ddp_run_writes_once_and_scores_like_a_single_process(tmp_path):
+    """Subprocesses: Lightning starts the second DDP process by running the command again, so unet-train
+    must be the installed script; the single-process score is unet-eval's end-to-end run.
+
+    Slow: three processes start (two DDP ranks, then unet-eval), each importing torch and Lightning.
+    """
     run = tmp_path / "ddp"
     result = run_cli("unet-train", *DDP_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_cli, run_in_process
 from PIL import Image
 
 from unet.apps import check_data as check_data_app
@@ -131,8 +131,10 @@ def test_empty_image_folder(tmp_path, monkeypatch, capsys):
     assert code == 2 and str(root / "images") in err
 
 
-def test_unknown_data_set_lists_the_valid_ones(tmp_path):
-    result = run_cli("unet-check-data", "data=cityscapes", cwd=tmp_path)
+def test_unknown_data_set_lists_the_valid_ones(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-check-data", "data=cityscapes", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
     assert result.returncode != 0 and "folder" in result.stderr and "oxford_pet" in result.stderr
 
 
@@ -258,11 +260,30 @@ def assert_same_run(resumed: Path, reference: Path, epochs: int) -> None:
     )
 
 
-def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    assert start_training(*DETERMINISTIC_RUN, f"hydra.run.dir={reference}").wait(timeout=300) == 0
+# A run of 2 epochs of 200 steps that can be stopped inside an epoch and resumed: its CSV log, written at
+# every 10th step, tells when the second epoch has started.
+STEPS_PER_EPOCH = 200
+RESUMABLE_RUN = [
+    *DETERMINISTIC_RUN, "data.num_train=800", "data.batch_size=4", "trainer.max_epochs=2", "test=false",
+    "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "trainer.log_every_n_steps=10",
+]  # fmt: skip
 
-    process = start_training(*DETERMINISTIC_RUN, f"hydra.run.dir={interrupted}")
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory) -> Path:
+    """RESUMABLE_RUN trained without interruption, in its own process like the runs compared with it."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert start_training(*RESUMABLE_RUN, f"hydra.run.dir={run_dir}").wait(timeout=300) == 0
+    return run_dir
+
+
+def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(uninterrupted_run, tmp_path):
+    """Subprocesses: a run killed (SIGKILL) mid-epoch, then resumed by the command as a user would.
+
+    Slow: two command starts and an epoch and a half of training, besides the shared uninterrupted run.
+    """
+    interrupted = tmp_path / "interrupted"
+    process = start_training(*RESUMABLE_RUN, f"hydra.run.dir={interrupted}")
     wait_for_checkpoint(interrupted / "checkpoints" / "last.ckpt", process, epoch=0)
     time.sleep(0.3)  # into epoch 1
     process.kill()
@@ -270,7 +291,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_p
     assert not (interrupted / "metrics.json").exists(), "the run ended before it was killed"
 
     resumed = run_cli(
-        "unet-train", *DETERMINISTIC_RUN, "ckpt_path=last", f"hydra.run.dir={interrupted}", cwd=tmp_path
+        "unet-train", *RESUMABLE_RUN, "ckpt_path=last", f"hydra.run.dir={interrupted}", cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # The killed run's lock was left behind; its process is gone, so the resumed run took it over.
@@ -280,25 +301,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(tmp_p
     )
     assert not (interrupted / "run.lock").exists()
 
-    assert_same_run(interrupted, reference, epochs=3)
-
-
-def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
-    run_dir = tmp_path / "run"
-    process = start_training(
-        *DETERMINISTIC_RUN, "data.num_train=4000", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"
-    )
-    wait_for_checkpoint(run_dir / "checkpoints" / "last.ckpt", process, epoch=0)
-    time.sleep(0.5)  # most often into the second epoch; a loaded machine may still be between epochs
-    signalled_at = time.time()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr[-2000:]
-    last = run_dir / "checkpoints" / "last.ckpt"
-    assert last.stat().st_mtime >= signalled_at, "last.ckpt is the epoch-end one, not written on SIGTERM"
-    checkpoint = torch.load(last, weights_only=True)
-    assert checkpoint["global_step"] >= 4000 // 16, "the checkpoint lost the finished epoch"
-    assert f"stopped by SIGTERM; resume with ckpt_path={run_dir}" in (run_dir / "train.log").read_text()
+    assert_same_run(interrupted, uninterrupted_run, epochs=2)
 
 
 def wait_for_logged_epoch(run_dir: Path, process: subprocess.Popen, epoch: int, timeout: float = 240) -> None:
@@ -319,36 +322,41 @@ def wait_for_logged_epoch(run_dir: Path, process: subprocess.Popen, epoch: int, 
     raise AssertionError(f"no log record of epoch {epoch} in {run_dir} within {timeout} s: {stderr[-2000:]}")
 
 
-def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly_where_it_stopped(tmp_path):
-    # Resumed from the middle of an epoch, the run trains that epoch's remaining batches (not its first
-    # ones again) with the same seeds, so it ends exactly like the uninterrupted run.
-    steps_per_epoch = 200
-    overrides = [
-        *DETERMINISTIC_RUN, "data.num_train=800", "data.batch_size=4", "trainer.max_epochs=2", "test=false",
-        "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "trainer.log_every_n_steps=10",
-    ]  # fmt: skip
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    assert start_training(*overrides, f"hydra.run.dir={reference}").wait(timeout=300) == 0
+def test_a_run_stopped_mid_epoch_by_sigterm_saves_and_resumes_exactly_where_it_stopped(
+    uninterrupted_run, tmp_path
+):
+    """Subprocesses: SIGTERM reaches a running unet-train, which saves a checkpoint and exits with 143.
 
-    process = start_training(*overrides, f"hydra.run.dir={interrupted}")
+    Resumed from the middle of an epoch, the run trains that epoch's remaining batches (not its first
+    ones again) with the same seeds, so it ends exactly like the uninterrupted run.
+
+    Slow: two command starts and two epochs of training, besides the shared uninterrupted run.
+    """
+    interrupted = tmp_path / "interrupted"
+    process = start_training(*RESUMABLE_RUN, f"hydra.run.dir={interrupted}")
     # Epoch 1 has trained a batch or ten when its first record is logged; the signal is acted on at the
     # end of the batch it lands in, long before epoch 1's 200th.
     wait_for_logged_epoch(interrupted, process, epoch=1)
+    signalled_at = time.time()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr[-2000:]
-    global_step = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert steps_per_epoch < global_step < 2 * steps_per_epoch, (
+    last = interrupted / "checkpoints" / "last.ckpt"
+    assert last.stat().st_mtime >= signalled_at, "last.ckpt is the epoch-end one, not written on SIGTERM"
+    global_step = torch.load(last, weights_only=True)["global_step"]
+    assert STEPS_PER_EPOCH < global_step < 2 * STEPS_PER_EPOCH, (
         f"not stopped inside epoch 1: step {global_step}"
     )
+    log = (interrupted / "train.log").read_text()
+    assert f"stopped by SIGTERM; resume with ckpt_path={interrupted}" in log
 
     resumed = run_cli(
-        "unet-train", *overrides, f"ckpt_path={interrupted}", f"hydra.run.dir={interrupted}", cwd=tmp_path
+        "unet-train", *RESUMABLE_RUN, f"ckpt_path={interrupted}", f"hydra.run.dir={interrupted}", cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stdout + resumed.stderr
 
-    assert_same_run(interrupted, reference, epochs=2)
+    assert_same_run(interrupted, uninterrupted_run, epochs=2)
 
 
 # What Lightning printed in a normal run that misled or could not be acted on.
@@ -357,7 +365,13 @@ NOISE = (
 )  # fmt: skip
 
 
-def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_refused(tmp_path):
+def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_refused(
+    tmp_path, monkeypatch, capsys
+):
+    """A subprocess: Ctrl-C (SIGINT) reaches a running unet-train and what its terminal shows is read.
+
+    Slow: the command's start and a first epoch long enough to be interrupted in the second.
+    """
     run_dir, output = tmp_path / "run", tmp_path / "first.txt"
     process = start_training(
         *DETERMINISTIC_RUN, "data.num_train=1600", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}",
@@ -365,7 +379,10 @@ def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_ref
     )  # fmt: skip
     try:
         wait_for_checkpoint(run_dir / "checkpoints" / "last.ckpt", process, epoch=0)
-        second = run_cli("unet-train", *TINY_RUN, "ckpt_path=last", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        second = run_in_process(
+            "unet-train", *TINY_RUN, "ckpt_path=last", f"hydra.run.dir={run_dir}",
+            cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+        )  # fmt: skip
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"{run_dir} is in use by another unet-train" in second.stderr
         assert f"pid {process.pid} on host {socket.gethostname()}" in second.stderr
@@ -386,6 +403,7 @@ def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_ref
 
 
 def test_a_normal_run_prints_no_misleading_notices(tmp_path):
+    """A subprocess: what a user's terminal shows, warnings included (pytest would capture them)."""
     result = run_cli(
         "unet-train", *TINY_RUN, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
         "trainer.precision=bf16-mixed",  # what plans choose where bf16 is fast

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_cli, run_in_process
 from test_compare_plan import composed_runs
 from test_refusals import last_line, run_app
 
@@ -68,7 +68,11 @@ def installed(package: str) -> bool:
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory) -> Path:
     """One tiny run logged to TensorBoard, CSV, MLflow (its default store, in the run directory) and, when
-    installed, W&B (offline; its settings and caches in a temporary home, not the user's)."""
+    installed, W&B (offline; its settings and caches in a temporary home, not the user's).
+
+    A subprocess: unet-train as installed, with every logger at once; W&B starts a service process and
+    registers exit hooks that are the command's to run, not the test process's.
+    """
     pytest.importorskip("mlflow", reason=NO_EXTRA)
     run_dir = tmp_path_factory.mktemp("tracked") / "run"
     loggers = ["tensorboard", "csv", "mlflow", *(["wandb"] if installed("wandb") else [])]
@@ -189,11 +193,13 @@ def mlflow_server(tmp_path):
         log.close()
 
 
-def test_a_run_logs_to_a_team_server_with_its_artifacts_kept_there(mlflow_server, tmp_path):
+def test_a_run_logs_to_a_team_server_with_its_artifacts_kept_there(
+    mlflow_server, tmp_path, monkeypatch, capsys
+):
     run_dir = tmp_path / "run"
-    result = run_cli(
+    result = run_in_process(
         "unet-train", *TRACKED_RUN, "logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server}",
-        f"hydra.run.dir={run_dir}", cwd=tmp_path,
+        f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow_client(mlflow_server)
