@@ -196,6 +196,7 @@ def mlflow_server(tmp_path):
 def test_a_run_logs_to_a_team_server_with_its_artifacts_kept_there(
     mlflow_server, tmp_path, monkeypatch, capsys
 ):
+    """Slow: MLflow's client, imported for this run, sends every metric and image to the server over HTTP."""
     run_dir = tmp_path / "run"
     result = run_in_process(
         "unet-train", *TRACKED_RUN, "logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server}",
