@@ -49,7 +49,8 @@ class Fingerprint:
         class_names: ``(K,)`` the class names.
         height / width: ``(min, median, max)`` over the images, in pixels.
         distinct_sizes: distinct ``(height, width)`` pairs.
-        mean / std: ``(C,)`` per-channel intensity over all training pixels, in the [0, 1] units the
+        mean / std: ``(C,)`` per-channel intensity over all training pixels (inside the regions of
+            interest when the data has them), in the [0, 1] units the
             datamodules normalise from (uint8 / 255, float as is); ``std`` is the population std.
         class_pixels: ``(K,)`` labelled pixels of each class.
         class_fraction: ``(K,)`` share of the labelled (not ignored) pixels held by each class.
@@ -134,7 +135,8 @@ class _SampleScan:
     distances per class.
     """
 
-    def __init__(self, channels: int, num_classes: int) -> None:
+    def __init__(self, channels: int, num_classes: int, outside_label: int | None = None) -> None:
+        self.outside_label = outside_label
         self.sums = np.zeros(channels, dtype=np.float64)
         self.squares = np.zeros(channels, dtype=np.float64)
         self.pixels = 0
@@ -147,12 +149,15 @@ class _SampleScan:
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> None:
         """Add one raw sample: ``image (H, W, C)`` uint8 or float, ``mask (H, W)`` of class indices."""
         height, width = image.shape[:2]
-        values = image.reshape(height * width, -1).astype(np.float64)
+        values = image.reshape(height * width, -1)
+        if self.outside_label is not None:
+            values = values[mask.ravel() != self.outside_label]
+        values = values.astype(np.float64)
         if image.dtype == np.uint8:
             values /= 255.0
         self.sums += values.sum(axis=0)
         self.squares += np.einsum("ij,ij->j", values, values)
-        self.pixels += height * width
+        self.pixels += len(values)
         self.heights.append(int(height))
         self.widths.append(int(width))
         for label in np.unique(mask):
@@ -190,7 +195,9 @@ class _SampleScan:
                 tuple(float(q) for q in np.percentile(a, AREA_PERCENTILES)) if len(a) else None for a in areas
             ),
             class_width=tuple(_width(histogram) for histogram in self.distances),
-            ignore_fraction=float(counts.ignored / (labelled + counts.ignored)) if self.pixels else 0.0,
+            ignore_fraction=float(counts.ignored / (labelled + counts.ignored))
+            if labelled + counts.ignored
+            else 0.0,
         )
 
 
@@ -215,7 +222,9 @@ def compute_fingerprint(datamodule: Any) -> Fingerprint:
     weights and rare-class crops); if they were counted already, only the fingerprint's pass reads.
     """
     datamodule.setup("fit")
-    scan = _SampleScan(datamodule.in_channels, datamodule.num_classes)
+    # With regions of interest, the intensities are those inside them (the label outside is ignored).
+    outside = datamodule.ignore_index if getattr(datamodule, "has_rois", False) else None
+    scan = _SampleScan(datamodule.in_channels, datamodule.num_classes, outside)
     counts = split_class_counts(datamodule, "train", visit=scan)
     return scan.fingerprint(counts, list(datamodule.class_names))
 
@@ -223,7 +232,7 @@ def compute_fingerprint(datamodule: Any) -> Fingerprint:
 def fingerprint_key(datamodule: Any) -> str | None:
     """What the training data is, as a hex digest; ``None`` for datamodules without files (not cached).
 
-    Every training image and mask file's absolute path, size and modification time (ns), plus the
+    Every training image, mask and ROI file's absolute path, size and modification time (ns), plus the
     settings that change the numbers: classes, ignore_index, channels, the mask encoding (mapping,
     threshold, palette) and image_size. Any file changed, added or removed gives another key.
     """
@@ -235,7 +244,7 @@ def fingerprint_key(datamodule: Any) -> str | None:
         files = [
             [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
             for pair in pairs["train"]
-            for path in pair
+            for path in pair.files()
             for stat in [Path(path).stat()]
         ]
     except OSError:

@@ -9,7 +9,8 @@ from typing import Any
 from unet.data.base import SPLITS, SegmentationDataModule, as_pair
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.io import IMAGE_EXTENSIONS
-from unet.data.layout import Pair, carve_splits, pair_files, resolve
+from unet.data.layout import Pair, attach_rois, carve_splits, pair_files, resolve
+from unet.data.manifest import read_manifest
 from unet.data.masks import MaskEncoder, PaletteSpec
 from unet.data.sources import FileSource, SampleSource, finish_source
 
@@ -19,27 +20,39 @@ FOLDER_MEAN = 0.5
 FOLDER_STD = 0.25
 
 
+def roi_ignore_index(num_classes: int) -> int:
+    """The label outside a region of interest when the user set no ``ignore_index``: 255, the common void
+    label (beyond it for more classes), so a checkpoint's ignore index is the same on every such data set."""
+    return max(255, num_classes)
+
+
 def find_split_dirs(
     root: Path, explicit: Mapping[str, tuple[str | None, str | None]]
 ) -> dict[str, tuple[Path, Path]]:
     """``split -> (images dir, masks dir)`` for the splits the layout provides as directories.
 
-    Per split, explicit ``{split}_images``/``{split}_masks`` keys win, then ``root/{split}/images|masks``;
-    without a train directory, ``root/images`` + ``root/masks`` is the pool the other splits are carved from.
+    Per split, explicit ``{split}_images``/``{split}_masks`` keys win (one of them alone: the other is the
+    layout's ``images``/``masks`` folder), then ``root/{split}/images|masks``; without a train directory,
+    ``root/images`` + ``root/masks`` is the pool the other splits are carved from.
     """
     if not root.is_dir():
         raise DataNotFoundError(f"data root {root} does not exist or is not a directory")
     dirs: dict[str, tuple[Path, Path]] = {}
     for split in SPLITS:
         images, masks = explicit.get(split, (None, None))
-        if (images is None) != (masks is None):
+        own = root / split if (root / split).is_dir() else None
+        home = own if own is not None or split != "train" else root
+        if (images is None) != (masks is None) and home is None:
             raise DataError(
                 f"{split}_images and {split}_masks must be given together (got {images!r}, {masks!r})"
             )
-        if images is not None:
-            dirs[split] = (resolve(images, root), resolve(masks, root))
-        elif (root / split).is_dir():
-            dirs[split] = (root / split / "images", root / split / "masks")
+        if images is not None or masks is not None:
+            dirs[split] = (
+                resolve(images, root) if images is not None else home / "images",
+                resolve(masks, root) if masks is not None else home / "masks",
+            )
+        elif own is not None:
+            dirs[split] = (own / "images", own / "masks")
     if "train" not in dirs and (root / "images").is_dir():
         dirs["train"] = (root / "images", root / "masks")
     if "train" not in dirs:
@@ -109,6 +122,10 @@ class FolderDataModule(SegmentationDataModule):
         val_masks: str | None = None,
         test_images: str | None = None,
         test_masks: str | None = None,
+        mask_pattern: str | None = None,
+        manifest: str | None = None,
+        roi_dir: str | None = None,
+        roi_pattern: str | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         image_size: int | Sequence[int] | None = None,
         cache: bool = True,
@@ -124,6 +141,34 @@ class FolderDataModule(SegmentationDataModule):
             **common,
         )
         self.root = Path(root).expanduser()
+        folders = {
+            "train_images": train_images,
+            "train_masks": train_masks,
+            "val_images": val_images,
+            "val_masks": val_masks,
+            "test_images": test_images,
+            "test_masks": test_masks,
+            "roi_dir": roi_dir,
+        }
+        if manifest is not None:
+            given = [key for key, value in folders.items() if value is not None]
+            if given:
+                raise DataError(f"data.manifest lists every file: leave {', '.join(given)} unset")
+            found = read_manifest(resolve(manifest, self.root))
+        else:
+            explicit = {split: (folders[f"{split}_images"], folders[f"{split}_masks"]) for split in SPLITS}
+            found = {
+                split: self._pair_folders(images, masks, list(extensions), mask_pattern, roi_dir, roi_pattern)
+                for split, (images, masks) in find_split_dirs(self.root, explicit).items()
+            }
+        self.pairs = self._carve(
+            found,
+            {"val": float(val_fraction), "test": float(test_fraction)},
+            {"val": val_stems, "test": test_stems},
+        )
+        self.has_rois = any(pair.roi is not None for pairs in self.pairs.values() for pair in pairs)
+        if self.has_rois and self.ignore_index is None:
+            self.ignore_index = roi_ignore_index(self.num_classes)
         self.encoder = MaskEncoder(
             self.num_classes,
             self.ignore_index,
@@ -134,35 +179,39 @@ class FolderDataModule(SegmentationDataModule):
         )
         self.image_size = None if image_size is None else as_pair(image_size, "image_size")
         self.cache = bool(cache)
-        explicit = {
-            "train": (train_images, train_masks),
-            "val": (val_images, val_masks),
-            "test": (test_images, test_masks),
-        }
-        self.pairs = self._find_pairs(
-            find_split_dirs(self.root, explicit),
-            {"val": float(val_fraction), "test": float(test_fraction)},
-            {"val": val_stems, "test": test_stems},
-            list(extensions),
-        )
 
-    def _find_pairs(
+    @staticmethod
+    def _pair_folders(
+        images: Path,
+        masks: Path,
+        extensions: list[str],
+        mask_pattern: str | None,
+        roi_dir: str | None,
+        roi_pattern: str | None,
+    ) -> list[Pair]:
+        """One split's pairs from its folders, with their regions of interest when ``roi_dir`` is set."""
+        pairs = [Pair(image, mask) for image, mask in pair_files(images, masks, extensions, mask_pattern)]
+        if roi_dir is None:
+            return pairs
+        return attach_rois(pairs, images, resolve(roi_dir, images.parent), extensions, roi_pattern)
+
+    def _carve(
         self,
-        dirs: dict[str, tuple[Path, Path]],
+        found: dict[str, list[Pair]],
         fractions: dict[str, float],
         stems: dict[str, Sequence[str] | None],
-        extensions: list[str],
     ) -> dict[str, list[Pair]]:
-        """Pair every split's files; carve the splits without directories out of train."""
-        pairs = {split: pair_files(images, masks, extensions) for split, (images, masks) in dirs.items()}
+        """Carve the splits the data does not list itself out of train."""
+        if "train" not in found:
+            raise DataNotFoundError(
+                f"no training samples under {self.root} (every manifest row is val or test)"
+            )
         for split, wanted in stems.items():
-            if wanted is not None and split in dirs:
-                raise DataError(
-                    f"{split}_stems given but the {split} split has its own directory {dirs[split][0]}"
-                )
-        carved = {split: fraction for split, fraction in fractions.items() if split not in dirs}
-        wanted = {split: names for split, names in stems.items() if split not in dirs}
-        pairs.update(carve_splits(pairs["train"], carved, wanted, self.seed))
+            if wanted is not None and split in found:
+                raise DataError(f"{split}_stems given but the data lists a {split} split of its own")
+        carved = {split: fraction for split, fraction in fractions.items() if split not in found}
+        wanted = {split: names for split, names in stems.items() if split not in found}
+        pairs = {**found, **carve_splits(found["train"], carved, wanted, self.seed)}
         if not pairs.get("val"):
             raise DataError(
                 f"no validation data under {self.root}: provide a val/ directory, val_images/val_masks, "
@@ -176,5 +225,5 @@ class FolderDataModule(SegmentationDataModule):
 
     def split_source(self, split: str) -> SampleSource:
         """The split's file pairs, optionally resized, decoded once into memory when ``cache``."""
-        source = FileSource(self.pairs[split], self.in_channels, self.encoder)
+        source = FileSource(self.pairs[split], self.in_channels, self.encoder, self.ignore_index)
         return finish_source(source, self.image_size, self.cache)

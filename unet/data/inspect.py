@@ -3,6 +3,7 @@ what would stop training later (sizes the network or the batches cannot take, an
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from unet.data.base import SPLITS, SegmentationDataModule
 from unet.data.batching import Probe, probe, size_clash, unbatchable_message
 from unet.data.errors import DataError, ImageReadError, LossyMaskError, MaskValueError
 from unet.data.fingerprint import fingerprint, format_fingerprint
-from unet.data.io import read_mask
+from unet.data.io import file_format, read_mask
 from unet.data.masks import MaskCensus, colour_name, palette_yaml
 from unet.data.statistics import split_class_counts
 from unet.data.transforms import SamplePipeline, as_transform_list
@@ -73,6 +74,23 @@ MAX_PRINTED_COLOURS = 64
 PALETTE_HEADER = """Mask colours found by unet-check-data in {root}, most frequent first: "R,G,B": class.
 Classes are numbered 0..{last} in order of frequency: renumber them, give several colours one class, or
 map a colour to ignore (needs data.ignore_index); then pass data.mask_palette={path}"""
+
+
+def file_formats(datamodule: SegmentationDataModule) -> list[str]:
+    """``"masks: GIF, palette mode (20 files)"``: the formats of the mask (and ROI) files read, from their
+    headers; empty for datamodules without files (``pairs``)."""
+    pairs = [
+        pair for split_pairs in (getattr(datamodule, "pairs", None) or {}).values() for pair in split_pairs
+    ]
+    lines = []
+    for what, files in (("masks", [p.mask for p in pairs]), ("ROIs", [p.roi for p in pairs if p.roi])):
+        counts = Counter(file_format(path) for path in files)
+        if counts:
+            found = "; ".join(
+                f"{name} ({count} file{'s' * (count > 1)})" for name, count in counts.most_common()
+            )
+            lines.append(f"{what}: {found}")
+    return lines
 
 
 def _smallest(probes: list[Probe]) -> Probe:
@@ -162,7 +180,7 @@ def mask_advice(
     if not pairs or encoder is None or encoder.palette is not None or encoder.threshold is not None:
         return None
     census = MaskCensus()
-    for mask in sorted({mask for split_pairs in pairs.values() for _, mask in split_pairs}):
+    for mask in sorted({pair.mask for split_pairs in pairs.values() for pair in split_pairs}):
         try:
             census.add(read_mask(mask))
         except ImageReadError:
@@ -243,6 +261,8 @@ def check_data(
         f"\n{type(datamodule).__name__}: {datamodule.num_classes} classes, {datamodule.in_channels} channel(s)"
     )
     print(format_summary(summary, list(datamodule.class_names)))
+    if formats := file_formats(datamodule):
+        print("\n".join(formats))
     print("all samples read and checked\n")
     print(format_fingerprint(data_fingerprint) + "\n")
     problems = training_problems(datamodule, min_size, train_transforms)

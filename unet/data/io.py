@@ -5,7 +5,7 @@ Images come out as ``(H, W, C)`` arrays with ``C == in_channels``: ``uint8`` for
 ``[0, 1]`` (rounding up to :data:`FLOAT_TOLERANCE` outside is clipped): any other range, NaN or infinity is
 refused naming the file and what was found: no rescaling rule fits every float image, and one applied per
 file (its own min..max) would give the same intensity different values in different images. Masks come out as
-``(H, W)`` integer label images (palette PNGs give their palette *indices*, not colours), or ``(H, W, 3)``
+``(H, W)`` integer label images (palette-mode PNGs and GIFs give their palette *indices*, not colours), or ``(H, W, 3)``
 uint8 colours for colour-coded RGB masks (mapped to classes by ``mask_palette``).
 
 Files are read as a viewer shows them: the EXIF orientation of JPEG/PNG/WebP files (and the TIFF
@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 
 from unet.data.errors import ImageReadError
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif")
 
 # Float images within this much of [0, 1] are clipped to it (rounding from a conversion); beyond, refused.
 FLOAT_TOLERANCE = 1e-3
@@ -143,6 +143,28 @@ def image_size(path: Path) -> tuple[int, int]:
     except Exception as error:
         raise ImageReadError(f"cannot read image file {path}: {error}") from error
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+# PIL's image modes as check-data reports them.
+MODE_NAMES: dict[str, str] = {
+    "1": "1-bit",
+    "L": "gray",
+    "I;16": "16-bit gray",
+    "I": "32-bit gray",
+    "F": "float",
+    "P": "palette mode",
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+}
+
+
+def file_format(path: Path) -> str:
+    """``"GIF, palette mode"``, ``"PNG, gray"``...: a file's format and pixel mode, from its header."""
+    try:
+        with Image.open(path) as image:
+            return f"{image.format}, {MODE_NAMES.get(image.mode, image.mode)}"
+    except Exception:  # noqa: BLE001 -- PIL cannot tell (a TIFF it does not read): the extension does
+        return path.suffix.lstrip(".").upper() or "unknown"
 
 
 def lossy_format(path: Path) -> str | None:

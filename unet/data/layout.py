@@ -1,4 +1,5 @@
-"""Finding a user's image/mask files on disk: directory layout, pairing by file stem, and split carving.
+"""Finding a user's image/mask files on disk: directory listings, pairing (:mod:`unet.data.pairing`),
+regions of interest and split carving.
 
 Everything here only lists directories (no decoding), so a bad layout is reported before any training.
 """
@@ -7,13 +8,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from unet.data.errors import DataError, DataNotFoundError, PairingError
+from unet.data.pairing import Pairing, hydra_option, make_rule, pair_by_rule, suggest_patterns
 
-Pair = tuple[Path, Path]
 MAX_LISTED = 10
+
+
+class Pair(NamedTuple):
+    """One sample's files: its image (several files, one channel each, from a manifest), its mask and
+    optionally its region of interest (nonzero inside)."""
+
+    image: Path | tuple[Path, ...]
+    mask: Path
+    roi: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The sample's name: its (first) image file's stem, what ``val_stems`` and reports use."""
+        return (self.image[0] if isinstance(self.image, tuple) else self.image).stem
+
+    def files(self) -> list[Path]:
+        """Every file the sample is read from."""
+        images = list(self.image) if isinstance(self.image, tuple) else [self.image]
+        return [*images, self.mask, *([] if self.roi is None else [self.roi])]
 
 
 def resolve(path: str | Path, root: Path) -> Path:
@@ -46,27 +67,59 @@ def list_files(directory: Path, extensions: Iterable[str], what: str) -> dict[st
     return files
 
 
-def pair_files(images_dir: Path, masks_dir: Path, extensions: Iterable[str]) -> list[Pair]:
-    """``(image, mask)`` pairs matched by file stem, sorted by stem; unmatched files are an error."""
-    extensions = list(extensions)
-    images = list_files(images_dir, extensions, "image")
-    masks = list_files(masks_dir, extensions, "mask")
+def pairing_error(pairing: Pairing, images_dir: Path, partners_dir: Path, what: str, option: str) -> str:
+    """One line: the files the rule left unpaired or paired twice, and the option that pairs them all."""
     problems = []
-    for kind, ours, theirs, other_dir in (
-        ("images", images, masks, masks_dir),
-        ("masks", masks, images, images_dir),
+    for kind, files, partner, where in (
+        ("images", pairing.lone_images, f"a {what}", partners_dir),
+        (f"{what}s", pairing.lone_partners, "an image", images_dir),
     ):
-        missing = sorted(stem for stem in ours if stem not in theirs)
-        if missing:
-            names = [ours[stem].name for stem in missing[:MAX_LISTED]]
-            partner = "a mask" if kind == "images" else "an image"
+        if files:
+            names = [path.name for path in files[:MAX_LISTED]]
             problems.append(
-                f"{len(missing)} {kind} without {partner} of the same stem in {other_dir}: "
-                + _listing(names, len(missing))
+                f"{len(files)} {kind} without {partner} in {where}: {_listing(names, len(files))}"
             )
-    if problems:
-        raise PairingError("; ".join(problems))
-    return [(images[stem], masks[stem]) for stem in sorted(images)]
+    if pairing.ambiguous:
+        shown = pairing.ambiguous[:MAX_LISTED]
+        problems.append(f"{len(pairing.ambiguous)} ambiguous: {_listing(shown, len(pairing.ambiguous))}")
+    return "; ".join(problems)
+
+
+def pair_files(
+    images_dir: Path,
+    partners_dir: Path,
+    extensions: Iterable[str],
+    pattern: str | None = None,
+    what: str = "mask",
+    option: str = "data.mask_pattern",
+) -> list[tuple[Path, Path]]:
+    """``(image, partner)`` pairs by ``pattern`` (see :mod:`unet.data.pairing`; ``None``: equal stems),
+    sorted by image; anything but a one-to-one pairing of every file is a :class:`PairingError` that
+    lists the files and, when one pairs every file, the pattern option to pass."""
+    extensions = list(extensions)
+    images = sorted(list_files(images_dir, extensions, "image").values())
+    partners = sorted(list_files(partners_dir, extensions, what).values())
+    pairing = pair_by_rule(images, partners, make_rule(pattern, option))
+    if pairing.complete:
+        return pairing.pairs
+    message = pairing_error(pairing, images_dir, partners_dir, what, option)
+    suggested = suggest_patterns(images, partners)
+    if len(suggested) == 1:
+        message += f"; {hydra_option(option, suggested[0])} pairs every file"
+    elif suggested:
+        message += (
+            f"; several rules pair every file differently ({', '.join(suggested)}): choose with {option}"
+        )
+    raise PairingError(message)
+
+
+def attach_rois(
+    pairs: list[Pair], images_dir: Path, rois_dir: Path, extensions: Iterable[str], pattern: str | None
+) -> list[Pair]:
+    """``pairs`` (of the images in ``images_dir``) with each image's region of interest from ``rois_dir``,
+    paired by ``pattern`` as masks are (every image needs one, every ROI file an image)."""
+    rois = dict(pair_files(images_dir, rois_dir, extensions, pattern, what="ROI", option="data.roi_pattern"))
+    return [pair._replace(roi=rois[pair.image]) for pair in pairs]
 
 
 def carve_splits(
@@ -80,7 +133,7 @@ def carve_splits(
     A split with explicit ``stems`` takes exactly those files; otherwise it takes ``round(fraction * n)``
     (at least 1 when the fraction is positive) of a seeded shuffle. The rest is ``train``.
     """
-    by_stem = {image.stem: (image, mask) for image, mask in pairs}
+    by_stem = {pair.name: pair for pair in pairs}
     taken: dict[str, list[Pair]] = {}
     for split, wanted in stems.items():
         if wanted is None:
@@ -101,7 +154,12 @@ def carve_splits(
         if not 0 < fraction < 1:
             raise DataError(f"{split}_fraction must be in [0, 1), got {fraction}")
         count = max(1, round(fraction * len(pairs)))
-        taken[split], shuffled = sorted(shuffled[:count]), shuffled[count:]
+        taken[split], shuffled = by_name(shuffled[:count]), shuffled[count:]
     if not shuffled:
         raise DataError(f"no training files left after carving {', '.join(taken)} out of {len(pairs)} files")
-    return {"train": sorted(shuffled), **taken}
+    return {"train": by_name(shuffled), **taken}
+
+
+def by_name(pairs: Iterable[Pair]) -> list[Pair]:
+    """``pairs`` sorted by sample name."""
+    return sorted(pairs, key=lambda pair: pair.name)

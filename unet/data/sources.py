@@ -16,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from unet.data.errors import SizeMismatchError
-from unet.data.io import image_size, read_image, read_mask
+from unet.data.errors import DataError, SizeMismatchError
+from unet.data.io import decode, image_size, read_image, read_mask
+from unet.data.layout import Pair
 from unet.data.masks import MaskEncoder
 from unet.data.transforms import resize_transform
 
@@ -96,37 +97,64 @@ def check_same_size(image: np.ndarray, mask: np.ndarray, image_name: str, mask_n
         )
 
 
+def read_roi(path: Path, shape: tuple[int, int], image_name: str) -> np.ndarray:
+    """A region-of-interest mask as ``(H, W)`` bool, the image's size: inside where it is not black (read as
+    displayed: a palette file's colours, not its indices, which an optimising GIF writer reorders)."""
+    raw = decode(path, as_mask=False)
+    if raw.shape[:2] != shape:
+        raise SizeMismatchError(
+            f"image {image_name} is {shape[1]}x{shape[0]} (WxH) but its ROI {path} is {raw.shape[1]}x{raw.shape[0]}"
+        )
+    return raw.reshape(*shape, -1).any(axis=-1)
+
+
 class FileSource:
-    """Image/mask file pairs, decoded on every access (wrap in :func:`cache_source` to decode once).
+    """Image/mask file pairs (:class:`~unet.data.layout.Pair`), decoded on every access (wrap in
+    :func:`cache_source` to decode once).
 
     Masks in a lossy format are refused unless the encoder allows them (:meth:`MaskEncoder.check_lossless`).
+    A pair's region of interest sets every mask pixel outside it to ``outside_label`` (the ignore index),
+    so the loss, the metrics and the statistics never see them.
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], in_channels: int, encoder: MaskEncoder) -> None:
+    def __init__(
+        self, pairs: Sequence[Pair], in_channels: int, encoder: MaskEncoder, outside_label: int | None = None
+    ) -> None:
         self.pairs = list(pairs)
         self.in_channels = in_channels
         self.encoder = encoder
+        self.outside_label = outside_label
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
-        image_path, mask_path = self.pairs[index]
-        image = read_image(image_path, self.in_channels)
-        raw = read_mask(mask_path)
-        self.encoder.check_lossless(raw, mask_path)
-        mask = self.encoder(raw, str(mask_path))
-        check_same_size(image, mask, str(image_path), str(mask_path))
+        pair = self.pairs[index]
+        if isinstance(pair.image, tuple):
+            raise DataError(
+                f"several image files per sample need data.in_channels support for multi-file samples: "
+                f"{', '.join(str(path) for path in pair.image)}"
+            )
+        image = read_image(pair.image, self.in_channels)
+        raw = read_mask(pair.mask)
+        self.encoder.check_lossless(raw, pair.mask)
+        mask = self.encoder(raw, str(pair.mask))
+        check_same_size(image, mask, str(pair.image), str(pair.mask))
+        if pair.roi is not None:
+            if self.outside_label is None:
+                raise ValueError("a region of interest needs an outside_label")  # the datamodule sets one
+            inside = read_roi(pair.roi, mask.shape[:2], str(pair.image))
+            mask = np.where(inside, mask, np.asarray(self.outside_label, dtype=mask.dtype))
         return image, mask
 
     def name(self, index: int) -> str:
-        return str(self.pairs[index][0])
+        return str(self.pairs[index].files()[0])
 
     def file(self, index: int) -> str | None:
-        return str(self.pairs[index][0])
+        return str(self.pairs[index].files()[0])
 
     def size(self, index: int) -> tuple[int, int]:
-        return image_size(self.pairs[index][0])
+        return image_size(self.pairs[index].files()[0])
 
 
 class ResizedSource:
