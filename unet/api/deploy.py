@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
-from unet.inference.files import collect_inputs
+from unet.inference.files import collect_inputs, find_rois
 
 
 def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
@@ -31,9 +31,11 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
     """Segment ``cfg.input`` into ``cfg.output`` as ``configs/deploy/predict.yaml``'s keys say, with
     ``predictor`` (already loaded) or ``cfg.model`` loaded; returns :func:`~unet.inference.predict_files`'
     summary."""
+    inputs = collect_inputs(str(cfg.input))
+    rois = None if cfg.get("roi") is None else find_rois(inputs, cfg.roi, cfg.get("roi_pattern"))
     return predict_files(
         predictor or load_predictor(cfg.model, cfg.device, cfg.memory_format),
-        collect_inputs(str(cfg.input)),
+        inputs,
         cfg.output,
         tile_size=cfg.tile_size,
         overlap=cfg.overlap,
@@ -41,4 +43,5 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
         save_probabilities=cfg.save_probabilities,
         batch_size=cfg.batch_size,
         skip_errors=cfg.skip_errors,
+        rois=rois,
     )

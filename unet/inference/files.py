@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from unet.data.io import IMAGE_EXTENSIONS, read_image
+from unet.data.layout import list_files
+from unet.data.pairing import make_rule, pair_by_rule
+from unet.data.sources import read_roi
 from unet.inference.predictors import Predictor
 from unet.inference.tiling import segment_tiled
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
@@ -41,6 +44,24 @@ def collect_inputs(spec: str) -> list[Path]:
     if not files:
         raise InputNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found at {spec}")
     return files
+
+
+# The value written outside a region of interest in the masks predicted with ``roi``.
+ROI_OUTSIDE = 0
+
+
+def find_rois(inputs: Sequence[Path], roi_dir: str | Path, pattern: str | None) -> dict[Path, Path]:
+    """Each input's region-of-interest file in ``roi_dir``, paired by ``pattern`` as training pairs them
+    (``None``: equal stems); an input without exactly one is refused (other files there are left alone)."""
+    rois = sorted(list_files(Path(roi_dir).expanduser(), IMAGE_EXTENSIONS, "ROI").values())
+    pairing = pair_by_rule(list(inputs), rois, make_rule(pattern, "roi_pattern"))
+    problems = [image.name for image in pairing.lone_images] + pairing.ambiguous
+    if problems:
+        raise InputNotFoundError(
+            f"{len(problems)} input(s) without exactly one ROI in {roi_dir} (roi_pattern={pattern or '{stem}'}): "
+            + ", ".join(problems[:10])
+        )
+    return dict(pairing.pairs)
 
 
 def output_paths(image: Path, output_dir: Path, save_probabilities: bool) -> dict[str, Path]:
@@ -164,8 +185,11 @@ def segment_file(
     tta: bool,
     save_probabilities: bool,
     batch_size: int,
+    roi: Path | None = None,
 ) -> int:
     """Segment one image file into its mask, overlay (and probabilities); returns its pixel count.
+
+    With ``roi`` (a region-of-interest file), mask pixels outside it are written as :data:`ROI_OUTSIDE`.
 
     The probabilities stream into the class map (or a memory-mapped file), so memory holds the image
     as read and its outputs, no more.
@@ -180,6 +204,8 @@ def segment_file(
         else nullcontext() as probabilities
     ):
         mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, probabilities)
+        if roi is not None:
+            mask[~read_roi(roi, mask.shape[:2], str(path))] = ROI_OUTSIDE
         save_png(mask, paths["mask"])
         save_png(overlay(image, mask, metadata.get("ignore_index")), paths["overlay"])
     return mask.size
@@ -195,12 +221,14 @@ def predict_files(
     save_probabilities: bool = False,
     batch_size: int = 4,
     skip_errors: bool = False,
+    rois: Mapping[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """Segment every input into ``output_dir``; returns a summary (images, seconds, images/s, failed).
 
     An input that cannot be read or segmented stops the run with its error, or with ``skip_errors``
     is listed in ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file
-    in a folder of thousands should not cost the rest.
+    in a folder of thousands should not cost the rest. ``rois``: input -> its region of interest
+    (:func:`find_rois`); the masks are written as :data:`ROI_OUTSIDE` outside it.
     """
     if save_probabilities:
         refuse_probabilities_of_masks(predictor)
@@ -213,7 +241,15 @@ def predict_files(
     for path in tqdm(inputs, desc="predict", unit="image"):
         try:
             pixels += segment_file(
-                predictor, path, output_dir, tile_size, overlap, tta, save_probabilities, batch_size
+                predictor,
+                path,
+                output_dir,
+                tile_size,
+                overlap,
+                tta,
+                save_probabilities,
+                batch_size,
+                None if rois is None else rois[path],
             )
         except Exception as error:  # noqa: BLE001 -- with skip_errors every failure is listed, none hidden
             if not skip_errors:

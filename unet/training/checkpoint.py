@@ -33,12 +33,18 @@ def check_fits_data(hparams: Any, datamodule: Any, ckpt_path: str | Path) -> Non
         raise CheckpointError(f"checkpoint {ckpt_path} does not fit the data: " + "; ".join(problems))
 
 
-def module_from_checkpoint(path: str | Path) -> tuple[SegmentationModule, dict[str, Any]]:
+def module_from_checkpoint(
+    path: str | Path, ignore_index: int | None | str = "checkpoint"
+) -> tuple[SegmentationModule, dict[str, Any]]:
     """Rebuild the trained Lightning module (its loss and metrics too, to score with Lightning's test loop)
-    from the checkpoint alone; returns it (in eval mode) and the checkpoint."""
+    from the checkpoint alone; returns it (in eval mode) and the checkpoint. ``ignore_index``: the label
+    the scores leave out, when the data scored has another than the training data (``"checkpoint"``: its own)."""
     checkpoint = load_checkpoint(path)  # intact, safe, finite, upgraded; its targets trusted
+    hparams = dict(checkpoint["hyper_parameters"])
+    if ignore_index != "checkpoint":
+        hparams["ignore_index"] = ignore_index
     # The state dict holds the trained weights: the pretrained ones the run started from are not read.
-    module = SegmentationModule(**{**checkpoint["hyper_parameters"], "encoder_weights": None})
+    module = SegmentationModule(**{**hparams, "encoder_weights": None})
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval(), checkpoint
 

@@ -139,6 +139,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     normalization = {"mean": list(module.hparams.mean), "std": list(module.hparams.std)}
     datamodule = reading_datamodule(data_config(cfg, checkpoint, ckpt_path), **normalization)
     check_fits_data(module.hparams, datamodule, ckpt_path)
+    if datamodule.ignore_index != module.hparams.get("ignore_index"):  # e.g. data given a region of interest
+        module, _ = module_from_checkpoint(ckpt_path, ignore_index=datamodule.ignore_index)
     split = choose_split(cfg.get("split", "auto"), datamodule)
 
     trainer = instantiate(
