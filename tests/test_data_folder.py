@@ -44,7 +44,7 @@ def folder(root: Path, **kwargs) -> FolderDataModule:
 
 
 def stems(dm: FolderDataModule, split: str) -> list[str]:
-    return [image.stem for image, _ in dm.pairs[split]]
+    return [pair.image.stem for pair in dm.pairs[split]]
 
 
 def all_masks(dm: FolderDataModule, split: str) -> torch.Tensor:
@@ -95,8 +95,10 @@ def test_explicit_directories_relative_and_absolute(tmp_path):
         val_masks=str(tmp_path / "b" / "masks"),
     )
     assert stems(dm, "train") == ["00", "01", "02"] and stems(dm, "val") == ["03", "04"]
-    with pytest.raises(DataError, match="together"):
-        folder(tmp_path, train_images="a/images")
+    with pytest.raises(DataNotFoundError, match=f"mask directory {tmp_path / 'masks'} does not exist"):
+        folder(tmp_path, train_images="a/images")  # alone: the masks are the layout's masks/
+    with pytest.raises(DataError, match="val_images and val_masks must be given together"):
+        folder(tmp_path, train_images="a/images", train_masks="a/masks", val_images="b/images")
 
 
 def test_explicit_stems(tmp_path):
@@ -119,7 +121,7 @@ def test_cache_and_no_cache_give_the_same_batches(tmp_path):
 def test_mask_mapping_is_applied(tmp_path):
     write_pairs(tmp_path, 4, values=(0, 255))
     dm = folder(tmp_path, mask_mapping={0: 1, 255: 0}, val_fraction=0.25)
-    raw = np.stack([np.asarray(Image.open(mask)) for _, mask in dm.pairs["val"]])
+    raw = np.stack([np.asarray(Image.open(pair.mask)) for pair in dm.pairs["val"]])
     masks = all_masks(dm, "val").numpy()
     assert np.array_equal(masks == 0, raw == 255) and np.array_equal(masks == 1, raw == 0)
 
@@ -201,7 +203,7 @@ def test_jpeg_and_tiff_images_are_read(tmp_path):
     tifffile.imwrite(tmp_path / "images" / "03.tiff", (gray(3).astype(np.uint16) * 257))
     Image.fromarray(labels(3)).save(tmp_path / "masks" / "03.png")
     dm = folder(tmp_path, val_fraction=0.25, mean=[0], std=[1])
-    assert sorted(p.suffix for p, _ in dm.pairs["train"] + dm.pairs["val"]) == [
+    assert sorted(pair.image.suffix for pair in dm.pairs["train"] + dm.pairs["val"]) == [
         ".jpg",
         ".jpg",
         ".tif",

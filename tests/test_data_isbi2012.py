@@ -23,11 +23,11 @@ def test_description(isbi):
 
 
 def test_fixed_held_out_slices(isbi):
-    stems = {split: [image.stem for image, _ in isbi.pairs[split]] for split in ("train", "val", "test")}
+    stems = {split: [pair.image.stem for pair in isbi.pairs[split]] for split in ("train", "val", "test")}
     assert stems["train"] == [f"{i:02d}" for i in range(20)]
     assert stems["val"] == [f"{i:02d}" for i in range(20, 25)]
     assert stems["test"] == [f"{i:02d}" for i in range(25, 30)]
-    assert all(image.stem == mask.stem for image, mask in isbi.pairs["train"])
+    assert all(pair.image.stem == pair.mask.stem for pair in isbi.pairs["train"])
 
 
 def test_membrane_is_the_minority_foreground_class(isbi):

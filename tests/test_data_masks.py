@@ -69,7 +69,7 @@ def write_colour_masks(root: Path, count: int = 2, mode: str = "RGB") -> list[np
 
 
 def val_labels(dm: FolderDataModule, labels: list[np.ndarray]) -> np.ndarray:
-    return np.stack([labels[int(mask.stem)] for _, mask in dm.pairs["val"]])
+    return np.stack([labels[int(pair.mask.stem)] for pair in dm.pairs["val"]])
 
 
 # --- mask_threshold -------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_threshold_turns_a_soft_mask_into_exactly_two_classes(tmp_path):
     masks = write_soft_masks(tmp_path)
     assert len(np.unique(masks[0])) > 3  # really anti-aliased
     dm = folder(tmp_path, mask_threshold=127)
-    expected = np.stack([masks[int(mask.stem)] > 127 for _, mask in dm.pairs["val"]])
+    expected = np.stack([masks[int(pair.mask.stem)] > 127 for pair in dm.pairs["val"]])
     assert np.array_equal(all_masks(dm), expected.astype(np.int64))
 
 
