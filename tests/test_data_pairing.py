@@ -135,7 +135,12 @@ def test_a_csv_manifest_pairs_and_splits(tmp_path):
     with (tmp_path / "d" / "list.csv").open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["image", "mask", "split"])
-        writer.writerows([(image, mask, split) for (image, mask), split in zip(rows, ["train", "", "train", "val", "x"], strict=True)])
+        writer.writerows(
+            [
+                (image, mask, split)
+                for (image, mask), split in zip(rows, ["train", "", "train", "val", "x"], strict=True)
+            ]
+        )
     with pytest.raises(DataError, match=r"row 6 has split 'x'; expected train, val, test"):
         folder(tmp_path / "d", manifest="list.csv")
     lines = (tmp_path / "d" / "list.csv").read_text().replace(",x\n", ",test\n")
