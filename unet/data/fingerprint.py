@@ -220,6 +220,12 @@ def compute_fingerprint(datamodule: Any) -> Fingerprint:
     return scan.fingerprint(counts, list(datamodule.class_names))
 
 
+def file_identity(path: str | Path) -> list[Any]:
+    """What a cache keys a file by: its absolute path, size and modification time (ns); ``OSError`` if gone."""
+    stat = Path(path).stat()
+    return [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
+
+
 def fingerprint_key(datamodule: Any) -> str | None:
     """What the training data is, as a hex digest; ``None`` for datamodules without files (not cached).
 
@@ -232,12 +238,7 @@ def fingerprint_key(datamodule: Any) -> str | None:
         return None
     encoder = getattr(datamodule, "encoder", None)
     try:
-        files = [
-            [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
-            for pair in pairs["train"]
-            for path in pair
-            for stat in [Path(path).stat()]
-        ]
+        files = [file_identity(path) for pair in pairs["train"] for path in pair]
     except OSError:
         return None  # a file gone: computing raises the data layer's own error
     size = getattr(datamodule, "image_size", None)

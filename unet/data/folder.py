@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from unet.data.annotations import AUTO, annotation_masks
 from unet.data.base import SPLITS, SegmentationDataModule, as_pair
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.io import IMAGE_EXTENSIONS
@@ -20,24 +21,25 @@ FOLDER_STD = 0.25
 
 
 def find_split_dirs(
-    root: Path, explicit: Mapping[str, tuple[str | None, str | None]]
+    root: Path, explicit: Mapping[str, tuple[str | None, str | None]], annotated: bool = False
 ) -> dict[str, tuple[Path, Path]]:
     """``split -> (images dir, masks dir)`` for the splits the layout provides as directories.
 
     Per split, explicit ``{split}_images``/``{split}_masks`` keys win, then ``root/{split}/images|masks``;
     without a train directory, ``root/images`` + ``root/masks`` is the pool the other splits are carved from.
+    ``annotated``: the masks come from annotation files, so ``{split}_images`` stands alone.
     """
     if not root.is_dir():
         raise DataNotFoundError(f"data root {root} does not exist or is not a directory")
     dirs: dict[str, tuple[Path, Path]] = {}
     for split in SPLITS:
         images, masks = explicit.get(split, (None, None))
-        if (images is None) != (masks is None):
+        if (images is None) != (masks is None) and not annotated:
             raise DataError(
                 f"{split}_images and {split}_masks must be given together (got {images!r}, {masks!r})"
             )
         if images is not None:
-            dirs[split] = (resolve(images, root), resolve(masks, root))
+            dirs[split] = (resolve(images, root), resolve(masks or images, root))
         elif (root / split).is_dir():
             dirs[split] = (root / split / "images", root / split / "masks")
     if "train" not in dirs and (root / "images").is_dir():
@@ -83,13 +85,17 @@ class FolderDataModule(SegmentationDataModule):
             images of varying size; ``None`` keeps sizes (training batches of differing sizes then need a
             crop in ``train_transforms``, else the training loader refuses them naming two files).
         cache: decode every file once at setup and keep the arrays in memory (False: decode on access).
+        annotations: a labelling tool's annotation file or folder (or a list of them), relative to ``root``
+            or absolute, instead of mask files: rasterised once into masks cached under ``annotation_cache``
+            (:mod:`unet.data.annotations`), its categories the classes; ``num_classes`` may then be ``auto``.
+        annotation_format: ``coco``, ``labelme``, ``cvat`` or ``yolo``; ``None`` detects it.
         **common: the base keywords (batch_size, num_workers, transforms, seed, ...).
     """
 
     def __init__(
         self,
         root: str,
-        num_classes: int,
+        num_classes: int | str,
         class_names: Sequence[str] | None = None,
         in_channels: int = 3,
         mask_mapping: Mapping[int, int] | None = None,
@@ -112,8 +118,27 @@ class FolderDataModule(SegmentationDataModule):
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         image_size: int | Sequence[int] | None = None,
         cache: bool = True,
+        annotations: str | Sequence[str] | None = None,
+        annotation_format: str | None = None,
+        annotation_cache: str | None = None,
         **common: Any,
     ) -> None:
+        explicit = {
+            "train": (train_images, train_masks),
+            "val": (val_images, val_masks),
+            "test": (test_images, test_masks),
+        }
+        annotated = annotations is not None or num_classes == AUTO
+        dirs = find_split_dirs(Path(root).expanduser(), explicit, annotated)
+        if annotated:
+            labels = annotation_masks(
+                annotations, annotation_format, annotation_cache, root, dirs, extensions
+            )
+            dirs = {split: (images, labels.mask_dirs[split]) for split, (images, _) in dirs.items()}
+            num_classes, class_names, ignore_index, mask_mapping = labels.settings(
+                num_classes, class_names, ignore_index, mask_mapping=mask_mapping, mask_threshold=mask_threshold,
+                mask_palette=mask_palette, train_masks=train_masks, val_masks=val_masks, test_masks=test_masks,
+            )  # fmt: skip
         super().__init__(
             num_classes=num_classes,
             class_names=class_names,
@@ -134,13 +159,8 @@ class FolderDataModule(SegmentationDataModule):
         )
         self.image_size = None if image_size is None else as_pair(image_size, "image_size")
         self.cache = bool(cache)
-        explicit = {
-            "train": (train_images, train_masks),
-            "val": (val_images, val_masks),
-            "test": (test_images, test_masks),
-        }
         self.pairs = self._find_pairs(
-            find_split_dirs(self.root, explicit),
+            dirs,
             {"val": float(val_fraction), "test": float(test_fraction)},
             {"val": val_stems, "test": test_stems},
             list(extensions),
