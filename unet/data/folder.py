@@ -95,7 +95,7 @@ class FolderDataModule(SegmentationDataModule):
     def __init__(
         self,
         root: str,
-        num_classes: int | str,
+        num_classes: int | str = AUTO,
         class_names: Sequence[str] | None = None,
         in_channels: int = 3,
         mask_mapping: Mapping[int, int] | None = None,

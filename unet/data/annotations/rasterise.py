@@ -6,6 +6,7 @@ area it encloses), and RLEs decode exactly as COCO's own tools decode them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,11 @@ def rasterise(annotation: ImageAnnotation, size: tuple[int, int]) -> np.ndarray:
     with requires_extra("annotations"):
         from pycocotools import mask as coco_mask
     mask = np.zeros(size, dtype=np.uint8)
-    for shape in annotation.shapes:
-        mask[_pixels(shape, size, coco_mask)] = shape.label
+    with warnings.catch_warnings():
+        # pycocotools' decoding under numpy 2 warns of its own use of numpy, nothing a user can act on.
+        warnings.filterwarnings("ignore", message=".*__array__ implementation", category=DeprecationWarning)
+        for shape in annotation.shapes:
+            mask[_pixels(shape, size, coco_mask)] = shape.label
     return mask
 
 

@@ -36,6 +36,14 @@ def _label_files(path: Path) -> list[Path]:
     return sorted(file for file in path.rglob("*.txt") if file.name not in NAMES_FILES)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _names_file(path: Path) -> Path | None:
     """The first class-names file in the labels folder, its parent or its grandparent."""
     for folder in (path, path.parent, path.parent.parent):
@@ -65,7 +73,12 @@ def _read_names(file: Path) -> list[str]:
 @register_annotation_format("yolo")
 class YoloFormat(AnnotationFormat):
     def detect(self, path: Path) -> bool:
-        return bool(_label_files(path))
+        """A folder of ``.txt`` files whose lines are numbers (``labels.txt`` of names is not one)."""
+        lines = (
+            line for file in _label_files(path) for line in file.read_text().splitlines() if line.strip()
+        )
+        first = next(lines, None)
+        return bool(_label_files(path)) and (first is None or all(_is_number(v) for v in first.split()))
 
     def sources(self, path: Path) -> list[Path]:
         names = _names_file(path)
