@@ -407,6 +407,39 @@ def test_yolo_normalised_polygons_names_from_data_yaml_and_images_without_labels
     assert not got["b"].any() and not got["c"].any()  # no label file: no objects, as YOLO reads it
 
 
+def test_yolo_in_ultralytics_split_folders_with_the_image_folders_named_alone(tmp_path):
+    root = tmp_path / "data"
+    write_images(root, ("a", "b"), folder="images/train")
+    write_images(root, ("c",), folder="images/val")
+    for split, stem, line in (
+        ("train", "a", "0 0 0 0.5 0 0.5 0.5 0 0.5"),
+        ("val", "c", "1 0 0 0.25 0 0.25 0.25 0 0.25"),
+    ):
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split / f"{stem}.txt").write_text(line + "\n")
+    (root / "data.yaml").write_text("names: [x, y]\n")
+    dm = datamodule(
+        root, tmp_path, annotations="labels", train_images="images/train", val_images="images/val"
+    )
+    assert {split: [image.stem for image, _ in pairs] for split, pairs in dm.pairs.items()} == {
+        "train": ["a", "b"],
+        "val": ["c"],
+    }
+    got = masks(dm)
+    assert np.array_equal(got["a"], expected((1, 0, 8, 0, 8))) and np.array_equal(
+        got["c"], expected((2, 0, 4, 0, 4))
+    )
+    with pytest.raises(ConfigError, match="data.train_masks read mask files"):
+        datamodule(
+            root,
+            tmp_path,
+            annotations="labels",
+            train_images="images/train",
+            val_images="images/val",
+            train_masks="m",
+        )
+
+
 def test_yolo_class_id_beyond_the_names_is_refused(tmp_path):
     root = write_images(tmp_path / "data")
     (root / "labels").mkdir()
