@@ -120,13 +120,14 @@ def register_annotation_format(name: str) -> Callable[[type[AnnotationFormat]], 
 
 def annotation_format(path: Path, name: str | None) -> AnnotationFormat:
     """The format ``name``, or the one format that recognises ``path`` when ``name`` is ``None``."""
-    if name is not None:
-        if name not in ANNOTATION_FORMATS:
-            valid = ", ".join(sorted(ANNOTATION_FORMATS))
-            raise ConfigError(f"unknown data.annotation_format {name!r}; valid names: {valid}")
-        return ANNOTATION_FORMATS[name]
+    if name is not None and name not in ANNOTATION_FORMATS:
+        raise ConfigError(
+            f"unknown data.annotation_format {name!r}; valid names: {', '.join(sorted(ANNOTATION_FORMATS))}"
+        )
     if not path.exists():
         raise AnnotationError(f"annotation file {path} does not exist")
+    if name is not None:
+        return ANNOTATION_FORMATS[name]
     found = [fmt for fmt in ANNOTATION_FORMATS.values() if fmt.detect(path)]
     if len(found) != 1:
         what = (

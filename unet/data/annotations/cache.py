@@ -116,7 +116,7 @@ def annotation_masks(
     if (cached := _read_index(folder, key, source)) is not None:
         return cached
     read = _merge([fmt.read(path, images) for fmt, path in zip(formats, paths, strict=True)], source)
-    _check_images(read, images, source)
+    _check_images(read, images, source, [str(images) for images, _ in split_dirs.values()])
     result = AnnotatedMasks(
         source, {split: folder / split for split in splits}, read.class_names, read.has_ignore
     )
@@ -184,12 +184,14 @@ def _merge(parts: list[Annotations], source: str) -> Annotations:
     return Annotations(first.class_names, images)
 
 
-def _check_images(annotations: Annotations, images: Mapping[str, Path], source: str) -> None:
+def _check_images(
+    annotations: Annotations, images: Mapping[str, Path], source: str, folders: list[str]
+) -> None:
     """Every image annotated, every annotated image present, of the size the annotation says."""
     unknown = sorted(annotations.images[stem].name for stem in set(annotations.images) - set(images))
     missing = sorted(str(images[stem]) for stem in set(images) - set(annotations.images))
     for problem, names in (
-        ("names images not found among the data's images", unknown),
+        (f"names images not found in {', '.join(folders)}", unknown),
         ("does not annotate", missing),
     ):
         if names:
@@ -227,6 +229,10 @@ def _write(
         )
         if folder.exists():  # an incomplete folder (no index): replaced
             shutil.rmtree(folder)
-        staging.rename(folder)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if _read_index(folder, key, result.source) is None:  # not another process's complete copy
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
