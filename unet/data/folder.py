@@ -64,7 +64,9 @@ class FolderDataModule(SegmentationDataModule):
 
     Args:
         root: the data directory.
-        num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``).
+        num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``);
+            ``auto``: the count of ``annotations``' categories (the default, as a config's ``auto`` keys are
+            left out when the data are only read).
         class_names: one name per class; default ``class_0``, ``class_1``, ...
         in_channels: 1 or 3; gray images are replicated to 3 channels, RGB reduced to luminance for 1.
         mask_mapping: raw mask value -> class index or ``ignore_index`` (e.g. ``{0: 1, 255: 0}``); every raw
