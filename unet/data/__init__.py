@@ -7,6 +7,7 @@ models, the Lightning module or Hydra.
 from unet.data.base import SegmentationDataModule
 from unet.data.camvid import CamVidDataModule
 from unet.data.errors import (
+    AnnotationError,
     DataError,
     DataNotFoundError,
     ImageReadError,
@@ -21,6 +22,7 @@ from unet.data.oxford_pet import OxfordPetDataModule
 from unet.data.synthetic import SyntheticDataModule
 
 __all__ = [
+    "AnnotationError",
     "CamVidDataModule",
     "DataError",
     "DataNotFoundError",

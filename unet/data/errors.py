@@ -31,3 +31,7 @@ class LossyMaskError(MaskValueError):
 
 class SizeMismatchError(DataError):
     """An image and its mask of different height/width."""
+
+
+class AnnotationError(DataError):
+    """A labelling tool's annotation file that cannot be read, or that names an image, class or shape wrongly."""

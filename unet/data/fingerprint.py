@@ -229,6 +229,12 @@ def compute_fingerprint(datamodule: Any) -> Fingerprint:
     return scan.fingerprint(counts, list(datamodule.class_names))
 
 
+def file_identity(path: str | Path) -> list[Any]:
+    """What a cache keys a file by: its absolute path, size and modification time (ns); ``OSError`` if gone."""
+    stat = Path(path).stat()
+    return [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
+
+
 def fingerprint_key(datamodule: Any) -> str | None:
     """What the training data is, as a hex digest; ``None`` for datamodules without files (not cached).
 
@@ -241,12 +247,7 @@ def fingerprint_key(datamodule: Any) -> str | None:
         return None
     encoder = getattr(datamodule, "encoder", None)
     try:
-        files = [
-            [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
-            for pair in pairs["train"]
-            for path in pair.files()
-            for stat in [Path(path).stat()]
-        ]
+        files = [file_identity(path) for pair in pairs["train"] for path in pair.files()]
     except OSError:
         return None  # a file gone: computing raises the data layer's own error
     size = getattr(datamodule, "image_size", None)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from unet.data.annotations import AUTO, annotation_masks
 from unet.data.base import SPLITS, SegmentationDataModule, as_pair
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.io import IMAGE_EXTENSIONS
@@ -27,13 +28,14 @@ def roi_ignore_index(num_classes: int) -> int:
 
 
 def find_split_dirs(
-    root: Path, explicit: Mapping[str, tuple[str | None, str | None]]
+    root: Path, explicit: Mapping[str, tuple[str | None, str | None]], annotated: bool = False
 ) -> dict[str, tuple[Path, Path]]:
     """``split -> (images dir, masks dir)`` for the splits the layout provides as directories.
 
     Per split, explicit ``{split}_images``/``{split}_masks`` keys win (one of them alone: the other is the
     layout's ``images``/``masks`` folder), then ``root/{split}/images|masks``; without a train directory,
     ``root/images`` + ``root/masks`` is the pool the other splits are carved from.
+    ``annotated``: the masks come from annotation files, so ``{split}_images`` stands alone.
     """
     if not root.is_dir():
         raise DataNotFoundError(f"data root {root} does not exist or is not a directory")
@@ -42,14 +44,14 @@ def find_split_dirs(
         images, masks = explicit.get(split, (None, None))
         own = root / split if (root / split).is_dir() else None
         home = own if own is not None or split != "train" else root
-        if (images is None) != (masks is None) and home is None:
+        if (images is None) != (masks is None) and home is None and not annotated:
             raise DataError(
                 f"{split}_images and {split}_masks must be given together (got {images!r}, {masks!r})"
             )
         if images is not None or masks is not None:
             dirs[split] = (
                 resolve(images, root) if images is not None else home / "images",
-                resolve(masks, root) if masks is not None else home / "masks",
+                resolve(masks, root) if masks is not None else (home or root) / "masks",
             )
         elif own is not None:
             dirs[split] = (own / "images", own / "masks")
@@ -64,6 +66,28 @@ def find_split_dirs(
     return dirs
 
 
+def locate_folders(
+    root: Path,
+    folders: Mapping[str, tuple[str | None, str | None]],
+    manifest: str | None,
+    roi_dir: str | None,
+    annotated: bool,
+) -> dict[str, tuple[Path, Path]] | None:
+    """``split -> (images dir, masks dir)``, or ``None`` when a manifest lists every file instead."""
+    if manifest is None:
+        return find_split_dirs(root, folders, annotated)
+    given = [
+        f"{split}_{kind}"
+        for split, pair in folders.items()
+        for kind, value in zip(("images", "masks"), pair, strict=True)
+        if value
+    ]
+    given += ["roi_dir"] * (roi_dir is not None) + ["annotations"] * annotated
+    if given:
+        raise DataError(f"data.manifest lists every file: leave {', '.join(given)} unset")
+    return None
+
+
 class FolderDataModule(SegmentationDataModule):
     """Images and integer label masks from directories, paired by file stem (``a.jpg`` <-> ``a.png``).
 
@@ -75,7 +99,9 @@ class FolderDataModule(SegmentationDataModule):
 
     Args:
         root: the data directory.
-        num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``).
+        num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``);
+            ``auto``: the count of ``annotations``' categories (the default, as a config's ``auto`` keys are
+            left out when the data are only read).
         class_names: one name per class; default ``class_0``, ``class_1``, ...
         in_channels: 1 or 3; gray images are replicated to 3 channels, RGB reduced to luminance for 1.
         mask_mapping: raw mask value -> class index or ``ignore_index`` (e.g. ``{0: 1, 255: 0}``); every raw
@@ -96,13 +122,17 @@ class FolderDataModule(SegmentationDataModule):
             images of varying size; ``None`` keeps sizes (training batches of differing sizes then need a
             crop in ``train_transforms``, else the training loader refuses them naming two files).
         cache: decode every file once at setup and keep the arrays in memory (False: decode on access).
+        annotations: a labelling tool's annotation file or folder (or a list of them), relative to ``root``
+            or absolute, instead of mask files: rasterised once into masks cached under ``annotation_cache``
+            (:mod:`unet.data.annotations`), its categories the classes; ``num_classes`` may then be ``auto``.
+        annotation_format: ``coco``, ``labelme``, ``cvat`` or ``yolo``; ``None`` detects it.
         **common: the base keywords (batch_size, num_workers, transforms, seed, ...).
     """
 
     def __init__(
         self,
         root: str,
-        num_classes: int,
+        num_classes: int | str = AUTO,
         class_names: Sequence[str] | None = None,
         in_channels: int = 3,
         mask_mapping: Mapping[int, int] | None = None,
@@ -129,8 +159,24 @@ class FolderDataModule(SegmentationDataModule):
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         image_size: int | Sequence[int] | None = None,
         cache: bool = True,
+        annotations: str | Sequence[str] | None = None,
+        annotation_format: str | None = None,
+        annotation_cache: str | None = None,
         **common: Any,
     ) -> None:
+        folders = {"train": (train_images, train_masks), "val": (val_images, val_masks)}
+        folders["test"] = (test_images, test_masks)
+        annotated = annotations is not None or num_classes == AUTO
+        dirs = locate_folders(Path(root).expanduser(), folders, manifest, roi_dir, annotated)
+        if annotated:
+            labels = annotation_masks(
+                annotations, annotation_format, annotation_cache, root, dirs, extensions
+            )
+            dirs = {split: (images, labels.mask_dirs[split]) for split, (images, _) in dirs.items()}
+            num_classes, class_names, ignore_index, mask_mapping = labels.settings(
+                num_classes, class_names, ignore_index, mask_mapping=mask_mapping, mask_threshold=mask_threshold,
+                mask_palette=mask_palette, train_masks=train_masks, val_masks=val_masks, test_masks=test_masks,
+            )  # fmt: skip
         super().__init__(
             num_classes=num_classes,
             class_names=class_names,
@@ -141,34 +187,10 @@ class FolderDataModule(SegmentationDataModule):
             **common,
         )
         self.root = Path(root).expanduser()
-        folders = {
-            "train_images": train_images,
-            "train_masks": train_masks,
-            "val_images": val_images,
-            "val_masks": val_masks,
-            "test_images": test_images,
-            "test_masks": test_masks,
-            "roi_dir": roi_dir,
-        }
-        if manifest is not None:
-            given = [key for key, value in folders.items() if value is not None]
-            if given:
-                raise DataError(f"data.manifest lists every file: leave {', '.join(given)} unset")
-            found = read_manifest(resolve(manifest, self.root))
-        else:
-            explicit = {split: (folders[f"{split}_images"], folders[f"{split}_masks"]) for split in SPLITS}
-            found = {
-                split: self._pair_folders(images, masks, list(extensions), mask_pattern, roi_dir, roi_pattern)
-                for split, (images, masks) in find_split_dirs(self.root, explicit).items()
-            }
-        self.pairs = self._carve(
-            found,
-            {"val": float(val_fraction), "test": float(test_fraction)},
-            {"val": val_stems, "test": test_stems},
+        found = self._find(dirs, manifest, list(extensions), mask_pattern, roi_dir, roi_pattern)
+        self._set_pairs(
+            found, {"val": val_fraction, "test": test_fraction}, {"val": val_stems, "test": test_stems}
         )
-        self.has_rois = any(pair.roi is not None for pairs in self.pairs.values() for pair in pairs)
-        if self.has_rois and self.ignore_index is None:
-            self.ignore_index = roi_ignore_index(self.num_classes)
         self.encoder = MaskEncoder(
             self.num_classes,
             self.ignore_index,
@@ -179,6 +201,35 @@ class FolderDataModule(SegmentationDataModule):
         )
         self.image_size = None if image_size is None else as_pair(image_size, "image_size")
         self.cache = bool(cache)
+
+    def _set_pairs(
+        self,
+        found: dict[str, list[Pair]],
+        fractions: dict[str, float],
+        stems: dict[str, Sequence[str] | None],
+    ) -> None:
+        """Every split's pairs, carved out of train where the data name none; an ignore label for ROIs."""
+        self.pairs = self._carve(found, {split: float(value) for split, value in fractions.items()}, stems)
+        self.has_rois = any(pair.roi is not None for pairs in self.pairs.values() for pair in pairs)
+        if self.has_rois and self.ignore_index is None:
+            self.ignore_index = roi_ignore_index(self.num_classes)
+
+    def _find(
+        self,
+        dirs: dict[str, tuple[Path, Path]] | None,
+        manifest: str | None,
+        extensions: list[str],
+        mask_pattern: str | None,
+        roi_dir: str | None,
+        roi_pattern: str | None,
+    ) -> dict[str, list[Pair]]:
+        """The samples a manifest lists, or every split folder's pairs."""
+        if dirs is None:
+            return read_manifest(resolve(manifest, self.root))
+        return {
+            split: self._pair_folders(images, masks, extensions, mask_pattern, roi_dir, roi_pattern)
+            for split, (images, masks) in dirs.items()
+        }
 
     @staticmethod
     def _pair_folders(
