@@ -287,8 +287,10 @@ class SegmentationModule(L.LightningModule):
             self.log(f"{split}/{name}", value, prog_bar=split == "val" and name in ("miou", "loss"))
 
     def on_train_epoch_end(self) -> None:
-        if self.trainer.fit_loop.restarted_on_epoch_end:  # an epoch end Lightning replays on resuming
-            return  # trained nothing: its scores were logged before the checkpoint was written
+        # An epoch end Lightning replays on resuming (Lightning >= 2.5) trained nothing: its scores were
+        # logged before the checkpoint was written.
+        if getattr(self.trainer.fit_loop, "restarted_on_epoch_end", False):
+            return
         self._log_scores("train")
 
     def record_per_image(self, test_split: str = "test") -> None:

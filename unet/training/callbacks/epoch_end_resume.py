@@ -5,6 +5,12 @@ from __future__ import annotations
 import lightning as L
 
 
+def replaying_epoch_end(trainer: L.Trainer) -> bool:
+    """Whether Lightning is replaying the end of the epoch a checkpoint was written at (Lightning < 2.5
+    has no such stage)."""
+    return getattr(trainer.fit_loop, "restarted_on_epoch_end", False)
+
+
 class EpochEndResume(L.Callback):
     """Takes back the second count of an epoch Lightning replays the end of when a run resumes.
 
@@ -16,7 +22,7 @@ class EpochEndResume(L.Callback):
     """
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.fit_loop.restarted_on_epoch_end:
+        if replaying_epoch_end(trainer):
             progress = trainer.fit_loop.epoch_progress
             progress.current.processed -= 1
             progress.total.processed -= 1

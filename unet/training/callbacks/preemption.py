@@ -20,6 +20,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from unet.training.callbacks.epoch_end_resume import replaying_epoch_end
 from unet.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,6 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A dry run writes nothing; an epoch end Lightning replays on resuming is the checkpoint's own.
-        if trainer.sanity_checking or trainer.fast_dev_run or trainer.fit_loop.restarted_on_epoch_end:
+        if trainer.sanity_checking or trainer.fast_dev_run or replaying_epoch_end(trainer):
             return
         self.save(trainer)
