@@ -163,7 +163,9 @@ def test_eval_writes_the_same_per_image_rows_and_prints_the_worst_five(
 def test_resume_from_last_checkpoint_continues_training(trained_run, compose_config, tmp_path):
     last = trained_run / "checkpoints" / "last.ckpt"
     overrides = [o for o in LEARNING_RUN if not o.startswith("trainer.max_epochs")]
-    cfg = compose_config("train", *overrides, "trainer.max_epochs=13", f"ckpt_path={last}")
+    cfg = compose_config(
+        "train", *overrides, "trainer.max_epochs=13", f"ckpt_path={last}", "resume_changes=apply"
+    )
     metrics = train(cfg)
     assert metrics["epochs"] == 13
     assert metrics["global_step"] == 13 * 512 // 16

@@ -199,7 +199,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     # the loss of the next batch is NaN. (Images holding NaN are refused when read.)
     (run_dir / "metrics.json").unlink()
     code, err = run_app(
-        train_app, *folder_args(good, "data.std=[1e-45]"), *common[:-2], "trainer.max_epochs=2", "ckpt_path=last",
+        train_app, *folder_args(good, "data.std=[1e-45]"), *common[:-2], "trainer.max_epochs=2", "ckpt_path=last", "resume_changes=apply",
         f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "loss became nan at global step 1" in err
@@ -469,6 +469,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(
         train_app,
         *TINY_RUN,
         "ckpt_path=last",
+        "resume_changes=apply",  # one epoch more than the checkpoint's run
         f"hydra.run.dir={run_dir}",
         monkeypatch=monkeypatch,
         capsys=capsys,

@@ -1,5 +1,6 @@
 """What training does with checkpoints beyond loading a network: the Lightning module rebuilt for scoring,
-the run's stored data config, and the checks before resuming or scoring on other data.
+the run's stored data config, and the checks before resuming (the network, the settings changed since)
+or scoring on other data.
 
 Reading the file itself (intact, tensors only, finite, trusted targets, older formats upgraded) is
 :mod:`unet.models.loading`'s, which export and prediction use without Lightning.
@@ -18,6 +19,8 @@ from unet.models.loading import load_checkpoint
 from unet.models.networks import resolve_target
 from unet.models.safe_loading import CheckpointError, check_trusted
 from unet.training.module import SegmentationModule
+from unet.utils.config import flatten
+from unet.utils.errors import ConfigError
 
 RUN_CONFIG_KEY = "unet_run_config"
 
@@ -132,3 +135,55 @@ def check_same_network(
             f"checkpoint {ckpt_path} holds another network than the config: {'; '.join(differences)}; "
             "resume with the checkpoint's settings (its run's config.yaml)"
         )
+
+
+# Settings a run may change when it resumes (``resume_changes=apply``): the optimizer, the schedule, the
+# loss and the run's length. The network and the data's classes and channels may not (checked above).
+CHANGEABLE_ON_RESUME = (
+    "model.optimizer.",
+    "model.scheduler.",
+    "model.loss.",
+    "model.encoder_lr_ratio",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.max_time",
+)
+RESUME_POLICIES = ("refuse", "apply")
+
+
+def changed_on_resume(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (the checkpoint's value, the config's)}`` of each changeable setting that differs; empty for
+    a checkpoint that does not record its run's config."""
+    stored = checkpoint.get(RUN_CONFIG_KEY)
+    if not stored:
+        return {}
+    before, after, absent = flatten(stored), flatten(config), "absent"
+    keys = sorted(key for key in before.keys() | after.keys() if key.startswith(CHANGEABLE_ON_RESUME))
+    return {
+        key: (before.get(key, absent), after.get(key, absent))
+        for key in keys
+        if before.get(key, absent) != after.get(key, absent)
+    }
+
+
+def check_resume_changes(
+    checkpoint: Mapping[str, Any], config: Mapping[str, Any], ckpt_path: str | Path, policy: str
+) -> dict[str, tuple[Any, Any]]:
+    """The settings changed since the checkpoint, refused unless ``policy`` (``resume_changes``) is ``apply``.
+
+    Lightning would otherwise resume with the checkpoint's optimizer settings and schedule while the run's
+    ``config.yaml`` claimed the config's (see :class:`unet.training.callbacks.ConfiguredOptimization`).
+    """
+    if policy not in RESUME_POLICIES:
+        raise ConfigError(f"resume_changes: expected one of {', '.join(RESUME_POLICIES)}, got {policy!r}")
+    changes = changed_on_resume(checkpoint, config)
+    if changes and policy == "refuse":
+        listed = "; ".join(
+            f"{key}: {old} in the checkpoint, {new} in the config" for key, (old, new) in changes.items()
+        )
+        raise ConfigError(
+            f"checkpoint {ckpt_path} was trained with other settings than the config: {listed}; resume with the "
+            "checkpoint's (its run's config.yaml), or add resume_changes=apply to train on with the config's "
+            f"(the learning-rate schedule then starts again at the checkpoint's step {checkpoint.get('global_step')})"
+        )
+    return changes

@@ -287,6 +287,10 @@ class SegmentationModule(L.LightningModule):
             self.log(f"{split}/{name}", value, prog_bar=split == "val" and name in ("miou", "loss"))
 
     def on_train_epoch_end(self) -> None:
+        # An epoch end Lightning replays on resuming (Lightning >= 2.5) trained nothing: its scores were
+        # logged before the checkpoint was written.
+        if getattr(self.trainer.fit_loop, "restarted_on_epoch_end", False):
+            return
         self._log_scores("train")
 
     def record_per_image(self, test_split: str = "test") -> None:
@@ -365,9 +369,16 @@ class SegmentationModule(L.LightningModule):
         )
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        total_steps = self.trainer.estimated_stepping_batches
-        time_budget_s = training_time_budget(self.trainer)
-        scheduler = built_from_config(
+        scheduler = self.build_scheduler(
+            optimizer, self.trainer.estimated_stepping_batches, training_time_budget(self.trainer)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: float, time_budget_s: float | None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """``model.scheduler`` over ``optimizer`` for a run of ``total_steps`` (or ``time_budget_s``)."""
+        return built_from_config(
             "model.scheduler",
             self.hparams.scheduler,
             lambda: instantiate(
@@ -377,4 +388,3 @@ class SegmentationModule(L.LightningModule):
                 time_budget_s=time_budget_s,
             ),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -15,6 +15,8 @@ import logging
 import os
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,15 @@ from unet.models.loading import load_checkpoint
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import Plan, format_plan, planned_config, write_plan
-from unet.training.callbacks import FiniteCheckpoints, ParameterSummary, Requeued, StoppedBySigint
-from unet.training.checkpoint import check_fits_data, check_same_network
+from unet.training.callbacks import (
+    ConfiguredOptimization,
+    EpochEndResume,
+    FiniteCheckpoints,
+    ParameterSummary,
+    Requeued,
+    StoppedBySigint,
+)
+from unet.training.checkpoint import check_fits_data, check_resume_changes, check_same_network
 from unet.training.losses import resolve_class_weights
 from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
@@ -138,11 +147,33 @@ def keep_final_weights_if_best(
     path = checkpoint.best_model_path or str(
         Path(checkpoint.dirpath) / f"{checkpoint.filename or 'best'}.ckpt"
     )
-    trainer.save_checkpoint(path, weights_only=False)
+    with counted_in_last_epoch(trainer):
+        trainer.save_checkpoint(path, weights_only=False)
     checkpoint.best_model_path, checkpoint.best_model_score = path, torch.tensor(float(final))
     log.info(
         "the final weights score %s %.4f (best so far %s): saved as %s", checkpoint.monitor, final, best, path
     )
+
+
+@contextmanager
+def counted_in_last_epoch(trainer: L.Trainer) -> Iterator[None]:
+    """While inside, the trainer's epoch is the one the final weights were trained in.
+
+    After fitting, Lightning counts the last epoch as completed (``current_epoch`` is one past it), so a
+    checkpoint written then would record another epoch than ``last.ckpt`` of the same step; its loops'
+    state is then ``last.ckpt``'s too (an epoch's end), and it resumes the same way.
+    """
+    progress = trainer.fit_loop.epoch_progress
+    finished = progress.current.completed > 0 and progress.current.completed == progress.current.processed
+    if finished:
+        progress.current.completed -= 1
+        progress.total.completed -= 1
+    try:
+        yield
+    finally:
+        if finished:
+            progress.current.completed += 1
+            progress.total.completed += 1
 
 
 def _better(score: float, reference: float, mode: str) -> bool:
@@ -292,6 +323,25 @@ def write_run_config(output_dir: Path, config: dict[str, Any], plan: Plan | None
         log.info("%s", format_plan(plan))
 
 
+def resume_callbacks(
+    checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str, policy: str
+) -> list[L.Callback]:
+    """The settings changed since the checkpoint refused, or (``resume_changes=apply``) applied: a changed
+    loss is the config's as built; a changed optimizer, schedule or run length needs
+    :class:`~unet.training.callbacks.ConfiguredOptimization`, which this returns then."""
+    changes = check_resume_changes(checkpoint, config, ckpt_path, policy)
+    if not changes:
+        return []
+    log.warning(
+        "resuming with changed settings (resume_changes=apply): %s",
+        "; ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items()),
+    )
+    if all(key.startswith("model.loss.") for key in changes):
+        return []
+    log.warning("the learning-rate schedule starts again at step %s", checkpoint.get("global_step"))
+    return [ConfiguredOptimization()]
+
+
 def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str, float]:
     cfg, plan = planned_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -305,11 +355,13 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
     if resumed is not None:
         check_fits_data(resumed["hyper_parameters"], datamodule, ckpt_path)
     module = build_module(cfg.model, datamodule)
+    callbacks = [StoreRunConfig(config), FiniteCheckpoints(), EpochEndResume()]
     if resumed is not None:
         check_same_network(resumed, module, ckpt_path)
+        callbacks += resume_callbacks(resumed, config, ckpt_path, cfg.get("resume_changes", "refuse"))
         del resumed
         write_run_config(output_dir, config, plan)
-    trainer = build_trainer(cfg, [StoreRunConfig(config), FiniteCheckpoints()])
+    trainer = build_trainer(cfg, callbacks)
     check_launchable(trainer)
     params = run_params(config)
     log_params(trainer, params)

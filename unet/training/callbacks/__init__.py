@@ -2,20 +2,25 @@
 (:mod:`~.prediction_images`), the metrics history (:mod:`~.history`), the run summary
 (:mod:`~.run_summary`), the layer summary (:mod:`~.parameter_summary`), per-step seeding
 (:mod:`~.seeding`), weights snapshots every N seconds (:mod:`~.snapshots`), ``last.ckpt`` at every
-epoch end and signal (:mod:`~.preemption`) and no checkpoint of diverged weights
-(:mod:`~.finite_checkpoints`).
+epoch end and signal (:mod:`~.preemption`), no checkpoint of diverged weights
+(:mod:`~.finite_checkpoints`) epoch-end checkpoints resumed at the right epoch (:mod:`~.epoch_end_resume`) and the config's optimizer
+and schedule on resuming with changed settings (:mod:`~.resume_changes`).
 """
 
+from unet.training.callbacks.epoch_end_resume import EpochEndResume
 from unet.training.callbacks.finite_checkpoints import FiniteCheckpoints
 from unet.training.callbacks.history import MetricsHistory
 from unet.training.callbacks.parameter_summary import ParameterSummary
 from unet.training.callbacks.prediction_images import PredictionImages
 from unet.training.callbacks.preemption import LastCheckpoint, Requeued, StoppedBySigint
+from unet.training.callbacks.resume_changes import ConfiguredOptimization
 from unet.training.callbacks.run_summary import RunSummary
 from unet.training.callbacks.seeding import StepSeeding
 from unet.training.callbacks.snapshots import TimedSnapshots
 
 __all__ = [
+    "ConfiguredOptimization",
+    "EpochEndResume",
     "FiniteCheckpoints",
     "LastCheckpoint",
     "MetricsHistory",

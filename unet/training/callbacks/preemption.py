@@ -1,5 +1,6 @@
-"""Stopping safely: ``last.ckpt`` at every epoch end, and on SIGTERM, Ctrl-C or SLURM's requeue signal at the
-end of the current step (then ``scontrol requeue`` under SLURM), after which the run stops."""
+"""Stopping safely: ``last.ckpt`` at every epoch end and every few minutes of training, and on SIGTERM, Ctrl-C
+or SLURM's requeue signal at the end of the current step (then ``scontrol requeue`` under SLURM), after which
+the run stops."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from unet.training.callbacks.epoch_end_resume import replaying_epoch_end
 from unet.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -72,14 +76,22 @@ def parse_signal(name: str | None) -> signal.Signals | None:
 
 
 class LastCheckpoint(Checkpoint):
-    """Keeps ``last.ckpt`` the run's latest state: saved at the end of every training epoch, and on
-    SIGTERM or SIGINT (Ctrl-C) at the end of the current training step, after which the run stops.
+    """Keeps ``last.ckpt`` the run's latest state: saved at the end of every training epoch, at the end of
+    the first step ``every_minutes`` after the last save (``None``: only at epoch ends), and on SIGTERM or
+    SIGINT (Ctrl-C) at the end of the current training step, after which the run stops.
+
+    A run killed outright (SIGKILL, a power cut, the out-of-memory killer) resumes from it, losing at
+    most ``every_minutes`` of training and never an epoch of a large data set; a step's checkpoint
+    resumes as exactly as an epoch's (the training loader resumes mid-epoch). Files are written to a
+    temporary name and renamed (:class:`~unet.training.checkpoint_io.SafeCheckpointIO`), so a kill while
+    writing leaves the previous one whole.
 
     Lightning's ``ModelCheckpoint(save_last=True)`` writes it only when it checkpoints at a validation,
     so with validation every few epochs a crash would silently resume epochs back. Epoch-end
     checkpoints are exact resume points (the data order is a function of the epoch). Schedulers send
     SIGTERM before killing a job; Ctrl-C asks for the same, and a second Ctrl-C stops at once, unsaved.
-    In a distributed run the processes agree on stopping at the same step (one all-reduce per step).
+    In a distributed run the processes agree on stopping and saving at the same step (one all-reduce per
+    step).
     Being a :class:`~lightning.pytorch.callbacks.Checkpoint`, it runs after the module's epoch-end hooks.
 
     Under SLURM (Lightning's ``SLURMEnvironment`` detected), ``requeue_signal`` (``sbatch
@@ -90,9 +102,22 @@ class LastCheckpoint(Checkpoint):
     Lightning leaves the signal to it).
     """
 
-    def __init__(self, dirpath: str, filename: str = "last", requeue_signal: str | None = "SIGUSR1") -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        filename: str = "last",
+        requeue_signal: str | None = "SIGUSR1",
+        every_minutes: float | None = 10,
+    ) -> None:
+        if every_minutes is not None and not every_minutes > 0:
+            raise ConfigError(
+                "callbacks.last_checkpoint.every_minutes: expected minutes > 0, or null for epoch ends only, "
+                f"got {every_minutes!r}"
+            )
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.requeue_signal = parse_signal(requeue_signal)
+        self.every_s = None if every_minutes is None else 60.0 * every_minutes
+        self._saved_at = time.monotonic()
         self._sigint = False
         self._requeue = False
         self._previous_handlers: dict[signal.Signals, Any] = {}
@@ -119,6 +144,7 @@ class LastCheckpoint(Checkpoint):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sigint = self._requeue = False
+        self._saved_at = time.monotonic()
         if threading.current_thread() is not threading.main_thread() or self._previous_handlers:
             return
         for signum, handler in self._handlers().items():
@@ -148,14 +174,24 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer: L.Trainer) -> None:
         # weights_only=False: the whole training state (Lightning logs a notice when it is left unset)
         trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_at = time.monotonic()
 
-    def _stop_requested(self, trainer: L.Trainer) -> BaseException | None:
-        """The exception that ends the run when a signal asked for it (on any process), else ``None``."""
-        requested = bool(trainer.received_sigterm or self._sigint or self._requeue)
+    def _requests(self, trainer: L.Trainer) -> tuple[bool, bool]:
+        """``(stop, save)``: whether a signal asked to stop, and whether a timed save is due, on any process
+        (all of them act at the same step)."""
+        stop = bool(trainer.received_sigterm or self._sigint or self._requeue)
+        due = (
+            self.every_s is not None
+            and not trainer.fast_dev_run  # a dry run writes nothing
+            and time.monotonic() - self._saved_at >= self.every_s
+        )
         if trainer.world_size > 1:
-            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
-        if not requested:
-            return None
+            flags = torch.tensor([stop, due], dtype=torch.float32, device=trainer.strategy.root_device)
+            stop, due = (bool(flag > 0) for flag in trainer.strategy.reduce(flags, reduce_op="sum").tolist())
+        return stop, due
+
+    def _stop_exception(self, trainer: L.Trainer) -> BaseException:
+        """What ends the run that a signal asked to stop."""
         if trainer.received_sigterm:
             return SIGTERMException()
         return Requeued() if self._requeue else StoppedBySigint() if self._sigint else SIGTERMException()
@@ -163,14 +199,17 @@ class LastCheckpoint(Checkpoint):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        stop = self._stop_requested(trainer)
-        if stop is not None:
+        stop, due = self._requests(trainer)
+        if stop or due:
             self.save(trainer)
-            if isinstance(stop, Requeued) and trainer.is_global_zero:
+        if stop:
+            exception = self._stop_exception(trainer)
+            if isinstance(exception, Requeued) and trainer.is_global_zero:
                 requeue_slurm_job()
-            raise stop
+            raise exception
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run:  # a dry run writes nothing
+        # A dry run writes nothing; an epoch end Lightning replays on resuming is the checkpoint's own.
+        if trainer.sanity_checking or trainer.fast_dev_run or replaying_epoch_end(trainer):
             return
         self.save(trainer)
