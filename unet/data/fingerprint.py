@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage  # a dependency of albumentations
 
+from unet.data.io import source_files
 from unet.data.statistics import ClassCounts, split_class_counts
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
@@ -223,9 +224,10 @@ def compute_fingerprint(datamodule: Any) -> Fingerprint:
 def fingerprint_key(datamodule: Any) -> str | None:
     """What the training data is, as a hex digest; ``None`` for datamodules without files (not cached).
 
-    Every training image and mask file's absolute path, size and modification time (ns), plus the
-    settings that change the numbers: classes, ignore_index, channels, the mask encoding (mapping,
-    threshold, palette) and image_size. Any file changed, added or removed gives another key.
+    Every training image and mask file's absolute path (and page, for a stack's slices), size and
+    modification time (ns), plus the settings that change the numbers: classes, ignore_index,
+    channels, the mask encoding (mapping, threshold, palette) and image_size. Any file changed, added
+    or removed gives another key.
     """
     pairs = getattr(datamodule, "pairs", None)
     if not pairs or not pairs.get("train"):
@@ -233,9 +235,10 @@ def fingerprint_key(datamodule: Any) -> str | None:
     encoder = getattr(datamodule, "encoder", None)
     try:
         files = [
-            [str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns]
+            [str(Path(path).absolute()), getattr(part, "index", None), stat.st_size, stat.st_mtime_ns]
             for pair in pairs["train"]
-            for path in pair
+            for part in pair
+            for path in source_files(part)
             for stat in [Path(path).stat()]
         ]
     except OSError:

@@ -12,6 +12,7 @@ from unet.data.io import IMAGE_EXTENSIONS
 from unet.data.layout import Pair, carve_splits, pair_files, resolve
 from unet.data.masks import MaskEncoder, PaletteSpec
 from unet.data.sources import FileSource, SampleSource, finish_source
+from unet.data.stacks import carve_stack_splits, expand_stacks, file_pair, has_pages
 
 # Normalisation when none is given: maps [0, 1] pixels to roughly [-2, 2]. Pass the data's own
 # statistics for best results.
@@ -60,11 +61,18 @@ class FolderDataModule(SegmentationDataModule):
     via ``{train,val,test}_{images,masks}`` (relative to ``root`` or absolute). A split that has no
     directory of its own is carved out of train by its fraction/stems.
 
+    Stacks (:mod:`unet.data.stacks`): a multi-page TIFF of images beside one of masks (as the
+    ``{split}_images``/``{split}_masks`` files, or same-stem files in the directories) is a set of 2D
+    slices paired page by page; a split carved out of stacks is a contiguous block of each stack's pages
+    (train first, then val, then test at the end), never shuffled slices.
+
     Args:
         root: the data directory.
         num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``).
         class_names: one name per class; default ``class_0``, ``class_1``, ...
-        in_channels: 1 or 3; gray images are replicated to 3 channels, RGB reduced to luminance for 1.
+        in_channels: the images' channels, any number: files holding them are read as they are (multi-channel
+            TIFF, or several single-channel files per sample); gray images are replicated for 3, RGB
+            reduced to luminance for 1; any other mismatch is refused naming the file.
         mask_mapping: raw mask value -> class index or ``ignore_index`` (e.g. ``{0: 1, 255: 0}``); every raw
             value present must be mapped. Without it, raw values must be class indices or ``ignore_index``.
         mask_threshold: for binary masks saved as gray images with soft (anti-aliased, JPEG) edges: raw value
@@ -153,8 +161,13 @@ class FolderDataModule(SegmentationDataModule):
         stems: dict[str, Sequence[str] | None],
         extensions: list[str],
     ) -> dict[str, list[Pair]]:
-        """Pair every split's files; carve the splits without directories out of train."""
-        pairs = {split: pair_files(images, masks, extensions) for split, (images, masks) in dirs.items()}
+        """Pair every split's files (stacks page by page); carve the splits without directories out of train."""
+        pairs = {
+            split: expand_stacks(
+                file_pair(images, masks) or pair_files(images, masks, extensions), self.in_channels
+            )
+            for split, (images, masks) in dirs.items()
+        }
         for split, wanted in stems.items():
             if wanted is not None and split in dirs:
                 raise DataError(
@@ -162,7 +175,10 @@ class FolderDataModule(SegmentationDataModule):
                 )
         carved = {split: fraction for split, fraction in fractions.items() if split not in dirs}
         wanted = {split: names for split, names in stems.items() if split not in dirs}
-        pairs.update(carve_splits(pairs["train"], carved, wanted, self.seed))
+        if has_pages(pairs["train"]):
+            pairs.update(carve_stack_splits(pairs["train"], carved, wanted))
+        else:
+            pairs.update(carve_splits(pairs["train"], carved, wanted, self.seed))
         if not pairs.get("val"):
             raise DataError(
                 f"no validation data under {self.root}: provide a val/ directory, val_images/val_masks, "

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from unet.data.errors import SizeMismatchError
-from unet.data.io import image_size, read_image, read_mask
+from unet.data.io import ImageFile, Page, image_size, read_image, read_mask, source_files, source_name
 from unet.data.masks import MaskEncoder
 from unet.data.transforms import resize_transform
 
@@ -99,10 +99,14 @@ def check_same_size(image: np.ndarray, mask: np.ndarray, image_name: str, mask_n
 class FileSource:
     """Image/mask file pairs, decoded on every access (wrap in :func:`cache_source` to decode once).
 
-    Masks in a lossy format are refused unless the encoder allows them (:meth:`MaskEncoder.check_lossless`).
+    An image is a file, a page of a stack or a tuple of single-channel files (:data:`unet.data.io.ImageFile`);
+    a mask a file or a page. Masks in a lossy format are refused unless the encoder allows them
+    (:meth:`MaskEncoder.check_lossless`).
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], in_channels: int, encoder: MaskEncoder) -> None:
+    def __init__(
+        self, pairs: Sequence[tuple[ImageFile, Path | Page]], in_channels: int, encoder: MaskEncoder
+    ) -> None:
         self.pairs = list(pairs)
         self.in_channels = in_channels
         self.encoder = encoder
@@ -111,19 +115,21 @@ class FileSource:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
-        image_path, mask_path = self.pairs[index]
-        image = read_image(image_path, self.in_channels)
-        raw = read_mask(mask_path)
-        self.encoder.check_lossless(raw, mask_path)
-        mask = self.encoder(raw, str(mask_path))
-        check_same_size(image, mask, str(image_path), str(mask_path))
+        image_file, mask_file = self.pairs[index]
+        image = read_image(image_file, self.in_channels)
+        raw = read_mask(mask_file)
+        self.encoder.check_lossless(raw, source_files(mask_file)[0])
+        mask = self.encoder(raw, str(mask_file))
+        check_same_size(image, mask, source_name(image_file), str(mask_file))
         return image, mask
 
     def name(self, index: int) -> str:
-        return str(self.pairs[index][0])
+        return source_name(self.pairs[index][0])
 
     def file(self, index: int) -> str | None:
-        return str(self.pairs[index][0])
+        """The image's file (a tuple's first: per-image scores name a sample by it), a page as ``stack.tif page 3``."""
+        image_file = self.pairs[index][0]
+        return str(image_file[0] if isinstance(image_file, tuple) else image_file)
 
     def size(self, index: int) -> tuple[int, int]:
         return image_size(self.pairs[index][0])
