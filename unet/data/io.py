@@ -58,13 +58,17 @@ CONVERTED_CHANNELS = (1, 3)
 
 @dataclass(frozen=True, order=True)
 class Page:
-    """Page ``index`` (counted from 0) of the multi-page TIFF ``path``: one 2D slice of a stack."""
+    """Page ``index`` (counted from 0) of the multi-page TIFF ``path``: one 2D slice of a stack.
+
+    Named ``stack.tif/page3``: as if the stack were a folder of its pages, so per-image scores name each
+    slice by its stack and page (:func:`unet.evaluation.per_image.image_names`).
+    """
 
     path: Path
     index: int
 
     def __str__(self) -> str:
-        return f"{self.path} page {self.index}"
+        return f"{self.path}/page{self.index}"
 
 
 # What one image is read from: a file, one page of a stack, or single-channel files stacked as channels.
@@ -79,7 +83,7 @@ def source_files(source: ImageFile) -> tuple[Path, ...]:
 
 
 def source_name(source: ImageFile) -> str:
-    """``source`` as messages name it: a file's path, ``stack.tif page 3``, tuples joined by ``;``."""
+    """``source`` as messages name it: a file's path, ``stack.tif/page3``, tuples joined by ``;``."""
     return ";".join(str(path) for path in source) if isinstance(source, tuple) else str(source)
 
 

@@ -127,7 +127,7 @@ class FileSource:
         return source_name(self.pairs[index][0])
 
     def file(self, index: int) -> str | None:
-        """The image's file (a tuple's first: per-image scores name a sample by it), a page as ``stack.tif page 3``."""
+        """The image's file (a tuple's first: per-image scores name a sample by it), a page as ``stack.tif/page3``."""
         image_file = self.pairs[index][0]
         return str(image_file[0] if isinstance(image_file, tuple) else image_file)
 

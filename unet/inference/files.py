@@ -139,6 +139,20 @@ def probabilities_file(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarra
         raise
 
 
+@contextmanager
+def tiff_pages_file(path: Path) -> Iterator[tifffile.TiffWriter]:
+    """A multi-page TIFF written page by page (``writer.write(page)``), published at ``path`` only when
+    the block completes."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with tifffile.TiffWriter(temporary) as writer:
+            yield writer
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def refuse_probabilities_of_masks(predictor: Predictor, asked: str = "save_probabilities=true") -> None:
     """Refuse to give probabilities from a model that returns class indices (exported with outputs=mask);
     ``asked`` is the setting that asked for them."""
@@ -234,10 +248,8 @@ def segment_stack(
     shape = (pages, metadata["num_classes"], height, width)
     pixels = 0
     with (
-        atomic_write(paths["mask"], "wb") as mask_file,
-        atomic_write(paths["overlay"], "wb") as overlay_file,
-        tifffile.TiffWriter(mask_file) as masks,
-        tifffile.TiffWriter(overlay_file) as overlays,
+        tiff_pages_file(paths["mask"]) as masks,
+        tiff_pages_file(paths["overlay"]) as overlays,
         probabilities_file(paths["probabilities"], shape)
         if save_probabilities
         else nullcontext() as probabilities,
@@ -251,9 +263,9 @@ def segment_stack(
                 )
             page_probabilities = None if probabilities is None else probabilities[index]
             mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, page_probabilities)
-            masks.write(mask, photometric="minisblack", contiguous=False)
+            masks.write(mask, photometric="minisblack", contiguous=True)
             overlays.write(
-                overlay(image, mask, metadata.get("ignore_index")), photometric="rgb", contiguous=False
+                overlay(image, mask, metadata.get("ignore_index")), photometric="rgb", contiguous=True
             )
             pixels += mask.size
     return pixels
