@@ -22,8 +22,10 @@ from unet.data.fingerprint import compute_fingerprint
 from unet.data.io import read_image
 from unet.export.exporters import export_checkpoint
 from unet.inference import load_predictor, predict_files
+from unet.inference.files import overlay
 from unet.planning import AUTO, PlanInputs, make_plan
 from unet.training.run import train
+from unet.utils.visualize import denormalize
 
 SIZE = (16, 24)  # (H, W)
 
@@ -211,3 +213,13 @@ def test_predict_and_export_take_the_checkpoints_channels(tmp_path):
         np.asarray(Image.open(tmp_path / "out_pt" / "four_mask.png")),
         np.asarray(Image.open(tmp_path / "out" / "four_mask.png")),
     )
+
+
+def test_images_of_any_channels_are_shown_by_their_first_channels():
+    """Prediction panels and overlays: of more than 3 channels the first 3, of 2 the first as gray."""
+    two = torch.stack([torch.full((4, 4), 0.2), torch.full((4, 4), 0.8)])
+    assert denormalize(two, [0, 0], [1, 1])[:, 0, 0].tolist() == [51, 51, 51]
+    five = torch.arange(5, dtype=torch.float32)[:, None, None].expand(5, 4, 4) / 10
+    assert denormalize(five, [0] * 5, [1] * 5)[:, 0, 0].tolist() == [0, 26, 51]
+    pixels = np.stack([np.full((4, 4), 40, np.uint8), np.full((4, 4), 200, np.uint8)], axis=-1)
+    assert overlay(pixels, np.zeros((4, 4), np.int64), None)[0, 0].tolist() == [40, 40, 40]
