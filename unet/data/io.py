@@ -319,6 +319,13 @@ def to_channels(image: np.ndarray, in_channels: int, source: str) -> np.ndarray:
     channels = image.shape[-1]
     if channels == in_channels:
         return image
+    if image.shape[0] == in_channels or (
+        in_channels in CONVERTED_CHANNELS and channels > 4 >= image.shape[0]
+    ):
+        raise ImageReadError(
+            f"image {source} has shape {image.shape}; expected (H, W) or channels last (H, W, {in_channels}), "
+            "not channels first: transpose(1, 2, 0)"
+        )
     if in_channels not in CONVERTED_CHANNELS or channels not in (1, 2, 3, 4):
         raise ImageReadError(
             f"image {source} has {channels} channel(s) but in_channels is {in_channels}; only gray -> 3 and "
