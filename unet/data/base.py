@@ -22,7 +22,7 @@ from unet.data.errors import DataError, DataNotFoundError
 from unet.data.sampling import EpochSampler, ResumableDataLoader, training_position
 from unet.data.sources import SampleSource
 from unet.data.statistics import split_class_counts
-from unet.data.transforms import SamplePipeline, as_transform_list, with_rare_class_crop
+from unet.data.transforms import SamplePipeline, as_transform_list, for_channels, with_rare_class_crop
 from unet.utils.limits import check_num_classes
 from unet.utils.seeding import derive_seed
 
@@ -105,8 +105,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     ) -> None:
         super().__init__()
         check_num_classes(num_classes, "data.num_classes")
-        if in_channels not in (1, 3):
-            raise DataError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels}")
+        if in_channels < 1:
+            raise DataError(f"in_channels must be >= 1, got {in_channels}")
         class_names = [f"class_{i}" for i in range(num_classes)] if class_names is None else list(class_names)
         if len(class_names) != num_classes:
             raise DataError(f"{len(class_names)} class_names {class_names} for num_classes={num_classes}")
@@ -140,9 +140,12 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.drop_last = bool(drop_last)
         self.split_transforms = {
-            "train": as_transform_list(train_transforms),
-            "val": as_transform_list(val_transforms),
-            "test": as_transform_list(test_transforms),
+            split: for_channels(as_transform_list(transforms), self.in_channels, f"data.{split}_transforms")
+            for split, transforms in (
+                ("train", train_transforms),
+                ("val", val_transforms),
+                ("test", test_transforms),
+            )
         }
         self.seed = int(seed)
         self.train_scale = float(train_scale)

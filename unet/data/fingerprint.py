@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage  # a dependency of albumentations
 
+from unet.data.io import source_files
 from unet.data.statistics import ClassCounts, split_class_counts
 from unet.utils.files import write_json
 from unet.utils.tables import text_table
@@ -238,16 +239,23 @@ def file_identity(path: str | Path) -> list[Any]:
 def fingerprint_key(datamodule: Any) -> str | None:
     """What the training data is, as a hex digest; ``None`` for datamodules without files (not cached).
 
-    Every training image, mask and ROI file's absolute path, size and modification time (ns), plus the
-    settings that change the numbers: classes, ignore_index, channels, the mask encoding (mapping,
-    threshold, palette) and image_size. Any file changed, added or removed gives another key.
+    Every training image, mask and ROI file's absolute path (and page, for a stack's slices), size and
+    modification time (ns), plus the settings that change the numbers: classes, ignore_index,
+    channels, the mask encoding (mapping, threshold, palette) and image_size. Any file changed, added
+    or removed gives another key.
     """
     pairs = getattr(datamodule, "pairs", None)
     if not pairs or not pairs.get("train"):
         return None
     encoder = getattr(datamodule, "encoder", None)
     try:
-        files = [file_identity(path) for pair in pairs["train"] for path in pair.files()]
+        files = [
+            [*file_identity(path), getattr(part, "index", None)]
+            for pair in pairs["train"]
+            for part in pair
+            if part is not None
+            for path in source_files(part)
+        ]
     except OSError:
         return None  # a file gone: computing raises the data layer's own error
     size = getattr(datamodule, "image_size", None)

@@ -14,6 +14,7 @@ from unet.data.layout import Pair, attach_rois, carve_splits, pair_files, resolv
 from unet.data.manifest import read_manifest
 from unet.data.masks import MaskEncoder, PaletteSpec
 from unet.data.sources import FileSource, SampleSource, finish_source
+from unet.data.stacks import carve_stack_splits, expand_stacks, file_pair, has_pages
 
 # Normalisation when none is given: maps [0, 1] pixels to roughly [-2, 2]. Pass the data's own
 # statistics for best results.
@@ -97,13 +98,20 @@ class FolderDataModule(SegmentationDataModule):
     via ``{train,val,test}_{images,masks}`` (relative to ``root`` or absolute). A split that has no
     directory of its own is carved out of train by its fraction/stems.
 
+    Stacks (:mod:`unet.data.stacks`): a multi-page TIFF of images beside one of masks (as the
+    ``{split}_images``/``{split}_masks`` files, or same-stem files in the directories) is a set of 2D
+    slices paired page by page; a split carved out of stacks is a contiguous block of each stack's pages
+    (train first, then val, then test at the end), never shuffled slices.
+
     Args:
         root: the data directory.
         num_classes: classes in the masks (after ``mask_mapping`` / ``mask_threshold`` / ``mask_palette``);
             ``auto``: the count of ``annotations``' categories (the default, as a config's ``auto`` keys are
             left out when the data are only read).
         class_names: one name per class; default ``class_0``, ``class_1``, ...
-        in_channels: 1 or 3; gray images are replicated to 3 channels, RGB reduced to luminance for 1.
+        in_channels: the images' channels, any number: files holding them are read as they are (multi-channel
+            TIFF, or several single-channel files per sample); gray images are replicated for 3, RGB
+            reduced to luminance for 1; any other mismatch is refused naming the file.
         mask_mapping: raw mask value -> class index or ``ignore_index`` (e.g. ``{0: 1, 255: 0}``); every raw
             value present must be mapped. Without it, raw values must be class indices or ``ignore_index``.
         mask_threshold: for binary masks saved as gray images with soft (anti-aliased, JPEG) edges: raw value
@@ -223,7 +231,7 @@ class FolderDataModule(SegmentationDataModule):
         roi_dir: str | None,
         roi_pattern: str | None,
     ) -> dict[str, list[Pair]]:
-        """The samples a manifest lists, or every split folder's pairs."""
+        """The samples a manifest lists, or every split folder's pairs (stacks page by page)."""
         if dirs is None:
             return read_manifest(resolve(manifest, self.root))
         return {
@@ -231,8 +239,8 @@ class FolderDataModule(SegmentationDataModule):
             for split, (images, masks) in dirs.items()
         }
 
-    @staticmethod
     def _pair_folders(
+        self,
         images: Path,
         masks: Path,
         extensions: list[str],
@@ -240,10 +248,18 @@ class FolderDataModule(SegmentationDataModule):
         roi_dir: str | None,
         roi_pattern: str | None,
     ) -> list[Pair]:
-        """One split's pairs from its folders, with their regions of interest when ``roi_dir`` is set."""
-        pairs = [Pair(image, mask) for image, mask in pair_files(images, masks, extensions, mask_pattern)]
+        """One split's pairs from its folders (or its stack files), with their regions of interest when
+        ``roi_dir`` is set."""
+        pairs = file_pair(images, masks) or [
+            Pair(image, mask) for image, mask in pair_files(images, masks, extensions, mask_pattern)
+        ]
+        pairs = expand_stacks(pairs, self.in_channels)
         if roi_dir is None:
             return pairs
+        if has_pages(pairs):
+            raise DataError(
+                "data.roi_dir: regions of interest are read per image file, not for a stack's pages"
+            )
         return attach_rois(pairs, images, resolve(roi_dir, images.parent), extensions, roi_pattern)
 
     def _carve(
@@ -252,7 +268,7 @@ class FolderDataModule(SegmentationDataModule):
         fractions: dict[str, float],
         stems: dict[str, Sequence[str] | None],
     ) -> dict[str, list[Pair]]:
-        """Carve the splits the data does not list itself out of train."""
+        """Carve the splits the data does not list itself out of train (a stack's as contiguous blocks)."""
         if "train" not in found:
             raise DataNotFoundError(
                 f"no training samples under {self.root} (every manifest row is val or test)"
@@ -262,7 +278,10 @@ class FolderDataModule(SegmentationDataModule):
                 raise DataError(f"{split}_stems given but the data lists a {split} split of its own")
         carved = {split: fraction for split, fraction in fractions.items() if split not in found}
         wanted = {split: names for split, names in stems.items() if split not in found}
-        pairs = {**found, **carve_splits(found["train"], carved, wanted, self.seed)}
+        if has_pages(found["train"]):
+            pairs = {**found, **carve_stack_splits(found["train"], carved, wanted)}
+        else:
+            pairs = {**found, **carve_splits(found["train"], carved, wanted, self.seed)}
         if not pairs.get("val"):
             raise DataError(
                 f"no validation data under {self.root}: provide a val/ directory, val_images/val_masks, "

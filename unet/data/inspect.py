@@ -180,7 +180,7 @@ def mask_advice(
     if not pairs or encoder is None or encoder.palette is not None or encoder.threshold is not None:
         return None
     census = MaskCensus()
-    for mask in sorted({pair.mask for split_pairs in pairs.values() for pair in split_pairs}):
+    for mask in sorted({pair.mask for split_pairs in pairs.values() for pair in split_pairs}, key=str):
         try:
             census.add(read_mask(mask))
         except ImageReadError:

@@ -1,6 +1,6 @@
 """Decoding image and mask files into numpy arrays in the one layout the rest of the data layer expects.
 
-Images come out as ``(H, W, C)`` arrays with ``C == in_channels``: ``uint8`` for 8-bit files, ``float32`` in
+Images come out as ``(H, W, C)`` arrays with ``C == in_channels`` (any ``C >= 1``): ``uint8`` for 8-bit files, ``float32`` in
 ``[0, 1]`` for 16-bit (divided by 65535) and float files. Float images must already hold intensities in
 ``[0, 1]`` (rounding up to :data:`FLOAT_TOLERANCE` outside is clipped): any other range, NaN or infinity is
 refused naming the file and what was found: no rescaling rule fits every float image, and one applied per
@@ -12,12 +12,22 @@ Files are read as a viewer shows them: the EXIF orientation of JPEG/PNG/WebP fil
 orientation tag) is applied, to images and masks alike, so a phone photo stored sideways with
 orientation 6 is read (and predicted) upright. Files holding several images (multi-page TIFF stacks,
 animated GIF/PNG/WebP) are refused with their page count instead of silently reading the first one;
-camera MPO JPEGs are the exception: their first image is the photo, the others are previews.
+camera MPO JPEGs are the exception: their first image is the photo, the others are previews. A page of
+a stack is read when asked for by a :class:`Page` (stacks are paired page by page in
+:mod:`unet.data.stacks`).
+
+Channels: a file holding ``in_channels`` channels is read as it is; gray files are replicated for 3, RGB
+reduced to luminance for 1 (alpha dropped), and any other count is refused naming the file and both
+counts. A TIFF's own PlanarConfiguration tag says whether its samples are ``(H, W, C)`` or ``(C, H, W)``,
+so neither layout is guessed; a TIFF of ``in_channels`` > 1 single-channel pages (``tifffile.imwrite``'s
+default for a ``(C, H, W)`` array, ImageJ's channels) is one image of those channels. An image may also
+be several single-channel files (a tuple of paths), stacked in order as its channels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +49,43 @@ LOSSY_EXTENSIONS: dict[str, str] = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JP
 # ITU-R BT.601 luma, the weights PIL's RGB -> "L" conversion uses.
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
+# TIFF PlanarConfiguration value of samples stored plane by plane: tifffile gives such a page ``(C, H, W)``.
+PLANAR_SEPARATE = 2
+
+# The channel counts converted to others (gray <-> RGB, alpha dropped); any other mismatch is refused.
+CONVERTED_CHANNELS = (1, 3)
+
+
+@dataclass(frozen=True, order=True)
+class Page:
+    """Page ``index`` (counted from 0) of the multi-page TIFF ``path``: one 2D slice of a stack.
+
+    Named ``stack.tif/page3``: as if the stack were a folder of its pages, so per-image scores name each
+    slice by its stack and page (:func:`unet.evaluation.per_image.image_names`).
+    """
+
+    path: Path
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.path}/page{self.index}"
+
+
+# What one image is read from: a file, one page of a stack, or single-channel files stacked as channels.
+ImageFile = Path | Page | tuple[Path, ...]
+
+
+def source_files(source: ImageFile) -> tuple[Path, ...]:
+    """The files ``source`` is read from (a page's stack file; each of a tuple's files)."""
+    if isinstance(source, Page):
+        return (source.path,)
+    return tuple(source) if isinstance(source, tuple) else (source,)
+
+
+def source_name(source: ImageFile) -> str:
+    """``source`` as messages name it: a file's path, ``stack.tif/page3``, tuples joined by ``;``."""
+    return ";".join(str(path) for path in source) if isinstance(source, tuple) else str(source)
+
 
 def pil_to_array(image: Image.Image, as_mask: bool) -> np.ndarray:
     """A decoded PIL image as an array; palette images give indices for masks and RGB colours for images."""
@@ -57,9 +104,13 @@ def _what(as_mask: bool) -> str:
 def refuse_several_images(path: Path, count: int, unit: str, as_mask: bool) -> None:
     """Refuse a file holding ``count`` > 1 pages/frames: reading one of them would hide the others."""
     if count > 1:
+        fix = (
+            f"pair it with a {'mask' if not as_mask else 'image'} stack of {count} pages (slices pair by page)"
+            if unit == "page"
+            else f"split the animation into one file per {unit}"
+        )
         raise ImageReadError(
-            f"{_what(as_mask)} {path} has {count} {unit}s; unet reads single-{unit} images: split the "
-            f"{'stack' if unit == 'page' else 'animation'} into one file per {unit}"
+            f"{_what(as_mask)} {path} has {count} {unit}s; unet reads single-{unit} images: {fix}"
         )
 
 
@@ -107,33 +158,65 @@ def _full_pages(tiff: object) -> list[object]:
     return [page for page in tiff.pages if not getattr(page, "is_reduced", False)]  # type: ignore[attr-defined]
 
 
-def _read_tiff(path: Path, as_mask: bool) -> np.ndarray:
-    """The one image of a TIFF; tifffile reads 16-bit, float and planar files PIL cannot, PIL is the fallback."""
+def tiff_page_count(path: Path) -> int:
+    """The pages of a TIFF that are images of their own (what :class:`Page` indices count)."""
+    import tifffile
+
     try:
-        import tifffile
-    except ImportError:  # pragma: no cover - tifffile is a declared dependency
-        return _read_with_pil(path, as_mask)
+        with tifffile.TiffFile(path) as tiff:
+            return len(_full_pages(tiff))
+    except Exception as error:
+        raise ImageReadError(f"cannot read TIFF file {path}: {error}") from error
+
+
+def _page_array(page: object) -> np.ndarray:
+    """A TIFF page as displayed, channels last: the file's PlanarConfiguration says where they are."""
+    array = np.asarray(page.asarray())  # type: ignore[attr-defined]
+    if array.ndim == 3 and getattr(page, "planarconfig", None) == PLANAR_SEPARATE:
+        array = np.moveaxis(array, 0, -1)
+    return np.ascontiguousarray(orient(array, _tiff_orientation(page)))
+
+
+def _pages_as_channels(pages: list[object], channels: int | None) -> bool:
+    """Whether ``pages`` are the ``channels`` > 1 single-channel planes of one image."""
+    if channels is None or channels < 2 or len(pages) != channels:
+        return False
+    return len({tuple(page.shape) for page in pages}) == 1 and len(pages[0].shape) == 2  # type: ignore[attr-defined]
+
+
+def _read_tiff(path: Path, as_mask: bool, channels: int | None = None, page: int | None = None) -> np.ndarray:
+    """The one image of a TIFF (or page ``page`` of a stack); tifffile reads 16-bit, float and planar files.
+
+    ``channels``: an image's ``in_channels``; a file of that many single-channel pages is one image of
+    those channels.
+    """
+    import tifffile
+
     with tifffile.TiffFile(path) as tiff:
         pages = _full_pages(tiff)
+        if page is not None:
+            if not 0 <= page < len(pages):
+                raise ImageReadError(f"{_what(as_mask)} {path} has {len(pages)} pages, no page {page}")
+            return _page_array(pages[page])
+        if _pages_as_channels(pages, channels):
+            return np.stack([_page_array(plane) for plane in pages], axis=-1)
         refuse_several_images(path, len(pages), "page", as_mask)
-        array = np.asarray(pages[0].asarray())
-        orientation = _tiff_orientation(pages[0])
-    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[-1]:  # planar (C, H, W)
-        array = np.moveaxis(array, 0, -1)
-    return np.ascontiguousarray(orient(array, orientation))
+        return _page_array(pages[0])
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file as displayed (orientation applied), from its header: no pixels decoded.
+def image_size(source: ImageFile) -> tuple[int, int]:
+    """``(H, W)`` of an image file (or page; or a tuple's first file) as displayed (orientation applied),
+    from its header: no pixels decoded.
 
     What batching checks need to compare sizes of files that are not yet (or never) held in memory.
     """
+    path, index = (source.path, source.index) if isinstance(source, Page) else (source_files(source)[0], None)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(path) as tiff:
-                page = tiff.pages[0]
+                page = tiff.pages[0] if index is None else _full_pages(tiff)[index]
                 height, width = int(page.imagelength), int(page.imagewidth)  # type: ignore[union-attr]
                 orientation = _tiff_orientation(page)
         else:
@@ -188,19 +271,30 @@ def lossy_format(path: Path) -> str | None:
     return None
 
 
-# Decoder per file extension (lower case); anything else goes through PIL.
-READERS: dict[str, Callable[[Path, bool], np.ndarray]] = {".tif": _read_tiff, ".tiff": _read_tiff}
+def _read_other(
+    path: Path, as_mask: bool, channels: int | None = None, page: int | None = None
+) -> np.ndarray:
+    """A file PIL reads (pages exist only in TIFF stacks)."""
+    if page is not None:
+        raise ImageReadError(f"{_what(as_mask)} {path} is not a TIFF: it has no page {page}")
+    return _read_with_pil(path, as_mask)
 
 
-def decode(path: Path, as_mask: bool) -> np.ndarray:
-    """Decode ``path`` to an array, raising :class:`ImageReadError` naming the file when it cannot be read."""
-    reader = READERS.get(path.suffix.lower(), _read_with_pil)
+# Decoder per file extension (lower case), called with (path, as_mask, channels, page); anything else: PIL.
+READERS: dict[str, Callable[..., np.ndarray]] = {".tif": _read_tiff, ".tiff": _read_tiff}
+
+
+def decode(source: Path | Page, as_mask: bool, channels: int | None = None) -> np.ndarray:
+    """Decode a file (or one page of a stack) to an array, raising :class:`ImageReadError` naming it when it
+    cannot be read. ``channels``: an image's ``in_channels`` (a TIFF of that many pages is one image)."""
+    path, page = (source.path, source.index) if isinstance(source, Page) else (source, None)
+    reader = READERS.get(path.suffix.lower(), _read_other)
     try:
-        return reader(path, as_mask)
+        return reader(path, as_mask, channels, page)
     except ImageReadError:
         raise
     except Exception as error:  # PIL/tifffile raise OSError, SyntaxError, ValueError, their own types...
-        raise ImageReadError(f"cannot read {_what(as_mask)} file {path}: {error}") from error
+        raise ImageReadError(f"cannot read {_what(as_mask)} file {source}: {error}") from error
 
 
 def _as_float_or_uint8(array: np.ndarray, source: str) -> np.ndarray:
@@ -235,17 +329,30 @@ def _as_float_or_uint8(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def to_channels(image: np.ndarray, in_channels: int, source: str) -> np.ndarray:
-    """``(H, W)`` or ``(H, W, C)`` image -> ``(H, W, in_channels)``: gray is replicated, RGB becomes luminance.
+    """``(H, W)`` or ``(H, W, C)`` image -> ``(H, W, in_channels)``.
 
-    Alpha channels (gray+alpha, RGBA) are dropped.
+    ``C == in_channels`` is kept. For ``in_channels`` 1 or 3: alpha channels (gray+alpha, RGBA) are
+    dropped, gray is replicated to 3, RGB becomes luminance. Any other count is refused naming both.
     """
     if image.ndim == 2:
         image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-        raise ImageReadError(
-            f"image {source} has shape {image.shape}; expected (H, W) gray or (H, W, 3) RGB (alpha allowed)"
-        )
+    if image.ndim != 3:
+        raise ImageReadError(f"image {source} has shape {image.shape}; expected (H, W) or (H, W, channels)")
     channels = image.shape[-1]
+    if channels == in_channels:
+        return image
+    if image.shape[0] == in_channels or (
+        in_channels in CONVERTED_CHANNELS and channels > 4 >= image.shape[0]
+    ):
+        raise ImageReadError(
+            f"image {source} has shape {image.shape}; expected (H, W) or channels last (H, W, {in_channels}), "
+            "not channels first: transpose(1, 2, 0)"
+        )
+    if in_channels not in CONVERTED_CHANNELS or channels not in (1, 2, 3, 4):
+        raise ImageReadError(
+            f"image {source} has {channels} channel(s) but in_channels is {in_channels}; only gray -> 3 and "
+            "RGB -> 1 are converted"
+        )
     image = image[..., :1] if channels == 2 else image[..., :3] if channels == 4 else image
     if image.shape[-1] == in_channels:
         return image
@@ -292,12 +399,37 @@ def label_array(array: np.ndarray, source: str) -> np.ndarray:
     return array
 
 
-def read_image(path: Path, in_channels: int) -> np.ndarray:
-    """Read an image file as displayed, as ``(H, W, in_channels)`` uint8 / float32 (see the module docstring)."""
-    return image_array(decode(path, as_mask=False), in_channels, str(path))
+def _stacked_channels(paths: tuple[Path, ...]) -> np.ndarray:
+    """Single-channel files ``(H, W)`` each -> ``(H, W, len(paths))``, in order; one float32 if any is not uint8."""
+    planes = []
+    for path in paths:
+        plane = _as_float_or_uint8(decode(path, as_mask=False), str(path))
+        if plane.ndim == 3 and plane.shape[-1] == 1:
+            plane = plane[..., 0]
+        if plane.ndim != 2:
+            raise ImageReadError(
+                f"image {path} has shape {plane.shape}; files stacked as channels must hold one channel each"
+            )
+        if planes and plane.shape != planes[0].shape:
+            raise ImageReadError(
+                f"image {path} is {plane.shape[1]}x{plane.shape[0]} (WxH) but {paths[0]}, stacked with it as "
+                f"channels, is {planes[0].shape[1]}x{planes[0].shape[0]}"
+            )
+        planes.append(plane)
+    if any(plane.dtype != np.uint8 for plane in planes):
+        planes = [plane.astype(np.float32) / 255.0 if plane.dtype == np.uint8 else plane for plane in planes]
+    return np.stack(planes, axis=-1)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask file as displayed (its orientation applied, like its image's) as raw ``(H, W)`` values or
-    ``(H, W, 3)`` colours (before any mapping)."""
-    return label_array(decode(path, as_mask=True), str(path))
+def read_image(source: ImageFile, in_channels: int) -> np.ndarray:
+    """Read an image as displayed, as ``(H, W, in_channels)`` uint8 / float32 (see the module docstring):
+    from a file, a :class:`Page` of a stack, or a tuple of single-channel files stacked in order."""
+    if isinstance(source, tuple):
+        return to_channels(_stacked_channels(source), in_channels, source_name(source))
+    return image_array(decode(source, as_mask=False, channels=in_channels), in_channels, str(source))
+
+
+def read_mask(source: Path | Page) -> np.ndarray:
+    """Read a mask file (or a :class:`Page` of a stack) as displayed (its orientation applied, like its
+    image's) as raw ``(H, W)`` values or ``(H, W, 3)`` colours (before any mapping)."""
+    return label_array(decode(source, as_mask=True), str(source))

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from unet.data.errors import DataError, DataNotFoundError, PairingError
+from unet.data.io import ImageFile, Page, source_files
 from unet.data.pairing import Pairing, hydra_option, make_rule, pair_by_rule, suggest_patterns
 
 MAX_LISTED = 10
@@ -22,19 +23,22 @@ class Pair(NamedTuple):
     """One sample's files: its image (several files, one channel each, from a manifest), its mask and
     optionally its region of interest (nonzero inside)."""
 
-    image: Path | tuple[Path, ...]
-    mask: Path
+    image: ImageFile
+    mask: Path | Page
     roi: Path | None = None
 
     @property
     def name(self) -> str:
         """The sample's name: its (first) image file's stem, what ``val_stems`` and reports use."""
-        return (self.image[0] if isinstance(self.image, tuple) else self.image).stem
+        return source_files(self.image)[0].stem
 
     def files(self) -> list[Path]:
-        """Every file the sample is read from."""
-        images = list(self.image) if isinstance(self.image, tuple) else [self.image]
-        return [*images, self.mask, *([] if self.roi is None else [self.roi])]
+        """Every file the sample is read from (a stack's file for its page)."""
+        return [
+            *source_files(self.image),
+            *source_files(self.mask),
+            *([] if self.roi is None else [self.roi]),
+        ]
 
 
 def resolve(path: str | Path, root: Path) -> Path:

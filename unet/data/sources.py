@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from unet.data.errors import DataError, SizeMismatchError
-from unet.data.io import decode, image_size, read_image, read_mask
+from unet.data.errors import SizeMismatchError
+from unet.data.io import decode, image_size, read_image, read_mask, source_files, source_name
 from unet.data.layout import Pair
 from unet.data.masks import MaskEncoder
 from unet.data.transforms import resize_transform
@@ -112,9 +112,10 @@ class FileSource:
     """Image/mask file pairs (:class:`~unet.data.layout.Pair`), decoded on every access (wrap in
     :func:`cache_source` to decode once).
 
-    Masks in a lossy format are refused unless the encoder allows them (:meth:`MaskEncoder.check_lossless`).
-    A pair's region of interest sets every mask pixel outside it to ``outside_label`` (the ignore index),
-    so the loss, the metrics and the statistics never see them.
+    An image is a file, a page of a stack or a tuple of single-channel files (:data:`unet.data.io.ImageFile`);
+    a mask a file or a page. Masks in a lossy format are refused unless the encoder allows them
+    (:meth:`MaskEncoder.check_lossless`). A pair's region of interest sets every mask pixel outside it to
+    ``outside_label`` (the ignore index), so the loss, the metrics and the statistics never see them.
     """
 
     def __init__(
@@ -130,28 +131,25 @@ class FileSource:
 
     def __getitem__(self, index: int) -> Sample:
         pair = self.pairs[index]
-        if isinstance(pair.image, tuple):
-            raise DataError(
-                f"several image files per sample need data.in_channels support for multi-file samples: "
-                f"{', '.join(str(path) for path in pair.image)}"
-            )
         image = read_image(pair.image, self.in_channels)
         raw = read_mask(pair.mask)
-        self.encoder.check_lossless(raw, pair.mask)
+        self.encoder.check_lossless(raw, source_files(pair.mask)[0])
         mask = self.encoder(raw, str(pair.mask))
-        check_same_size(image, mask, str(pair.image), str(pair.mask))
+        check_same_size(image, mask, source_name(pair.image), str(pair.mask))
         if pair.roi is not None:
             if self.outside_label is None:
                 raise ValueError("a region of interest needs an outside_label")  # the datamodule sets one
-            inside = read_roi(pair.roi, mask.shape[:2], str(pair.image))
+            inside = read_roi(pair.roi, mask.shape[:2], source_name(pair.image))
             mask = np.where(inside, mask, np.asarray(self.outside_label, dtype=mask.dtype))
         return image, mask
 
     def name(self, index: int) -> str:
-        return str(self.pairs[index].files()[0])
+        return source_name(self.pairs[index].image)
 
     def file(self, index: int) -> str | None:
-        return str(self.pairs[index].files()[0])
+        """The image's file (a tuple's first: per-image scores name a sample by it), a page as ``stack.tif/page3``."""
+        image_file = self.pairs[index].image
+        return str(image_file[0] if isinstance(image_file, tuple) else image_file)
 
     def size(self, index: int) -> tuple[int, int]:
         return image_size(self.pairs[index].files()[0])

@@ -27,7 +27,7 @@ class SyntheticDataModule(SegmentationDataModule):
     Args:
         num_train / num_val / num_test: images per split (``num_test=0``: no test split).
         image_size: ``H`` or ``[H, W]``.
-        in_channels: 1 (gray) or 3 (colour backgrounds and shapes).
+        in_channels: 1 (gray), 3 (colour backgrounds and shapes), or any other count (each channel tinted on its own).
         num_shapes: shapes per image, ``n`` or ``[min, max]`` (placed in a ``ceil(sqrt(max))``-square grid).
         noise: standard deviation of the per-pixel Gaussian noise (image range [0, 1]).
         mean / std: normalisation; ``None`` -> 0.5 / 0.18 per channel (measured at the defaults).

@@ -7,6 +7,7 @@ Do not put ``Normalize`` or ``ToTensorV2`` in the configured lists.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,21 @@ from unet.data.errors import DataError
 from unet.utils.normalization import channel_tensor
 from unet.utils.seeding import derive_seed
 
+log = logging.getLogger(__name__)
+
+# Colour transforms and the channel counts they take (albumentations refuses others): for images of
+# other channels (multispectral, several stains) they are skipped, with a line saying so.
+COLOUR_TRANSFORMS: dict[str, tuple[int, ...]] = {
+    "ColorJitter": (1, 3),
+    "HueSaturationValue": (1, 3),
+    "ToGray": (1, 3),
+    "ToSepia": (1, 3),
+    "CLAHE": (1, 3),
+    "Equalize": (1, 3),
+    "RGBShift": (1, 2, 3),
+    "PlanckianJitter": (3,),
+}
+
 
 def as_transform_list(transforms: Any) -> list[Any]:
     """``None``, one transform, or a (Hydra/OmegaConf) list of them -> a plain list."""
@@ -28,6 +44,19 @@ def as_transform_list(transforms: Any) -> list[Any]:
     if isinstance(transforms, A.BasicTransform | A.BaseCompose):
         return [transforms]
     return list(transforms)
+
+
+def for_channels(transforms: list[Any], channels: int, key: str) -> list[Any]:
+    """``transforms`` without the colour transforms that cannot take ``channels``-channel images
+    (:data:`COLOUR_TRANSFORMS`), logging one line naming those skipped and the config ``key``."""
+    kept, skipped = [], []
+    for transform in transforms:
+        takes = COLOUR_TRANSFORMS.get(type(transform).__name__)
+        (skipped if takes is not None and channels not in takes else kept).append(transform)
+    if skipped:
+        names = ", ".join(type(transform).__name__ for transform in skipped)
+        log.info("%s: %s skipped: the images have %d channels (not RGB)", key, names, channels)
+    return kept
 
 
 def resize_transform(size: tuple[int, int]) -> A.Resize:

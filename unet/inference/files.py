@@ -1,4 +1,9 @@
-"""Segment image files: read, predict, and write mask, colour overlay and probabilities."""
+"""Segment image files: read, predict, and write mask, colour overlay and probabilities.
+
+A multi-page TIFF stack (:func:`unet.data.stacks.stack_pages`) is segmented page by page into a
+multi-page TIFF mask and overlay of the same pages in the same order (probabilities: one
+``(pages, K, H, W)`` array).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from unet.data.io import IMAGE_EXTENSIONS, read_image
+from unet.data.errors import ImageReadError
+from unet.data.io import IMAGE_EXTENSIONS, Page, image_size, read_image
 from unet.data.layout import list_files
 from unet.data.pairing import make_rule, pair_by_rule
 from unet.data.sources import read_roi
+from unet.data.stacks import stack_pages
 from unet.inference.predictors import Predictor
 from unet.inference.tiling import segment_tiled
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
@@ -64,17 +72,32 @@ def find_rois(inputs: Sequence[Path], roi_dir: str | Path, pattern: str | None) 
     return dict(pairing.pairs)
 
 
-def output_paths(image: Path, output_dir: Path, save_probabilities: bool) -> dict[str, Path]:
+def output_paths(
+    image: Path, output_dir: Path, save_probabilities: bool, stack: bool = False
+) -> dict[str, Path]:
+    """The files written for ``image``: PNG mask and overlay, or multi-page TIFFs for a ``stack``."""
+    suffix = ".tif" if stack else ".png"
     paths = {
-        "mask": output_dir / f"{image.stem}_mask.png",
-        "overlay": output_dir / f"{image.stem}_overlay.png",
+        "mask": output_dir / f"{image.stem}_mask{suffix}",
+        "overlay": output_dir / f"{image.stem}_overlay{suffix}",
     }
     if save_probabilities:
         paths["probabilities"] = output_dir / f"{image.stem}_probs.npy"
     return paths
 
 
-def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilities: bool) -> None:
+def _is_stack(path: Path, in_channels: int) -> bool:
+    """Whether ``path`` is predicted as a stack; an unreadable or ambiguous file is not (its segmentation
+    reports why, or lists it with skip_errors)."""
+    try:
+        return stack_pages(path, in_channels) > 0
+    except ImageReadError:
+        return False
+
+
+def check_outputs_free(
+    inputs: Sequence[Path], output_dir: Path, save_probabilities: bool, in_channels: int
+) -> None:
     """Refuse before any work if two inputs share a name or an output file already exists."""
     stems = [path.stem for path in inputs]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
@@ -85,7 +108,7 @@ def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilit
     existing = [
         p
         for image in inputs
-        for p in output_paths(image, output_dir, save_probabilities).values()
+        for p in output_paths(image, output_dir, save_probabilities, _is_stack(image, in_channels)).values()
         if p.exists()
     ]
     if existing:
@@ -97,6 +120,8 @@ def check_outputs_free(inputs: Sequence[Path], output_dir: Path, save_probabilit
 def overlay(image: np.ndarray, mask: np.ndarray, ignore_index: int | None, alpha: float = 0.45) -> np.ndarray:
     """The image ``(H, W, C)`` in gray/RGB with the class colours blended over it: ``(H, W, 3)`` uint8.
 
+    Of more than 3 channels the first 3 are shown as RGB; of 2, the first as gray.
+
     Made in bands of rows: its float intermediates would otherwise take 24 bytes per pixel of a large scan.
     """
     result = np.empty((*mask.shape, 3), np.uint8)
@@ -105,7 +130,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, ignore_index: int | None, alpha
         base = image[rows].astype(np.float32)
         if image.dtype != np.uint8:
             base = base * 255.0
-        base = np.repeat(base, 3, axis=2) if base.shape[2] == 1 else base[..., :3]
+        base = base[..., :3] if base.shape[2] >= 3 else np.repeat(base[..., :1], 3, axis=2)
         band = mask[rows]
         colours = colourize(torch.from_numpy(band), ignore_index).permute(1, 2, 0).numpy().astype(np.float32)
         blended = np.where(band[..., None] > 0, (1 - alpha) * base + alpha * colours, base)
@@ -129,6 +154,20 @@ def probabilities_file(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarra
         yield array
         array.flush()
         del array
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def tiff_pages_file(path: Path) -> Iterator[tifffile.TiffWriter]:
+    """A multi-page TIFF written page by page (``writer.write(page)``), published at ``path`` only when
+    the block completes."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with tifffile.TiffWriter(temporary) as writer:
+            yield writer
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -195,6 +234,11 @@ def segment_file(
     as read and its outputs, no more.
     """
     metadata = predictor.metadata
+    pages = stack_pages(path, metadata["in_channels"])
+    if pages:
+        return segment_stack(
+            predictor, path, pages, output_dir, tile_size, overlap, tta, save_probabilities, batch_size
+        )
     image = read_image(path, metadata["in_channels"])  # (H, W, C)
     paths = output_paths(path, output_dir, save_probabilities)
     shape = (metadata["num_classes"], *image.shape[:2])
@@ -209,6 +253,48 @@ def segment_file(
         save_png(mask, paths["mask"])
         save_png(overlay(image, mask, metadata.get("ignore_index")), paths["overlay"])
     return mask.size
+
+
+def segment_stack(
+    predictor: Predictor,
+    path: Path,
+    pages: int,
+    output_dir: Path,
+    tile_size: int,
+    overlap: float,
+    tta: bool,
+    save_probabilities: bool,
+    batch_size: int,
+) -> int:
+    """Segment the ``pages`` pages of a TIFF stack into a multi-page mask and overlay TIFF (pages in the
+    stack's order) and ``(pages, K, H, W)`` probabilities; returns the pixel count. One page is held at a time."""
+    metadata = predictor.metadata
+    paths = output_paths(path, output_dir, save_probabilities, stack=True)
+    height, width = image_size(Page(path, 0))
+    shape = (pages, metadata["num_classes"], height, width)
+    pixels = 0
+    with (
+        tiff_pages_file(paths["mask"]) as masks,
+        tiff_pages_file(paths["overlay"]) as overlays,
+        probabilities_file(paths["probabilities"], shape)
+        if save_probabilities
+        else nullcontext() as probabilities,
+    ):
+        for index in range(pages):
+            image = read_image(Page(path, index), metadata["in_channels"])
+            if image.shape[:2] != (height, width):
+                raise ImageReadError(
+                    f"image {path} page {index} is {image.shape[1]}x{image.shape[0]} (WxH) but page 0 is "
+                    f"{width}x{height}: the pages of a stack share one size"
+                )
+            page_probabilities = None if probabilities is None else probabilities[index]
+            mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, page_probabilities)
+            masks.write(mask, photometric="minisblack", contiguous=True)
+            overlays.write(
+                overlay(image, mask, metadata.get("ignore_index")), photometric="rgb", contiguous=True
+            )
+            pixels += mask.size
+    return pixels
 
 
 def predict_files(
@@ -234,7 +320,7 @@ def predict_files(
         refuse_probabilities_of_masks(predictor)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    check_outputs_free(inputs, output_dir, save_probabilities)
+    check_outputs_free(inputs, output_dir, save_probabilities, predictor.metadata["in_channels"])
     failed: list[dict[str, str]] = []
     pixels = 0
     start = time.perf_counter()

@@ -14,8 +14,9 @@ The rules, in the order they are decided (the constants below hold the numbers):
 
 - **epochs**: unbounded under a time budget (the time ends the run), else :data:`DEFAULT_EPOCHS`.
 - **normalisation**: the training set's per-channel mean and std, or those pretrained encoder weights expect.
-- **augmentation kind**: ``microscopy`` (flips, 90-degree rotations) for 1-channel images, where no
-  direction is special; ``natural`` (horizontal flips, scale jitter) for RGB.
+- **augmentation kind**: ``natural`` (horizontal flips, scale jitter) for RGB; ``microscopy`` (flips,
+  90-degree rotations) for any other channel count (gray, multispectral, stains), where no direction
+  is special.
 - **width and depth**: the network's first width by device (:data:`WIDTH`); levels until the
   bottleneck would fall under :data:`MIN_BOTTLENECK` pixels, at most :data:`MAX_DEPTH`.
 - **precision and memory layout**: whichever trains fastest here, measured (:mod:`unet.planning.speed`);
@@ -410,12 +411,17 @@ def std(context: PlanContext) -> tuple[list[float], str]:
 
 @rule("augment.kind")
 def augment_kind(context: PlanContext) -> tuple[str, str]:
-    if context.fingerprint.channels == 1:
+    channels = context.fingerprint.channels
+    if channels == 3:
         return (
-            "microscopy",
-            "1-channel images: flips both ways and 90-degree rotations, as no direction is special",
+            "natural",
+            "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter",
         )
-    return "natural", "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter"
+    return (
+        "microscopy",
+        f"{channels}-channel images (gray, multispectral, stains: seen from above): flips both ways and "
+        "90-degree rotations, as no direction is special",
+    )
 
 
 @rule("model.net.base_channels")

@@ -29,14 +29,15 @@ def colourize(mask: torch.Tensor, ignore_index: int | None = None) -> torch.Tens
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """A normalised ``(C, H, W)`` image back to displayable RGB uint8 ``(3, H, W)``.
+    """A normalised ``(C, H, W)`` image back to displayable RGB uint8 ``(3, H, W)``: of more than 3
+    channels the first 3, of 1 or 2 the first as gray.
 
     ``mean`` and ``std`` are in units of the 0..1 intensity range (the albumentations convention).
     """
     image = image.detach().float().cpu()
     image = image * channel_tensor(std) + channel_tensor(mean)
     image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+    return image[:3] if image.shape[0] >= 3 else image[:1].expand(3, -1, -1)
 
 
 def comparison_panel(
