@@ -59,6 +59,11 @@ def key_overrides(cfg: DictConfig, keywords: Mapping[str, Any], config_name: str
     return overrides
 
 
+def keyword_arguments(keywords: Mapping[str, Any]) -> list[str]:
+    """``keywords`` as the ``name=value`` arguments a user would type (their names not yet resolved)."""
+    return [f"{name}={override_value(_plain(value))}" for name, value in keywords.items()]
+
+
 def config_keys(cfg: DictConfig) -> Iterator[str]:
     """Every key of ``cfg`` (nodes and values, ``a``, ``a.b``, ...), Hydra's own included, unresolved."""
 
