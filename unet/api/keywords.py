@@ -5,7 +5,7 @@ A keyword names a config group of the command, or else a key of its composed con
 - a group by its path (``data``, ``**{"model/loss": ...}``) or by the last part of exactly one
   group's path (``loss`` -> ``model/loss``) selects that group's option: ``data="folder"`` ->
   ``data=folder``; ``None`` deselects it (``experiment=null``);
-- a key by its full name (``seed``, ``output_dir``, ``**{"model.optimizer.lr": 1e-3}``) or by the last
+- a key by its full name (``seed``, ``output``, ``**{"model.optimizer.lr": 1e-3}``) or by the last
   part of exactly one key (``root`` -> ``data.root``, ``upsample`` -> ``model.upsample``,
   ``max_time`` -> ``trainer.max_time``) sets it, its value written by
   :func:`unet.utils.config.override_value`. Keys are looked up in the config composed with the

@@ -117,7 +117,7 @@ def train(*, overrides: Sequence[str] = (), **keywords: Any) -> Run:
 
 
 def compare_methods(*, overrides: Sequence[str] = (), **keywords: Any) -> Comparison:
-    """Compare upsampling methods as ``unet-compare`` would: ``methods``, ``seeds``, ``output_dir`` and
+    """Compare upsampling methods as ``unet-compare`` would: ``methods``, ``seeds``, ``output`` and
     compare's other keys for the comparison, every other keyword for each of its training runs."""
     cfg, everything = command_config("compare", keywords, overrides)
 
@@ -126,7 +126,7 @@ def compare_methods(*, overrides: Sequence[str] = (), **keywords: Any) -> Compar
         train_overrides = run_overrides(hydra.task, hydra.hydra)
         files = run_comparison(task, train_overrides, command_line("unet-compare", everything))
         written = {name: path.absolute() for name, path in files.items()}
-        return Comparison(Path(task.output_dir).absolute(), written, tuple(everything))
+        return Comparison(Path(task.output).absolute(), written, tuple(everything))
 
     return run_job(cfg, work)
 

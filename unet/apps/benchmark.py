@@ -139,9 +139,9 @@ MODES: dict[str, Callable[[DictConfig], None]] = {
 @hydra_app("benchmark")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-benchmark``: run the benchmark ``mode`` names."""
+    apply_runtime(cfg.runtime)
     if cfg.mode not in MODES:
         raise ConfigError(f"mode={cfg.mode}: no such benchmark; valid modes: {', '.join(MODES)}")
-    apply_runtime(cfg.runtime)
     MODES[cfg.mode](cfg)
 
 
