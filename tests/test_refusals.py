@@ -111,7 +111,7 @@ def test_the_console_scripts_still_help_show_config_and_refuse_with_2(tmp_path):
         ("plan", ["data=folder"], "data.root"),
         ("evaluate", [], "ckpt_path"),
         ("export", [], "ckpt_path"),
-        ("predict", ["input=in", "output=out"], "model"),
+        ("predict", ["input=in", "output=out"], "ckpt_path"),
         ("predict", ["ckpt_path=${input}", "output=out"], "input"),  # inside an interpolation
     ],
 )
