@@ -311,11 +311,9 @@ def command_tables(entries: list[ConfigFile]) -> list[str]:
         "| command | " + " | ".join(concept for concept, _, _ in CONCEPTS) + " |",
         "|---" * (len(CONCEPTS) + 1) + "|",
     ]
-    for stem, command in commands.items():
+    for command in commands.values():
         keys = _all_keys(command, commands)
-        cells = [
-            _code(key) if key.split(".")[0] in keys else absent for _, key, absent in CONCEPTS
-        ]
+        cells = [_code(key) if key.split(".")[0] in keys else absent for _, key, absent in CONCEPTS]
         out.append(f"| {_link(command.name)} | " + " | ".join(cells) + " |")
     out += ["", "| command | its keys | its config groups |", "|---|---|---|"]
     for command in commands.values():
@@ -370,7 +368,12 @@ def render(configs: Path = CONFIGS) -> str:
         "",
     ]
     out += command_tables(entries)
-    out += ["## Commands", "", "Each command composes its entry config with the group options its `defaults` list names.", ""]
+    out += [
+        "## Commands",
+        "",
+        "Each command composes its entry config with the group options its `defaults` list names.",
+        "",
+    ]
     for parsed in entries:
         out += _file_section(parsed, f"### {parsed.app_name} {{ #{parsed.app_name} }}")
     out += [
