@@ -242,6 +242,110 @@ def _file_section(parsed: ConfigFile, heading: str) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------------------------ command keys
+
+# The top-level groups of configs/, whose keys an entry config may set without owning them.
+GROUPS = {path.name for path in CONFIGS.iterdir() if path.is_dir() and not path.name.startswith("_")}
+# Each concept every command names by the same key (unet.utils.renamed_keys), and what a command
+# without that key does instead.
+CONCEPTS = [
+    ("model file", "ckpt_path", "—"),
+    ("where its result goes", "output", "its run directory (`hydra.run.dir`)"),
+    ("device", "device", "—"),
+    ("threads", "runtime.threads", "—"),
+    ("mode", "mode", "—"),
+]
+
+
+@dataclass
+class CommandKeys:
+    """A command's own top-level keys, the entry configs it builds on, and its config groups."""
+
+    name: str
+    own: list[str]
+    inherits: list[str]
+    groups: list[str]
+
+
+def command_keys(parsed: ConfigFile, entry_names: set[str]) -> CommandKeys:
+    """The keys and groups an entry config's file names (its defaults list and its top-level keys; a
+    key that sets a group's value, such as compare's ``paths.output_dir``, is not one of its own)."""
+    data = yaml.safe_load(parsed.path.read_text()) or {}
+    inherits, groups = [], []
+    for item in data.get("defaults") or []:
+        name = next(iter(item)) if isinstance(item, dict) else str(item)
+        if name == "_self_":
+            continue
+        if not isinstance(item, dict) and name in entry_names:
+            inherits.append(name)
+        else:
+            groups.append(name.split("@")[-1].replace("/", "."))
+    own = [key for key in data if key not in ("defaults", "hydra", "task_name", *GROUPS)]
+    return CommandKeys(parsed.app_name or parsed.path.stem, own, inherits, groups)
+
+
+def _all_keys(command: CommandKeys, by_file: dict[str, CommandKeys]) -> set[str]:
+    """A command's top-level keys and groups, those of the entry configs it builds on included."""
+    keys = {*command.own, *command.groups}
+    for name in command.inherits:
+        keys |= _all_keys(by_file[name], by_file)
+    return keys
+
+
+def _link(app_name: str) -> str:
+    return f"[{app_name}](#{app_name})"
+
+
+def command_tables(entries: list[ConfigFile]) -> list[str]:
+    """Two tables from the entry configs: each concept's key per command, and each command's keys;
+    then the earlier spellings every command answers with the new one (unet.utils.renamed_keys)."""
+    from unet.utils.renamed_keys import RENAMED_KEYS
+
+    by_file = {parsed.path.stem: parsed for parsed in entries}
+    commands = {stem: command_keys(parsed, set(by_file)) for stem, parsed in by_file.items()}
+    out = [
+        "## Every command's keys { #command-keys }",
+        "",
+        "One concept has one key in every command that has it:",
+        "",
+        "| command | " + " | ".join(concept for concept, _, _ in CONCEPTS) + " |",
+        "|---" * (len(CONCEPTS) + 1) + "|",
+    ]
+    for command in commands.values():
+        keys = _all_keys(command, commands)
+        cells = [_code(key) if key.split(".")[0] in keys else absent for _, key, absent in CONCEPTS]
+        out.append(f"| {_link(command.name)} | " + " | ".join(cells) + " |")
+    out += ["", "| command | its keys | its config groups |", "|---|---|---|"]
+    for command in commands.values():
+        built_on = [by_file[name].app_name for name in command.inherits]
+        own = ", ".join(_code(key) for key in command.own)
+        groups = ", ".join(_code(group) for group in command.groups)
+        out.append(
+            f"| {_link(command.name)} | {_and_those_of(built_on, own)} | {_and_those_of(built_on, groups)} |"
+        )
+    out += [
+        "",
+        "A key of an earlier version is refused in one line naming its new spelling (exit code 2):",
+        "",
+        "| commands | earlier | now |",
+        "|---|---|---|",
+    ]
+    for old, renamed in RENAMED_KEYS.items():
+        names = ", ".join(by_file[name].app_name for name in renamed.commands if name in by_file)
+        earlier = f"{old}=true" if renamed.flag else old
+        now = _escape(renamed.new) if renamed.flag else _code(renamed.new)
+        out.append(f"| {names} | {_code(earlier)} | {now} |")
+    return [*out, ""]
+
+
+def _and_those_of(built_on: list[str], listed: str) -> str:
+    """A table cell: ``listed``, after "unet-train's" for a command built on unet-train's config."""
+    inherited = " and ".join(f"{name}'s" for name in built_on)
+    if inherited and listed:
+        return f"{inherited}, and {listed}"
+    return inherited or listed or "—"
+
+
 def render(configs: Path = CONFIGS) -> str:
     """The whole reference page. Headings carry fixed anchors (#unet-train, #data-augment,
     #hydra-launcher-slurm) for the other pages to link to."""
@@ -262,6 +366,9 @@ def render(configs: Path = CONFIGS) -> str:
         "a composed config and `<command> --help` lists its groups and keys. `auto` is planned when a run",
         "starts ([Training and the plan](../training.md#the-plan)); `???` must be given.",
         "",
+    ]
+    out += command_tables(entries)
+    out += [
         "## Commands",
         "",
         "Each command composes its entry config with the group options its `defaults` list names.",

@@ -81,7 +81,7 @@ def test_the_tiny_keywords_compose_the_tiny_run():
 
 
 def test_a_full_key_is_taken_before_a_key_that_ends_in_it():
-    assert command_config("compare", {"output_dir": "cmp"})[1] == ["output_dir=cmp"]
+    assert command_config("benchmark", {"batch_size": 4})[1] == ["batch_size=4"]  # not tiled.batch_size
     assert command_config("train", {"output_dir": "run"})[1] == ["paths.output_dir=run"]
 
 
@@ -223,7 +223,7 @@ def test_compare_reports_every_method(tmp_path):
     comparison = unet.compare_methods(
         methods=["bilinear", "maxunpool"],
         seeds=[0],
-        output_dir=tmp_path / "cmp",
+        output=tmp_path / "cmp",
         costs={"height": 32, "width": 32, "batch_size": 2},
         **{"data.batch_size": 16, "trainer.max_epochs": 1},
         **run_keywords,

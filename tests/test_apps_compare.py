@@ -62,7 +62,7 @@ def sweeps_in_process():
 def comparison(tmp_path_factory) -> Path:
     """Two methods x two seeds on tiny synthetic data, plus a report."""
     output_dir = tmp_path_factory.mktemp("compare")
-    arguments = ["methods=[nearest,maxunpool]", "seeds=[0,1]", f"output_dir={output_dir}", *COMPARE_RUN]
+    arguments = ["methods=[nearest,maxunpool]", "seeds=[0,1]", f"output={output_dir}", *COMPARE_RUN]
     arguments += ["costs.height=32", "costs.width=32", "costs.batch_size=2"]
     run_comparison(*compare_config(arguments), "unet-compare " + " ".join(arguments))
     return output_dir
@@ -133,7 +133,7 @@ def test_the_verdict_comes_from_per_image_scores_with_intervals_and_rank_shares(
         assert image.width > 100
 
 
-def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
+def test_mode_report_rebuilds_and_shows_a_failed_run(comparison):
     for name in ["comparison.csv", "comparison.json", "comparison.md"]:
         (comparison / name).unlink()
     # A run that broke: its metrics are gone and the error it recorded is there instead.
@@ -141,8 +141,8 @@ def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
     (broken / "metrics.json").rename(broken / "metrics.json.bak")
     (broken / "error.json").write_text(json.dumps({"error": "FloatingPointError: train loss became nan"}))
     try:
-        cfg, overrides = compare_config([f"output_dir={comparison}", "report_only=true"])
-        run_comparison(cfg, overrides, "unet-compare report_only=true")
+        cfg, overrides = compare_config([f"output={comparison}", "mode=report"])
+        run_comparison(cfg, overrides, "unet-compare mode=report")
     finally:
         (broken / "metrics.json.bak").rename(broken / "metrics.json")
         (broken / "error.json").unlink()
@@ -153,13 +153,13 @@ def test_report_only_rebuilds_and_shows_a_failed_run(comparison):
     assert "train loss became nan" in (comparison / "comparison.md").read_text()
 
 
-def test_resume_trains_again_only_the_runs_without_a_result_and_keeps_the_failed_one(comparison):
+def test_mode_resume_trains_again_only_the_runs_without_a_result_and_keeps_the_failed_one(comparison):
     broken = comparison / "runs" / "maxunpool" / "seed_0"
     (broken / "metrics.json").unlink()
     (broken / "error.json").write_text(json.dumps({"error": "node lost"}))
     untouched = (comparison / "runs" / "nearest" / "seed_0" / "metrics.json").stat().st_mtime_ns
-    cfg, overrides = compare_config([f"output_dir={comparison}", "resume=true"])
-    run_comparison(cfg, overrides, "unet-compare resume=true")
+    cfg, overrides = compare_config([f"output={comparison}", "mode=resume"])
+    run_comparison(cfg, overrides, "unet-compare mode=resume")
     assert json.loads((broken / "metrics.json").read_text())["global_step"] > 0
     assert not (broken / "error.json").exists()
     kept = comparison / "failed_runs" / "maxunpool" / "seed_0" / "error.json"
@@ -169,21 +169,21 @@ def test_resume_trains_again_only_the_runs_without_a_result_and_keeps_the_failed
     assert all(run["status"] == "ok" for run in report["runs"])
 
 
-def test_resume_and_report_only_are_one_or_the_other(tmp_path):
-    with pytest.raises(ValueError, match="choose one"):
-        run_comparison(
-            *compare_config([f"output_dir={tmp_path}", "report_only=true", "resume=true"]), "unet-compare"
-        )
+def test_an_unknown_mode_lists_the_valid_ones(tmp_path):
+    with pytest.raises(
+        ValueError, match="mode=again: no such mode of unet-compare; valid modes: run, resume, report"
+    ):
+        run_comparison(*compare_config([f"output={tmp_path}", "mode=again"]), "unet-compare")
 
 
 def test_rerunning_into_a_finished_comparison_is_refused(comparison):
-    with pytest.raises(FileExistsError, match="report_only=true"):
-        run_comparison(*compare_config([f"output_dir={comparison}"]), "unet-compare")
+    with pytest.raises(FileExistsError, match="rebuild its report with mode=report"):
+        run_comparison(*compare_config([f"output={comparison}"]), "unet-compare")
 
 
-def test_report_only_needs_a_comparison(tmp_path):
-    with pytest.raises(FileNotFoundError, match="report_only=true needs the output_dir"):
-        run_comparison(*compare_config([f"output_dir={tmp_path}", "report_only=true"]), "unet-compare")
+def test_mode_report_needs_a_comparison(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mode=report needs the output of a comparison"):
+        run_comparison(*compare_config([f"output={tmp_path}", "mode=report"]), "unet-compare")
 
 
 def test_equal_params_gives_every_method_the_same_parameter_count_within_2_percent():
@@ -204,7 +204,7 @@ def test_equal_params_gives_every_method_the_same_parameter_count_within_2_perce
 
 def test_equal_params_sizes_a_variant_with_its_own_overrides():
     net = ["model.net.base_channels=32", "model.net.depth=4", "model.net.norm=batch"]
-    variant = "+variants.resnet18={upsample: nearest, overrides: {model.encoder: resnet18}}"
+    variant = "+variants.resnet18={upsample: nearest, overrides: ['model.encoder=resnet18']}"
     widths = equal_parameter_widths(["nearest", "resnet18"], compose_config("compare", [*net, variant]))
     sizes = {"upsample": "nearest", "in_channels": 1, "num_classes": 4, "base_channels": 32, "depth": 4}
     # The plain U-Net (7 M) is widened to the parameter count of the variant's ResNet-18 U-Net (14 M).
@@ -221,7 +221,7 @@ def test_equal_params_refuses_a_network_it_cannot_size():
 
 def test_cli_unknown_method_is_a_clear_error(tmp_path, monkeypatch, capsys):
     result = run_in_process(
-        "unet-compare", "methods=[nearest,bicubic]", f"output_dir={tmp_path / 'cmp'}",
+        "unet-compare", "methods=[nearest,bicubic]", f"output={tmp_path / 'cmp'}",
         cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 2

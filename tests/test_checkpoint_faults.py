@@ -84,7 +84,7 @@ def run_command(
         "eval": (evaluate_app, [f"ckpt_path={model}"]),
         "train": (train_app, [f"ckpt_path={model}", *TINY_RUN]),
         "export": (export_app, [f"ckpt_path={model}", "format=weights", f"output={tmp_path / 'out.pt'}"]),
-        "predict": (predict_app, [f"model={model}", f"input={image}", f"output={tmp_path / 'masks'}"]),
+        "predict": (predict_app, [f"ckpt_path={model}", f"input={image}", f"output={tmp_path / 'masks'}"]),
     }
     app, extra = arguments[command]
     return run_app(app, *extra, f"hydra.run.dir={tmp_path / command}", monkeypatch=monkeypatch, capsys=capsys)

@@ -113,7 +113,7 @@ def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, mon
         "unet-compare",
         "methods=[nearest,maxunpool]",
         "seeds=[0]",
-        f"output_dir={tmp_path / 'cmp'}",
+        f"output={tmp_path / 'cmp'}",
         "hydra/launcher=slurm",
         "hydra.launcher.partition=gpu",
         "hydra.launcher.timeout_min=30",

@@ -16,8 +16,8 @@ VARIANTS = {"transposed_k3": {"upsample": "transposed", "options": {"kernel_size
 def test_registered_methods_use_the_runs_options_and_variants_their_own():
     specs = method_specs(["nearest", "transposed_k3", "nearest"], VARIANTS)
     assert specs == {
-        "nearest": {"upsample": "nearest", "options": None, "overrides": {}},
-        "transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}, "overrides": {}},
+        "nearest": {"upsample": "nearest", "options": None, "overrides": []},
+        "transposed_k3": {"upsample": "transposed", "options": {"kernel_size": 3}, "overrides": []},
     }
 
 
@@ -27,7 +27,7 @@ def test_the_default_variants_of_compare_yaml_are_valid():
     assert specs["transposed_k4"] == {
         "upsample": "transposed",
         "options": {"kernel_size": 4},
-        "overrides": {},
+        "overrides": [],
     }
 
 
@@ -49,13 +49,19 @@ def test_the_default_variants_of_compare_yaml_are_valid():
         (["k5"], {"k5": {"upsample": "transposed", "overrides": [1]}}, r"variants.k5: expected"),
         (
             ["r34"],
-            {"r34": {"upsample": "bilinear", "overrides": {"model.upsample_options": {}}}},
-            r"variants.r34.overrides sets \['model.upsample_options'\], which the comparison sets",
+            {"r34": {"upsample": "bilinear", "overrides": ["model.upsample_options={}"]}},
+            r"variants.r34.overrides sets \['model.upsample_options=\{\}'\], which the comparison sets",
         ),
         (
             ["r34"],
-            {"r34": {"upsample": "bilinear", "overrides": {"seeds": [1]}}},
+            {"r34": {"upsample": "bilinear", "overrides": ["seeds=[1]"]}},
             r"variants.r34.overrides sets",
+        ),
+        (
+            ["r34"],
+            {"r34": {"upsample": "bilinear", "overrides": {"model.encoder": "resnet34"}}},
+            r"^variants.r34.overrides is now a list of key=value overrides, as typed on the command line: "
+            r"\['model.encoder=resnet34'\]$",
         ),
     ],
 )
@@ -100,12 +106,12 @@ def test_each_variant_trains_in_its_own_sweep_with_its_options_and_decoder_width
 
 def test_a_variant_with_overrides_trains_its_runs_with_them(tmp_path):
     # Another encoder for one name: the runs' own model.encoder gives way to the variant's.
-    variants = {"resnet18": {"upsample": "bilinear", "overrides": {"model.encoder": "resnet18"}}}
+    variants = {"resnet18": {"upsample": "bilinear", "overrides": ["model.encoder=resnet18"]}}
     specs = method_specs(["bilinear", "resnet18"], variants)
     assert specs["resnet18"] == {
         "upsample": "bilinear",
         "options": {},
-        "overrides": {"model.encoder": "resnet18"},
+        "overrides": ["model.encoder=resnet18"],
     }
     plan = {"methods": list(specs), "variants": {"resnet18": specs["resnet18"]}, "seeds": [0],
             "decoder_widths": None, "train_overrides": ["model.encoder=unet", "model.net.depth=2"]}  # fmt: skip
@@ -131,7 +137,7 @@ def test_every_run_of_a_comparison_gets_the_one_training_plan(tmp_path):
 
     write_folder_data(tmp_path / "data")
     arguments = [
-        "methods=[nearest,bilinear]", "seeds=[0]", f"output_dir={tmp_path / 'cmp'}", "data=folder",
+        "methods=[nearest,bilinear]", "seeds=[0]", f"output={tmp_path / 'cmp'}", "data=folder",
         f"data.root={tmp_path / 'data'}", "data.in_channels=1", "data.mask_mapping={0: 0, 255: 1, 100: 255}",
         "data.ignore_index=255", "trainer.accelerator=cpu", "model.net.base_channels=8", "trainer.max_time=60",
         "augment.kind=natural",

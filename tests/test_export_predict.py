@@ -282,11 +282,11 @@ def test_onnx_and_torchscript_predictions_equal_the_checkpoints(checkpoints, ima
 
 
 def test_cli_errors_name_the_problem(tmp_path):
-    result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", "tile=3", cwd=tmp_path)
+    result = run_cli("unet-predict", "ckpt_path=missing.ckpt", "input=x", "output=y", "tile=3", cwd=tmp_path)
     assert result.returncode != 0 and "Could not override 'tile'" in result.stderr
     result = run_cli("unet-predict", "--help", cwd=tmp_path)  # lists the keys
     assert result.returncode == 0 and "tile_size: 512" in result.stdout
     result = run_cli("unet-export", "format=onnx", cwd=tmp_path)
     assert result.returncode == 2 and "ckpt_path" in result.stderr
-    result = run_cli("unet-predict", "model=missing.ckpt", "input=x", "output=y", cwd=tmp_path)
+    result = run_cli("unet-predict", "ckpt_path=missing.ckpt", "input=x", "output=y", cwd=tmp_path)
     assert result.returncode == 2 and "missing.ckpt" in result.stderr

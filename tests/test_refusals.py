@@ -111,8 +111,8 @@ def test_the_console_scripts_still_help_show_config_and_refuse_with_2(tmp_path):
         ("plan", ["data=folder"], "data.root"),
         ("evaluate", [], "ckpt_path"),
         ("export", [], "ckpt_path"),
-        ("predict", ["input=in", "output=out"], "model"),
-        ("predict", ["model=${input}", "output=out"], "input"),  # inside an interpolation
+        ("predict", ["input=in", "output=out"], "ckpt_path"),
+        ("predict", ["ckpt_path=${input}", "output=out"], "input"),  # inside an interpolation
     ],
 )
 def test_a_missing_value_names_its_full_key(app, arguments, key, monkeypatch, capsys, tmp_path):
@@ -127,9 +127,10 @@ def test_a_missing_value_names_its_full_key(app, arguments, key, monkeypatch, ca
 @pytest.mark.parametrize(
     ("app", "arguments", "key"),
     [
-        ("predict", ["model=any.ckpt", "input=in", "output=out", "device=cuda"], "device=cpu"),
+        ("predict", ["ckpt_path=any.ckpt", "input=in", "output=out", "device=cuda"], "device=cpu"),
         ("train", [*TINY_RUN, "trainer.accelerator=gpu"], "trainer.accelerator=cpu"),
         ("evaluate", ["ckpt_path=any.ckpt", "trainer=gpu"], "trainer.accelerator=cpu"),
+        ("evaluate", ["ckpt_path=any.ckpt", "device=cuda"], "device=cpu"),
     ],
 )
 def test_cuda_without_a_gpu_says_so_and_what_to_use(app, arguments, key, monkeypatch, capsys, tmp_path):
@@ -185,7 +186,7 @@ def write_inputs(folder: Path) -> Path:
 def test_predict_skip_errors_goes_on_and_lists_the_failures(tmp_path, monkeypatch, capsys):
     model = save_checkpoint(tmp_path / "model.ckpt", "nearest")
     inputs = write_inputs(tmp_path / "in")
-    common = [f"model={model}", f"input={inputs}", f"hydra.run.dir={tmp_path / 'log'}"]
+    common = [f"ckpt_path={model}", f"input={inputs}", f"hydra.run.dir={tmp_path / 'log'}"]
     code, err, out = run_app(
         "predict",
         *common,

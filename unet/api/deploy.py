@@ -1,4 +1,4 @@
-"""What ``unet-export`` and ``unet-predict`` do with their composed configs (``configs/deploy/``): one
+"""What ``unet-export`` and ``unet-predict`` do with their composed configs (``configs/export.yaml``, ``configs/predict.yaml``): one
 function each, called by those commands and by :class:`unet.api.Model` alike."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from omegaconf import DictConfig
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
 from unet.inference.files import collect_inputs, find_rois
+from unet.profiling.machine import default_device
 
 
 def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
-    """Export ``cfg.ckpt_path`` as ``configs/deploy/export.yaml``'s keys say; returns the file and its sidecar."""
+    """Export ``cfg.ckpt_path`` as ``configs/export.yaml``'s keys say; returns the file and its sidecar."""
     return export_checkpoint(
         cfg.ckpt_path,
         cfg.format,
@@ -28,13 +29,13 @@ def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
 
 
 def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> dict[str, Any]:
-    """Segment ``cfg.input`` into ``cfg.output`` as ``configs/deploy/predict.yaml``'s keys say, with
-    ``predictor`` (already loaded) or ``cfg.model`` loaded; returns :func:`~unet.inference.predict_files`'
+    """Segment ``cfg.input`` into ``cfg.output`` as ``configs/predict.yaml``'s keys say, with
+    ``predictor`` (already loaded) or ``cfg.ckpt_path`` loaded on ``cfg.device``; returns :func:`~unet.inference.predict_files`'
     summary."""
     inputs = collect_inputs(str(cfg.input))
     rois = None if cfg.get("roi") is None else find_rois(inputs, cfg.roi, cfg.get("roi_pattern"))
     return predict_files(
-        predictor or load_predictor(cfg.model, cfg.device, cfg.memory_format),
+        predictor or load_predictor(cfg.ckpt_path, default_device(cfg.device), cfg.memory_format),
         inputs,
         cfg.output,
         tile_size=cfg.tile_size,

@@ -22,21 +22,21 @@ from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from unet.api.keywords import key_overrides, keyword_overrides
-from unet.utils.config import CONFIG_MODULE, compose_config
+from unet.api.keywords import key_overrides, keyword_arguments, keyword_overrides
+from unet.utils.config import compose_config
 from unet.utils.config_checks import check_before_running
 from unet.utils.config_errors import composition_error_line, config_value_line
 from unet.utils.errors import ConfigError
+from unet.utils.renamed_keys import renamed_key_line
+from unet.utils.runtime import apply_runtime
 
 Result = TypeVar("Result")
 
 
-def compose(
-    config_name: str, overrides: Sequence[str] = (), config_module: str = CONFIG_MODULE
-) -> DictConfig:
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The command's config composed from command-line ``overrides``, with its ``hydra`` node."""
     try:
-        return compose_config(config_name, overrides, return_hydra_config=True, config_module=config_module)
+        return compose_config(config_name, overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(composition_error_line(error)) from error
 
@@ -45,17 +45,21 @@ def command_config(
     config_name: str,
     keywords: Mapping[str, Any],
     overrides: Sequence[str] = (),
-    config_module: str = CONFIG_MODULE,
 ) -> tuple[DictConfig, list[str]]:
     """The config the command composes from ``overrides`` and ``keywords`` (as overrides after them, by
-    :mod:`unet.api.keywords`' rule), with its ``hydra`` node; and all those overrides, in order."""
-    cfg = compose(config_name, overrides, config_module)
+    :mod:`unet.api.keywords`' rule), with its ``hydra`` node; and all those overrides, in order.
+
+    A key of an earlier version, as a keyword or an override, is refused naming its new spelling."""
+    renamed = renamed_key_line(config_name, [*overrides, *keyword_arguments(keywords)])
+    if renamed:
+        raise ConfigError(renamed)
+    cfg = compose(config_name, overrides)
     selections, others = keyword_overrides(cfg, keywords)
     if selections:
-        cfg = compose(config_name, [*overrides, *selections], config_module)
+        cfg = compose(config_name, [*overrides, *selections])
     settings = key_overrides(cfg, others, config_name)
     everything = [*overrides, *selections, *settings]
-    return (compose(config_name, everything, config_module) if settings else cfg), everything
+    return (compose(config_name, everything) if settings else cfg), everything
 
 
 def task_config(cfg: DictConfig) -> DictConfig:
@@ -90,10 +94,11 @@ def hydra_job(cfg: DictConfig) -> Iterator[DictConfig]:
 
 def run_job(cfg: DictConfig, function: Callable[[DictConfig], Result]) -> Result:
     """``function`` of the task config of ``cfg``, run as its command runs it (see :func:`hydra_job`),
-    after the checks every command makes; the user's mistakes raised as the commands report them."""
+    after the checks every command makes and its ``runtime`` settings (threads); the user's mistakes raised as the commands report them."""
     with hydra_job(cfg) as task:
         try:
             check_before_running(task)
+            apply_runtime(task.get("runtime"))
             return function(task)
         except Exception as error:
             cause = _built_from(error)

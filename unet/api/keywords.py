@@ -5,7 +5,7 @@ A keyword names a config group of the command, or else a key of its composed con
 - a group by its path (``data``, ``**{"model/loss": ...}``) or by the last part of exactly one
   group's path (``loss`` -> ``model/loss``) selects that group's option: ``data="folder"`` ->
   ``data=folder``; ``None`` deselects it (``experiment=null``);
-- a key by its full name (``seed``, ``output_dir``, ``**{"model.optimizer.lr": 1e-3}``) or by the last
+- a key by its full name (``seed``, ``output``, ``**{"model.optimizer.lr": 1e-3}``) or by the last
   part of exactly one key (``root`` -> ``data.root``, ``upsample`` -> ``model.upsample``,
   ``max_time`` -> ``trainer.max_time``) sets it, its value written by
   :func:`unet.utils.config.override_value`. Keys are looked up in the config composed with the
@@ -57,6 +57,11 @@ def key_overrides(cfg: DictConfig, keywords: Mapping[str, Any], config_name: str
             raise ConfigError(_unknown(name, keys, list(cfg.hydra.runtime.choices), config_name))
         overrides.append(f"{key}={override_value(_plain(value))}")
     return overrides
+
+
+def keyword_arguments(keywords: Mapping[str, Any]) -> list[str]:
+    """``keywords`` as the ``name=value`` arguments a user would type (their names not yet resolved)."""
+    return [f"{name}={override_value(_plain(value))}" for name, value in keywords.items()]
 
 
 def config_keys(cfg: DictConfig) -> Iterator[str]:

@@ -22,18 +22,20 @@ from unet.data.io import image_array, pil_to_array, read_image
 from unet.export.exporters import DEFAULT_SUFFIXES
 from unet.inference import Predictor, load_predictor
 from unet.inference.files import refuse_probabilities_of_masks, segment_image
-from unet.utils.config import DEPLOY_CONFIG_MODULE
+from unet.profiling.machine import default_device
 from unet.utils.errors import ConfigError, InputFileError
 
 # What an image given to Model.predict may be.
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
 # predict_files' keys that the Model fixes: the file it was loaded from, and how (unet.load's arguments).
-LOADED_KEYS = ("model", "device", "memory_format")
+LOADED_KEYS = ("ckpt_path", "device", "memory_format")
 
 
-def load(path: str | os.PathLike, device: str = "cpu", memory_format: str = "auto") -> Model:
-    """The model in ``path`` (``.ckpt``, ``.onnx``, ``.pt2``, ``.pt``) on ``device`` (``cpu``, ``cuda``);
-    ``memory_format`` as ``unet-predict``'s (networks rebuilt from weights: ``auto`` times both layouts)."""
+def load(path: str | os.PathLike, device: str = "auto", memory_format: str = "auto") -> Model:
+    """The model in ``path`` (``.ckpt``, ``.onnx``, ``.pt2``, ``.pt``) on ``device`` (``auto``: ``cuda`` when
+    present, else ``cpu``), and ``memory_format``, as ``unet-predict``'s keys (networks rebuilt from weights:
+    ``auto`` times both layouts)."""
+    device = default_device(device)
     return Model(load_predictor(path, device, memory_format), Path(path), device, memory_format)
 
 
@@ -116,9 +118,9 @@ class Model:
         fixed = sorted(set(keywords) & set(LOADED_KEYS))
         if fixed:
             raise ConfigError(f"{', '.join(fixed)}: chosen when the model was loaded: unet.load(path, ...)")
-        loaded = {"model": self.path, "device": self.device, "memory_format": self.memory_format}
+        loaded = {"ckpt_path": self.path, "device": self.device, "memory_format": self.memory_format}
         settings = {**loaded, "input": inputs, "output": output, **keywords}
-        cfg, _ = command_config("predict", settings, (), DEPLOY_CONFIG_MODULE)
+        cfg, _ = command_config("predict", settings)
         return run_job(cfg, lambda task: predict_from_config(task, self.predictor))
 
     def export(
@@ -137,7 +139,7 @@ class Model:
             settings.update(output=path, format=format or export_format(path))
         elif format is not None:
             settings["format"] = format
-        cfg, _ = command_config("export", {**settings, **keywords}, (), DEPLOY_CONFIG_MODULE)
+        cfg, _ = command_config("export", {**settings, **keywords})
         written, _ = run_job(cfg, export_from_config)
         return written
 

@@ -23,13 +23,10 @@ from unet.compare import run_comparison, run_overrides
 from unet.planning import Plan, check_data_from_config, plan_config
 from unet.training.evaluate import evaluate as evaluate_checkpoint
 from unet.training.run import train as train_run
-from unet.utils.errors import ConfigError
 from unet.utils.files import read_json
 
 # The score a Run shows in its repr (the one unet-train returns to sweepers).
 SCORE = "val/miou"
-# unet-train's keys that make it do another command's work, and the function that does it here.
-OTHER_WORK = {"check_data_only": "unet.check_data(...)", "plan_only": "unet.plan(...)"}
 
 
 def command_line(command: str, overrides: Sequence[str]) -> str:
@@ -113,9 +110,6 @@ def train(*, overrides: Sequence[str] = (), **keywords: Any) -> Run:
     cfg, everything = command_config("train", keywords, overrides)
 
     def work(task: DictConfig) -> Run:
-        for key, instead in OTHER_WORK.items():
-            if task.get(key):
-                raise ConfigError(f"{key}=true: in Python, {instead} does that; unet.train trains")
         metrics = train_run(task)
         return Run(Path(task.paths.output_dir), metrics, tuple(everything))
 
@@ -123,7 +117,7 @@ def train(*, overrides: Sequence[str] = (), **keywords: Any) -> Run:
 
 
 def compare_methods(*, overrides: Sequence[str] = (), **keywords: Any) -> Comparison:
-    """Compare upsampling methods as ``unet-compare`` would: ``methods``, ``seeds``, ``output_dir`` and
+    """Compare upsampling methods as ``unet-compare`` would: ``methods``, ``seeds``, ``output`` and
     compare's other keys for the comparison, every other keyword for each of its training runs."""
     cfg, everything = command_config("compare", keywords, overrides)
 
@@ -132,7 +126,7 @@ def compare_methods(*, overrides: Sequence[str] = (), **keywords: Any) -> Compar
         train_overrides = run_overrides(hydra.task, hydra.hydra)
         files = run_comparison(task, train_overrides, command_line("unet-compare", everything))
         written = {name: path.absolute() for name, path in files.items()}
-        return Comparison(Path(task.output_dir).absolute(), written, tuple(everything))
+        return Comparison(Path(task.output).absolute(), written, tuple(everything))
 
     return run_job(cfg, work)
 

@@ -4,9 +4,7 @@ Every command is a Hydra app with its own config file: ``key=value`` overrides, 
 ``--help`` (the config's keys), ``--cfg job`` (the composed config). See docs/architecture.md.
 """
 
-from unet.utils.config import CONFIG_MODULE, DEPLOY_CONFIG_MODULE
+from unet.utils.config import CONFIG_MODULE
 
 # Configs ship inside the package (see pyproject.toml), so installed entry points find them.
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
-# Commands on a trained model file, whose `model=<file>` key must not select the `model` group.
-DEPLOY_CONFIG_PATH = f"pkg://{DEPLOY_CONFIG_MODULE}"

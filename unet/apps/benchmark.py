@@ -12,14 +12,12 @@ This app builds each benchmark's inputs from the config, prints its tables and w
 from __future__ import annotations
 
 import dataclasses
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
 from unet.benchmarks import (
     BenchmarkSettings,
@@ -50,13 +48,6 @@ SETTINGS_KEYS = [
     for f in dataclasses.fields(BenchmarkSettings)
     if f.name not in ("reuse_freed_memory", "net_options")
 ]
-# Flags of earlier versions, each now a mode: the user who types one is told its new spelling.
-RENAMED_FLAGS = {
-    "predict": "tiled",
-    "time_to_quality": "time_to_quality",
-    "levers": "levers",
-    "scaling": "scaling",
-}
 
 
 def benchmark_settings(cfg: DictConfig) -> BenchmarkSettings:
@@ -81,8 +72,8 @@ def show(cfg: DictConfig, text: str, report: dict[str, Any]) -> None:
     """Print the tables (rich on a terminal, plain text in a pipe or log) and write the JSON report."""
     with terminal_tables():
         print(text)
-    if cfg.json:
-        print(f"written to {write_json(cfg.json, report)}")
+    if cfg.output:
+        print(f"written to {write_json(cfg.output, report)}")
 
 
 def speed(cfg: DictConfig) -> None:
@@ -146,37 +137,12 @@ MODES: dict[str, Callable[[DictConfig], None]] = {
 
 
 @hydra_app("benchmark")
-def benchmark(cfg: DictConfig) -> None:
-    """Run the benchmark ``mode`` names."""
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``unet-benchmark``: run the benchmark ``mode`` names."""
+    apply_runtime(cfg.runtime)
     if cfg.mode not in MODES:
         raise ConfigError(f"mode={cfg.mode}: no such benchmark; valid modes: {', '.join(MODES)}")
-    apply_runtime(cfg.runtime)
     MODES[cfg.mode](cfg)
-
-
-def renamed_flag_line(arguments: Sequence[str]) -> str | None:
-    """The line telling a user who typed an earlier version's flag (``predict=true``) its new spelling."""
-    for argument in arguments:
-        key, _, value = argument.lstrip("+~").partition("=")
-        if argument.startswith("-") or key not in RENAMED_FLAGS:
-            continue
-        mode = RENAMED_FLAGS[key]
-        if value.strip().lower() == "true":
-            return f"{key}=true is now mode={mode}"
-        return (
-            f"{argument} is no longer a key: {key}=true is now mode={mode}; valid modes: {', '.join(MODES)}"
-        )
-    return None
-
-
-def main(cfg: DictConfig | None = None) -> Any:
-    """The ``unet-benchmark`` command: an earlier version's flag is refused by its new name before
-    Hydra would call it an unknown key (or, as ``+key=``, add it and ignore it)."""
-    if cfg is None:
-        renamed = renamed_flag_line(sys.argv[1:])
-        if renamed:
-            report_and_exit(renamed)
-    return benchmark(cfg)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
 from unet.planning import check_data_from_config
+from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
 
 
 @hydra_app("check_data")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-check-data``."""
+    apply_runtime(cfg.runtime)
     with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
         check_data_from_config(cfg)
 

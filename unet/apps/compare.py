@@ -19,7 +19,7 @@ from unet.utils.runtime import apply_runtime
 
 @hydra_app("compare")
 def main(cfg: DictConfig) -> None:
-    """Run and report the comparison (or only rebuild its report with ``report_only=true``)."""
+    """Run and report the comparison (``mode=resume`` finishes it, ``mode=report`` only rebuilds its report)."""
     apply_runtime(cfg.runtime)
     overrides = HydraConfig.get().overrides
     command = " ".join(["unet-compare", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """``unet-export ckpt_path=... format=onnx|pt2|torchscript|weights [output=...]``: ship a trained model.
 
-Keys: ``configs/deploy/export.yaml``; see :func:`unet.api.deploy.export_from_config`
+Keys: ``configs/export.yaml``; see :func:`unet.api.deploy.export_from_config`
 (:func:`unet.export.export_checkpoint`).
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.api.deploy import export_from_config
-from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.hydra_app import hydra_app
+from unet.utils.runtime import apply_runtime
 
 
-@hydra_app("export", DEPLOY_CONFIG_PATH)
+@hydra_app("export")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-export``."""
+    apply_runtime(cfg.runtime)
     path, sidecar = export_from_config(cfg)
     print(f"wrote {path} and {sidecar}")
 

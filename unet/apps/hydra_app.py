@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from unet.apps.errors import report_and_exit, report_bug_and_exit, user_errors_e
 from unet.training.run import check_run_directory
 from unet.utils.config_checks import check_before_running
 from unet.utils.config_errors import composition_error_line
+from unet.utils.renamed_keys import renamed_key_line
 
 # Config keys that name a device, and the value to use instead when CUDA is missing.
 HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -39,6 +41,7 @@ def hydra_app(
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
     """``hydra.main`` for our commands: config mistakes and user errors are one line and exit code 2.
 
+    A key of an earlier version is answered with its new spelling (:mod:`unet.utils.renamed_keys`).
     ``--help``, ``--cfg job``, ``-m`` sweeps and ``main(cfg)`` (a composed config, as in tests: a bug
     raises as it would from a library call) work as with ``hydra.main``; a successful run exits 0,
     and a bug shows its traceback and a request to report it, with exit code 1.
@@ -63,6 +66,9 @@ def hydra_app(
         def main(cfg: DictConfig | None = None) -> Any:
             if cfg is not None:
                 return hydra_main(cfg)
+            renamed = renamed_key_line(config_name, sys.argv[1:])
+            if renamed:  # before Hydra calls it unknown (or, added with +, keeps and ignores it)
+                report_and_exit(renamed)
             # Hydra prints its own errors and exits 1 unless this is set; then they reach us.
             previous = os.environ.get(HYDRA_FULL_ERROR)
             os.environ[HYDRA_FULL_ERROR] = "1"

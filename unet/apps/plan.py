@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
 from unet.planning import format_plan, plan_config
+from unet.utils.runtime import apply_runtime
 
 
 def print_plan(cfg: DictConfig) -> None:
@@ -17,6 +18,7 @@ def print_plan(cfg: DictConfig) -> None:
 @hydra_app("plan")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-plan``."""
+    apply_runtime(cfg.runtime)
     print_plan(cfg)
 
 

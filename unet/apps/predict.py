@@ -1,6 +1,6 @@
-"""``unet-predict model=<.ckpt|.onnx|.pt> input=<image, folder or glob> output=<dir>``: segment new images.
+"""``unet-predict ckpt_path=<.ckpt|.onnx|.pt> input=<image, folder or glob> output=<dir>``: segment new images.
 
-Keys: ``configs/deploy/predict.yaml``; see :func:`unet.api.deploy.predict_from_config`
+Keys: ``configs/predict.yaml``; see :func:`unet.api.deploy.predict_from_config`
 (:func:`unet.inference.predict_files`).
 """
 
@@ -11,14 +11,15 @@ import sys
 from omegaconf import DictConfig
 
 from unet.api.deploy import predict_from_config
-from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
+from unet.utils.runtime import apply_runtime
 
 
-@hydra_app("predict", DEPLOY_CONFIG_PATH)
+@hydra_app("predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
+    apply_runtime(cfg.runtime)
     summary = predict_from_config(cfg)
     print(
         f"segmented {summary['images']} image(s) in {summary['seconds']:.1f} s "

@@ -9,8 +9,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.apps.plan import print_plan
-from unet.planning import check_data_from_config
 from unet.training.run import train, train_or_record_failure
 from unet.utils.runtime import apply_runtime
 
@@ -22,12 +20,6 @@ SIGTERM_EXIT_CODE = 143
 def main(cfg: DictConfig) -> float:
     """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
     apply_runtime(cfg.runtime)
-    if cfg.check_data_only:
-        check_data_from_config(cfg)
-        return math.nan
-    if cfg.plan_only:
-        print_plan(cfg)
-        return math.nan
     try:
         metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)
     except SIGTERMException:

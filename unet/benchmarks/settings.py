@@ -40,7 +40,7 @@ class BenchmarkSettings:
     rounds: int = 5  # timed training steps per model, taken in turn (median of the rounds)
     warmup: int = 2
     repeats: int = 10  # timed inference calls
-    device: str | None = None  # cpu or cuda; None: cuda when present
+    device: str | None = None  # cpu or cuda; None or auto: cuda when present
     compile: bool = False  # the levers also time torch.compile (slow to build)
     scaling_sizes: tuple[int, ...] = SCALING_SIZES  # image sides the scaling measures
     scaling_bf16: bool = False  # the scaling's training steps under bf16 autocast

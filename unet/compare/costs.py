@@ -17,12 +17,12 @@ COSTS_FILE = "costs.json"
 
 
 def method_costs(
-    checkpoints: Mapping[str, Path], settings: Mapping[str, Any], cache: Path
+    checkpoints: Mapping[str, Path], settings: Mapping[str, Any], device: str, cache: Path
 ) -> dict[str, dict[str, float]]:
-    """Parameters, GFLOPs, throughput, latency and memory of each method's network, kept in ``cache``.
+    """Parameters, GFLOPs, throughput, latency and memory of each method's network on ``device``, kept
+    in ``cache``.
 
-    ``settings`` holds the input (``height``, ``width``, ``batch_size``) and ``device`` (compare's
-    ``costs`` keys). The methods not yet in ``cache`` are measured together, their training steps
+    ``settings`` holds the input (``height``, ``width``, ``batch_size``: compare's ``costs`` keys). The methods not yet in ``cache`` are measured together, their training steps
     timed in turn (drift-corrected, see :func:`unet.profiling.measure_costs`), and added to it, so
     rebuilding a report does not re-measure.
     """
@@ -40,6 +40,6 @@ def method_costs(
     log.info("measuring the cost of %s", ", ".join(nets))
     in_channels, num_classes = sizes.pop()
     spec = InputSpec(in_channels, num_classes, settings["height"], settings["width"], settings["batch_size"])
-    costs |= measure_costs(nets, spec, device=settings["device"])
+    costs |= measure_costs(nets, spec, device=device)
     write_json(cache, costs)
     return costs

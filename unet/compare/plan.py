@@ -1,6 +1,6 @@
 """What a comparison trains: its methods, seeds and decoder widths, and the ``unet-train -m`` sweep that runs them.
 
-The plan is written to ``compare.json`` before anything trains, so ``report_only=true`` rebuilds the
+The plan is written to ``compare.json`` before anything trains, so ``mode=report`` rebuilds the
 report of exactly those runs later, and the command that made them stays on record.
 """
 
@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from unet.models import UPSAMPLERS
@@ -26,9 +27,8 @@ COMPARE_KEYS = (
     "methods",
     "variants",
     "seeds",
-    "output_dir",
-    "report_only",
-    "resume",
+    "output",
+    "mode",
     "equal_params",
     "sort_by",
     "costs",
@@ -76,11 +76,12 @@ def method_specs(
     A name is a registered upsampling method (trained with the runs' own ``model.upsample_options``:
     ``options`` None, no ``overrides``) or one of ``variants`` (configs/compare.yaml): a registered
     method with its own options (default ``{}``) and, optionally, other settings of its runs
-    (``overrides``, e.g. ``{model.encoder: resnet34}``). ``None`` or empty: every registered method.
+    (``overrides``: unet-train overrides as typed on its command line, e.g. ``[model.encoder=resnet34]``).
+    ``None`` or empty: every registered method.
     """
     variants = variants or {}
     if not methods:
-        return {name: {"upsample": name, "options": None, "overrides": {}} for name in sorted(UPSAMPLERS)}
+        return {name: {"upsample": name, "options": None, "overrides": []} for name in sorted(UPSAMPLERS)}
     shadowing = sorted(name for name in variants if name in UPSAMPLERS)
     if shadowing:
         raise ConfigError(f"variants {shadowing} are named like registered methods; give them other names")
@@ -92,7 +93,7 @@ def method_specs(
         )
     return {
         name: (
-            {"upsample": name, "options": None, "overrides": {}}
+            {"upsample": name, "options": None, "overrides": []}
             if name in UPSAMPLERS
             else _variant_spec(name, variants[name])
         )
@@ -105,23 +106,36 @@ def _variant_spec(name: str, variant: Any) -> dict[str, Any]:
     variant = plain_config(variant) if isinstance(variant, DictConfig) else variant
     expected = (
         f"variants.{name}: expected {{upsample: <a registered method>, options: {{...}}, "
-        f"overrides: {{key: value}}}} (options and overrides optional), got {variant}"
+        f"overrides: [key=value, ...]}} (options and overrides optional), got {variant}"
     )
     if not isinstance(variant, Mapping) or not set(variant) <= {"upsample", "options", "overrides"}:
         raise ConfigError(expected)
     if variant.get("upsample") not in UPSAMPLERS:
         raise ConfigError(expected)
-    options, overrides = variant.get("options") or {}, variant.get("overrides") or {}
-    if not isinstance(options, Mapping) or not isinstance(overrides, Mapping):
+    options, overrides = variant.get("options") or {}, variant.get("overrides") or []
+    if isinstance(overrides, Mapping):  # an earlier version's form, {key: value}
+        example = [f"{key}={override_value(value)}" for key, value in overrides.items()]
+        raise ConfigError(
+            f"variants.{name}.overrides is now a list of key=value overrides, as typed on the command "
+            f"line: {override_value(example)}"
+        )
+    if not isinstance(options, Mapping) or not _is_override_list(overrides):
         raise ConfigError(expected)
     # Keys the variant itself (or the comparison) sets: an override of them would be lost or conflict.
-    reserved = [key for key in overrides if _is_under(key, [*COMPARE_KEYS, *VARIANT_SET_KEYS])]
+    reserved = [o for o in overrides if _is_under(override_key(o), [*COMPARE_KEYS, *VARIANT_SET_KEYS])]
     if reserved:
         raise ConfigError(
             f"variants.{name}.overrides sets {reserved}, which the comparison sets itself; "
             "use the variant's upsample and options keys (seeds for the seed)"
         )
-    return {"upsample": variant["upsample"], "options": dict(options), "overrides": dict(overrides)}
+    return {"upsample": variant["upsample"], "options": dict(options), "overrides": list(overrides)}
+
+
+def _is_override_list(overrides: Any) -> bool:
+    """Whether ``overrides`` is a list of ``key=value`` strings (a ``race.contenders`` entry's form)."""
+    return isinstance(overrides, list | tuple) and all(
+        isinstance(override, str) and "=" in override for override in overrides
+    )
 
 
 def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str, float]:
@@ -136,8 +150,8 @@ def equal_parameter_widths(methods: Sequence[str], cfg: DictConfig) -> dict[str,
     options = {}
     for name, spec in specs.items():
         run = cfg.copy()  # with the variant's overrides, e.g. another encoder or depth
-        for key, value in spec["overrides"].items():
-            OmegaConf.update(run, key, value, force_add=True)
+        for override in OverridesParser.create().parse_overrides(spec["overrides"]):
+            OmegaConf.update(run, override.key_or_group, override.value(), force_add=True)
         net = plain_config(run.model.net)
         if net["_target_"] != SIZED_NETWORK:
             raise ConfigError(
@@ -248,10 +262,12 @@ def sweep_commands(plan: dict[str, Any], runs_dir: Path) -> list[list[str]]:
         width = [f"model.net.decoder_width={widths[name]}"] if name in widths else []
         options = f"{OPTIONS_KEY}={override_value(spec['options'])}"
         # Before the variant's own keys, so its overrides win over the runs' (e.g. model.encoder).
-        overrides = [f"{key}={override_value(value)}" for key, value in spec.get("overrides", {}).items()]
         commands.append(
             sweep(
-                [f"model.upsample={spec['upsample']}", options, *width], name, variant=True, extra=overrides
+                [f"model.upsample={spec['upsample']}", options, *width],
+                name,
+                variant=True,
+                extra=spec.get("overrides") or [],
             )
         )
     return commands

@@ -12,7 +12,7 @@ from unet.compare.plan import sweep_commands
 from unet.utils.files import read_json
 
 log = logging.getLogger(__name__)
-# Where resume=true keeps the directories of the failed runs it trains again (under output_dir).
+# Where mode=resume keeps the directories of the failed runs it trains again (under output).
 FAILED_DIR = "failed_runs"
 
 
@@ -33,7 +33,7 @@ def run_sweep(plan: dict[str, Any], runs_dir: Path) -> int:
 
 
 def rerun_unfinished(plan: dict[str, Any], runs_dir: Path, failed_dir: Path) -> int:
-    """Train again every planned (name, seed) without a result (``resume=true``); returns the first
+    """Train again every planned (name, seed) without a result (``mode=resume``); returns the first
     non-zero exit code of its sweeps.
 
     A failed run's directory is moved to ``failed_dir/<name>/seed_<seed>[.N]`` first, so its log and

@@ -5,8 +5,7 @@ config composed again with the plan's overrides.
 training speed here (cached, :mod:`unet.planning.speed`) and decides; :func:`planned_config` composes
 the config again with the plan's overrides after its own (:meth:`~unet.planning.plan.Plan.overrides`),
 so that everything after it (instantiation, ``config.yaml``, checkpoints) sees ordinary numbers and
-Hydra itself loads the planned augmentation preset. ``unet-plan`` (and ``unet-train plan_only=true``)
-print the same plan without training.
+Hydra itself loads the planned augmentation preset. ``unet-plan`` prints the same plan without training.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Check a data set against the run a config describes, before training: what ``unet-check-data`` and
-``unet-train check_data_only=true`` run.
+"""Check a data set against the run a config describes, before training: what ``unet-check-data`` runs.
 
 The data layer knows nothing of networks; here the configured network's smallest input and the configured
 training augmentation are computed and handed to :func:`unet.data.inspect.check_data`.
@@ -70,9 +69,9 @@ def training_transforms(cfg: DictConfig) -> list[Any] | str:
 
 
 def check_data_from_config(cfg: DictConfig) -> dict[str, Any]:
-    """:func:`~unet.data.inspect.check_data` of a composed config (``unet-check-data``, ``unet-train
-    check_data_only=true``): the data read without augmentation, checked against the configured network's
-    smallest input and the training augmentation. ``auto`` batch and epoch sizes are the plan's to choose
+    """:func:`~unet.data.inspect.check_data` of a composed config (``unet-check-data``): the data read
+    without augmentation, checked against the configured network's smallest input and the training
+    augmentation. ``auto`` batch and epoch sizes are the plan's to choose
     (it fits them to the data), so they are checked as a batch of 1."""
     batch = _plain(cfg, "data.batch_size")
     values = {"batch_size": 1, "epoch_size": batch if isinstance(batch, int) else 1}

@@ -29,8 +29,11 @@ def cpu_model() -> str:
 
 
 def default_device(requested: str | None = None) -> str:
-    """The device a measurement runs on: the one asked for, else ``cuda`` when present, else ``cpu``."""
-    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+    """The device the ``device`` key names: the one asked for; ``auto`` (or ``None``): ``cuda`` when
+    present, else ``cpu``."""
+    if requested and requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def machine_name(device: str) -> str:

@@ -17,8 +17,6 @@ CONFIG_MODULE = "unet.configs"
 # Keys whose values we read ourselves before an object gets them: checked by their reader, not by the
 # type hints of the constructor (``trainer.max_time=300`` is seconds; Lightning's Trainer gets a timedelta).
 VALUE_READERS: dict[str, Callable[[Any], Any]] = {MAX_TIME_KEY: max_time_seconds}
-# Those of the commands on a trained model file, whose `model=<file>` key must not select the `model` group.
-DEPLOY_CONFIG_MODULE = "unet.configs.deploy"
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -113,16 +111,14 @@ def compose_config(
     config_name: str,
     overrides: Sequence[str] = (),
     return_hydra_config: bool = False,
-    config_module: str = CONFIG_MODULE,
 ) -> DictConfig:
-    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app
-    (``config_module``: another package of configs, e.g. ``unet.configs.deploy``).
+    """``configs/<config_name>.yaml`` composed with command-line style ``overrides``, outside a Hydra app.
 
     The config remembers how it was composed (:func:`composition_of`), so it can be composed again.
     """
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module(config_module, version_base="1.3"):
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
     _remember(cfg, Composition(config_name, tuple(overrides)))
     return cfg

@@ -11,7 +11,7 @@ from unet.utils.errors import EnvironmentMismatchError
 from unet.utils.limits import check_num_classes
 
 # Config keys that name a device, and the value to use instead when CUDA is missing.
-DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "cpu"}
+DEVICE_KEYS = {"device": "cpu", "trainer.accelerator": "cpu"}
 
 
 def check_before_running(cfg: DictConfig) -> None:
