@@ -148,7 +148,7 @@ def test_a_data_set_as_distributed_trains_evaluates_and_predicts_in_one_command_
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["split"] == "test"
     predicted = run_in_process(
-        "unet-predict", f"model={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", f"input={root / 'test' / 'images'}",
+        "unet-predict", f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", f"input={root / 'test' / 'images'}",
         f"output={tmp_path / 'out'}", f"roi={root / 'test' / 'mask'}", 'roi_pattern="{stem}_mask"',
         f"hydra.run.dir={tmp_path / 'pr'}", **run,
     )  # fmt: skip

@@ -32,10 +32,11 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
     """Segment ``cfg.input`` into ``cfg.output`` as ``configs/predict.yaml``'s keys say, with
     ``predictor`` (already loaded) or ``cfg.ckpt_path`` loaded on ``cfg.device``; returns :func:`~unet.inference.predict_files`'
     summary."""
+    predictor = predictor or load_predictor(cfg.ckpt_path, default_device(cfg.device), cfg.memory_format)
     inputs = collect_inputs(str(cfg.input))
     rois = None if cfg.get("roi") is None else find_rois(inputs, cfg.roi, cfg.get("roi_pattern"))
     return predict_files(
-        predictor or load_predictor(cfg.ckpt_path, default_device(cfg.device), cfg.memory_format),
+        predictor,
         inputs,
         cfg.output,
         tile_size=cfg.tile_size,
