@@ -5,7 +5,6 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.training.evaluate import evaluate
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
 
@@ -13,6 +12,8 @@ from unet.utils.tables import terminal_tables
 @hydra_app("eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-eval``."""
+    from unet.training.evaluate import evaluate  # loads torch and Lightning: after the config's checks
+
     apply_runtime(cfg.runtime)
     with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
         evaluate(cfg)

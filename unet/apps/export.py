@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from unet.api.deploy import export_from_config
 from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.hydra_app import hydra_app
 
@@ -16,6 +15,8 @@ from unet.apps.hydra_app import hydra_app
 @hydra_app("export", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-export``."""
+    from unet.api.deploy import export_from_config  # loads torch: after the config's checks
+
     path, sidecar = export_from_config(cfg)
     print(f"wrote {path} and {sidecar}")
 

@@ -10,7 +10,6 @@ import sys
 
 from omegaconf import DictConfig
 
-from unet.api.deploy import predict_from_config
 from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
@@ -19,6 +18,8 @@ from unet.apps.hydra_app import hydra_app
 @hydra_app("predict", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
+    from unet.api.deploy import predict_from_config  # loads torch: after the config's checks
+
     summary = predict_from_config(cfg)
     print(
         f"segmented {summary['images']} image(s) in {summary['seconds']:.1f} s "

@@ -1,13 +1,18 @@
 """The checks every command makes on its composed config before it starts, run by the Hydra apps and
-the Python API alike: what would otherwise fail late, or deep inside a library with a less clear message."""
+the Python API alike: what would otherwise fail late, or deep inside a library with a less clear message.
+
+The cheap ones come first and load neither torch nor Lightning, so a command refuses a missing data
+root or a typo at once; torch loads only to ask for CUDA when a key names a CUDA device.
+"""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from unet.utils.config import check_override_types
-from unet.utils.errors import EnvironmentMismatchError
+from unet.utils.errors import EnvironmentMismatchError, InputNotFoundError
 from unet.utils.limits import check_num_classes
 
 # Config keys that name a device, and the value to use instead when CUDA is missing.
@@ -15,9 +20,12 @@ DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "c
 
 
 def check_before_running(cfg: DictConfig) -> None:
-    """Refuse, before any work, an override's value of the wrong type (when Hydra's job records the
-    overrides), a CUDA device this machine lacks, and a class count that is a typo."""
+    """Refuse, before any work, a data root that does not exist, an override's value of the wrong type
+    (when Hydra's job records the overrides), a CUDA device this machine lacks, and a class count that
+    is a typo."""
     from hydra.core.hydra_config import HydraConfig
+
+    check_inputs_exist(cfg)
 
     if HydraConfig.initialized():
         # unresolved: an override's value may itself be an interpolation (x=${y})
@@ -32,13 +40,15 @@ def check_devices(cfg: DictConfig) -> None:
 
     Lightning would raise its MisconfigurationException (a traceback) and torch a RuntimeError deep inside.
     """
-    if torch.cuda.is_available():
-        return
     for key, instead in DEVICE_KEYS.items():
         value = OmegaConf.select(
             cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
         )
         if isinstance(value, str) and (value in ("gpu", "cuda") or value.startswith("cuda:")):
+            import torch
+
+            if torch.cuda.is_available():
+                return
             raise EnvironmentMismatchError(
                 f"{key}={value}: no CUDA device is available on this machine (torch.cuda.is_available() is "
                 f"false); use {key}={instead}"
@@ -54,3 +64,17 @@ def check_config_sizes(cfg: DictConfig) -> None:
         )
         if isinstance(value, int):
             check_num_classes(value, key)
+
+
+def check_inputs_exist(cfg: DictConfig) -> None:
+    """Refuse a data root that does not exist (unless ``data.download`` will fetch it) from the composed
+    config, before the data module, and the libraries it needs, are loaded."""
+    root = OmegaConf.select(
+        cfg, "data.root", default=None, throw_on_missing=False, throw_on_resolution_failure=False
+    )
+    if not isinstance(root, str) or OmegaConf.select(cfg, "data.download", default=False):
+        return
+    if not Path(root).expanduser().exists():
+        raise InputNotFoundError(
+            f"data.root={root}: no such directory; point data.root at the folder of your data"
+        )

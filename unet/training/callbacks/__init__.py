@@ -2,10 +2,11 @@
 (:mod:`~.prediction_images`), the metrics history (:mod:`~.history`), the run summary
 (:mod:`~.run_summary`), the layer summary (:mod:`~.parameter_summary`), per-step seeding
 (:mod:`~.seeding`), weights snapshots every N seconds (:mod:`~.snapshots`), ``last.ckpt`` at every
-epoch end and signal (:mod:`~.preemption`) and no checkpoint of diverged weights
-(:mod:`~.finite_checkpoints`).
+epoch end and signal (:mod:`~.preemption`), no checkpoint of diverged weights
+(:mod:`~.finite_checkpoints`) and early stopping checked after validations only (:mod:`~.early_stopping`).
 """
 
+from unet.training.callbacks.early_stopping import EarlyStoppingAfterValidation
 from unet.training.callbacks.finite_checkpoints import FiniteCheckpoints
 from unet.training.callbacks.history import MetricsHistory
 from unet.training.callbacks.parameter_summary import ParameterSummary
@@ -16,6 +17,7 @@ from unet.training.callbacks.seeding import StepSeeding
 from unet.training.callbacks.snapshots import TimedSnapshots
 
 __all__ = [
+    "EarlyStoppingAfterValidation",
     "FiniteCheckpoints",
     "LastCheckpoint",
     "MetricsHistory",
