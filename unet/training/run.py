@@ -215,10 +215,23 @@ def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         return requeued_checkpoint(output_dir)
     path = output_dir if ckpt_path == "last" else Path(ckpt_path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+        return str(last_checkpoint_in(path, ckpt_path))
     if not path.is_file():
         raise InputNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
     return str(path)
+
+
+def last_checkpoint_in(directory: Path, ckpt_path: str) -> Path:
+    """The ``last.ckpt`` to resume a run directory from: its ``checkpoints/last.ckpt`` (or the file in
+    ``directory``, given the checkpoints folder itself)."""
+    looked_at = directory / "checkpoints" / "last.ckpt"
+    for path in (looked_at, directory / "last.ckpt"):
+        if path.is_file():
+            return path
+    raise InputNotFoundError(
+        f"ckpt_path={ckpt_path}: {looked_at} does not exist: that run never wrote a checkpoint to resume "
+        "from (it stopped before its first epoch ended); start it again without ckpt_path"
+    )
 
 
 def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
