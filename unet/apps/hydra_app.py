@@ -26,7 +26,7 @@ from unet.apps import CONFIG_PATH
 from unet.apps.errors import report_and_exit, report_bug_and_exit, user_errors_exit
 from unet.apps.help import HELP_FLAGS, config_groups_read_once
 from unet.utils.config import override_key
-from unet.utils.config_checks import check_before_running, check_inputs_exist
+from unet.utils.config_checks import check_before_running, check_before_writing
 from unet.utils.config_errors import composition_error_line
 
 # Config keys that name a device, and the value to use instead when CUDA is missing.
@@ -121,14 +121,14 @@ def _from_composition(error: BaseException) -> bool:
     )
 
 
-class CheckInputs(Callback):
-    """Hydra callback of every command (configs/hydra/default.yaml): refuse a missing data root before
-    Hydra writes the run's directory, and before the command loads torch."""
+class CheckBeforeWriting(Callback):
+    """Hydra callback of every command (configs/hydra/default.yaml): refuse a missing data root or a
+    class count that cannot work before Hydra writes the run's directory, and before torch loads."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns a callback's exception into a warning and goes on: exit here instead.
         with user_errors_exit(config):
-            check_inputs_exist(config)
+            check_before_writing(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.on_run_start(config)
@@ -143,7 +143,7 @@ class GuardRunDirectory(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        CheckInputs().on_run_start(config)  # first, whichever order Hydra calls the callbacks in
+        CheckBeforeWriting().on_run_start(config)  # first, whichever order Hydra calls the callbacks in
         from lightning.pytorch.utilities import rank_zero_only
 
         from unet.training.run import check_run_directory

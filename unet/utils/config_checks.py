@@ -13,8 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet.utils.config import check_override_types
 from unet.utils.errors import EnvironmentMismatchError, InputNotFoundError
-from unet.utils.limits import check_num_classes
+from unet.utils.limits import ClassCountMemory, check_classes_fit, check_num_classes
 
+# The smallest training step a config may plan, for the memory a class count needs at least: one crop
+# of this many pixels a side (the planner's smallest crop) unless the config types the batch and crop.
+SMALLEST_SIDE = 16
 # Config keys that name a device, and the value to use instead when CUDA is missing.
 DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "cpu"}
 
@@ -25,14 +28,13 @@ def check_before_running(cfg: DictConfig) -> None:
     is a typo."""
     from hydra.core.hydra_config import HydraConfig
 
-    check_inputs_exist(cfg)
+    check_before_writing(cfg)
 
     if HydraConfig.initialized():
         # unresolved: an override's value may itself be an interpolation (x=${y})
         overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
         check_override_types(cfg, overrides)
     check_devices(cfg)
-    check_config_sizes(cfg)
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -57,13 +59,40 @@ def check_devices(cfg: DictConfig) -> None:
 
 def check_config_sizes(cfg: DictConfig) -> None:
     """Refuse a typo'd class count before the data are read: per-class statistics of the data
-    fingerprint, confusion matrices and the network would take gigabytes first."""
+    fingerprint, confusion matrices and the network would take gigabytes first; and one whose
+    confusion matrices and logits (at the typed batch and crop, else the smallest step) would not
+    fit this machine's memory."""
     for key in ("data.num_classes", "num_classes"):
-        value = OmegaConf.select(
-            cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False
-        )
+        value = _select(cfg, key)
         if isinstance(value, int):
             check_num_classes(value, key)
+            height, width = _typed_step_size(cfg)
+            batch = _select(cfg, "data.batch_size")
+            batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+            check_classes_fit(ClassCountMemory(value, batch, height, width), key)
+
+
+def _typed_step_size(cfg: DictConfig) -> tuple[int, int]:
+    """A training crop's (height, width) as the config types it (the crop, else the image size), else the
+    smallest the planner chooses."""
+    for key in ("augment.crop", "data.image_size"):
+        value = _select(cfg, key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, value
+        if OmegaConf.is_list(value) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return int(value[0]), int(value[1])
+    return SMALLEST_SIDE, SMALLEST_SIDE
+
+
+def _select(cfg: DictConfig, key: str) -> object:
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+
+
+def check_before_writing(cfg: DictConfig) -> None:
+    """The checks of the config alone, which the commands make before Hydra writes their run directory:
+    a data root that does not exist, and a class count that is a typo or would not fit in memory."""
+    check_inputs_exist(cfg)
+    check_config_sizes(cfg)
 
 
 def check_inputs_exist(cfg: DictConfig) -> None:
