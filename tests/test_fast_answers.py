@@ -1,5 +1,6 @@
-"""Every command answers ``--help``, a config mistake and a missing data root without loading torch or
-Lightning (which take seconds to import): the set of modules loaded is asserted, not a wall time."""
+"""Every command answers ``--help``, a config mistake, a missing data root and a missing model file
+without loading torch or Lightning (which take seconds to import): the set of modules loaded is
+asserted, not a wall time."""
 
 from __future__ import annotations
 
@@ -39,12 +40,18 @@ print(json.dumps(results))
 """
 
 
-def test_help_config_errors_and_a_missing_data_root_load_neither_torch_nor_lightning(tmp_path):
+def test_help_config_errors_and_missing_inputs_load_neither_torch_nor_lightning(tmp_path):
     cases = [(command, ["--help"]) for command in COMMANDS]
     cases += [(command, ["no_such_key=1"]) for command in ONE_PER_CONFIG_PACKAGE]
     cases += [
         (command, ["data=isbi2012", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'run'}"])
         for command in WITH_DATA
+    ]
+    missing, logs = tmp_path / "missing.ckpt", f"hydra.run.dir={tmp_path / 'logs'}"
+    cases += [
+        ("predict", [f"model={missing}", "input=x", "output=y", logs]),
+        ("export", [f"ckpt_path={missing}", "format=onnx", logs]),
+        ("evaluate", [f"ckpt_path={missing}", logs]),
     ]
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT % HEAVY, json.dumps(cases)], capture_output=True, text=True, check=True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
+from unet.utils.config_checks import check_paths_exist
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
 
@@ -12,6 +13,7 @@ from unet.utils.tables import terminal_tables
 @hydra_app("eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-eval``."""
+    check_paths_exist(cfg, "ckpt_path")
     from unet.training.evaluate import evaluate  # loads torch and Lightning: after the config's checks
 
     apply_runtime(cfg.runtime)

@@ -10,11 +10,13 @@ from omegaconf import DictConfig
 
 from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.hydra_app import hydra_app
+from unet.utils.config_checks import check_paths_exist
 
 
 @hydra_app("export", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-export``."""
+    check_paths_exist(cfg, "ckpt_path")
     from unet.api.deploy import export_from_config  # loads torch: after the config's checks
 
     path, sidecar = export_from_config(cfg)

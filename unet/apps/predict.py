@@ -13,11 +13,13 @@ from omegaconf import DictConfig
 from unet.apps import DEPLOY_CONFIG_PATH
 from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
+from unet.utils.config_checks import check_paths_exist
 
 
 @hydra_app("predict", DEPLOY_CONFIG_PATH)
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
+    check_paths_exist(cfg, "model", "input")
     from unet.api.deploy import predict_from_config  # loads torch: after the config's checks
 
     summary = predict_from_config(cfg)

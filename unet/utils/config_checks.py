@@ -72,6 +72,19 @@ def check_config_sizes(cfg: DictConfig) -> None:
             check_classes_fit(ClassCountMemory(value, batch, height, width), key)
 
 
+def check_paths_exist(cfg: DictConfig, *keys: str) -> None:
+    """Refuse a file or folder that ``keys`` name and that does not exist, before a command loads the
+    libraries that would read it (a glob pattern is left to the command that expands it)."""
+    for key in keys:
+        value = _select(cfg, key)
+        if (
+            isinstance(value, str)
+            and not any(c in value for c in "*?[")
+            and not Path(value).expanduser().exists()
+        ):
+            raise InputNotFoundError(f"{key}={value}: no such file or directory")
+
+
 def _typed_step_size(cfg: DictConfig) -> tuple[int, int]:
     """A training crop's (height, width) as the config types it (the crop, else the image size), else the
     smallest the planner chooses."""
