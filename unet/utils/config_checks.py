@@ -23,18 +23,35 @@ DEVICE_KEYS = {"device": "cpu", "costs.device": "cpu", "trainer.accelerator": "c
 
 
 def check_before_running(cfg: DictConfig) -> None:
-    """Refuse, before any work, a data root that does not exist, an override's value of the wrong type
-    (when Hydra's job records the overrides), a CUDA device this machine lacks, and a class count that
-    is a typo."""
+    """Refuse, before any work, what the config alone shows (:func:`check_before_writing`), an override's
+    value of the wrong type (when Hydra's job records the overrides) and a CUDA device this machine lacks."""
     from hydra.core.hydra_config import HydraConfig
 
     check_before_writing(cfg)
-
     if HydraConfig.initialized():
         # unresolved: an override's value may itself be an interpolation (x=${y})
         overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
         check_override_types(cfg, overrides)
     check_devices(cfg)
+
+
+def check_before_writing(cfg: DictConfig) -> None:
+    """The checks of the config alone, which the commands make before Hydra writes their run directory:
+    a data root that does not exist, and a class count that is a typo or would not fit in memory."""
+    check_inputs_exist(cfg)
+    check_config_sizes(cfg)
+
+
+def check_inputs_exist(cfg: DictConfig) -> None:
+    """Refuse a data root that does not exist (unless ``data.download`` will fetch it) from the composed
+    config, before the data module, and the libraries it needs, are loaded."""
+    root = _select(cfg, "data.root")
+    if not isinstance(root, str) or _select(cfg, "data.download"):
+        return
+    if not Path(root).expanduser().exists():
+        raise InputNotFoundError(
+            f"data.root={root}: no such directory; point data.root at the folder of your data"
+        )
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -74,9 +91,10 @@ def check_config_sizes(cfg: DictConfig) -> None:
 
 def check_paths_exist(cfg: DictConfig, *keys: str) -> None:
     """Refuse a file or folder that ``keys`` name and that does not exist, before a command loads the
-    libraries that would read it (a glob pattern is left to the command that expands it)."""
-    for key in keys:
-        value = _select(cfg, key)
+    libraries that would read it (a glob pattern is left to the command that expands it). A key left
+    ``???`` is refused as missing first, whichever key comes first."""
+    values = {key: OmegaConf.select(cfg, key, default=None, throw_on_missing=True) for key in keys}
+    for key, value in values.items():
         if (
             isinstance(value, str)
             and not any(c in value for c in "*?[")
@@ -99,24 +117,3 @@ def _typed_step_size(cfg: DictConfig) -> tuple[int, int]:
 
 def _select(cfg: DictConfig, key: str) -> object:
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
-
-
-def check_before_writing(cfg: DictConfig) -> None:
-    """The checks of the config alone, which the commands make before Hydra writes their run directory:
-    a data root that does not exist, and a class count that is a typo or would not fit in memory."""
-    check_inputs_exist(cfg)
-    check_config_sizes(cfg)
-
-
-def check_inputs_exist(cfg: DictConfig) -> None:
-    """Refuse a data root that does not exist (unless ``data.download`` will fetch it) from the composed
-    config, before the data module, and the libraries it needs, are loaded."""
-    root = OmegaConf.select(
-        cfg, "data.root", default=None, throw_on_missing=False, throw_on_resolution_failure=False
-    )
-    if not isinstance(root, str) or OmegaConf.select(cfg, "data.download", default=False):
-        return
-    if not Path(root).expanduser().exists():
-        raise InputNotFoundError(
-            f"data.root={root}: no such directory; point data.root at the folder of your data"
-        )
