@@ -7,16 +7,25 @@ command (or test, or sweeper plugin) composes them:
   (``unet.models.UPSAMPLERS``), so no config types the list out;
 - ``${network_name:<_target_>,<upsample>}``: what a run is filed under (its method, or for a
   network without one the name of its callable).
+
+Each resolver imports the models (and so torch) only when a config is resolved that uses it: every
+command composes these configs, and ``--help`` or a config error must answer without loading torch.
 """
 
 from omegaconf import OmegaConf
 
-from unet.models import UPSAMPLERS
-from unet.models.networks import network_name
 
-OmegaConf.register_new_resolver("upsamplers", lambda: ", ".join(sorted(UPSAMPLERS)), replace=True)
-OmegaConf.register_new_resolver(
-    "network_name",
-    lambda target, upsample=None: network_name({"_target_": target, "upsample": upsample}),
-    replace=True,
-)
+def _upsamplers() -> str:
+    from unet.models import UPSAMPLERS
+
+    return ", ".join(sorted(UPSAMPLERS))
+
+
+def _network_name(target: str, upsample: str | None = None) -> str:
+    from unet.models.networks import network_name
+
+    return network_name({"_target_": target, "upsample": upsample})
+
+
+OmegaConf.register_new_resolver("upsamplers", _upsamplers, replace=True)
+OmegaConf.register_new_resolver("network_name", _network_name, replace=True)

@@ -64,6 +64,13 @@ TINY_RUN = [
 ]
 
 
+def replacing(overrides: list[str], *replacements: str) -> list[str]:
+    """``overrides`` with ``replacements`` instead of those of the same keys, appended: a command warns
+    about a key given twice."""
+    keys = {replacement.split("=", 1)[0] for replacement in replacements}
+    return [o for o in overrides if o.split("=", 1)[0] not in keys] + list(replacements)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``)."""

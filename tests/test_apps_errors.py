@@ -21,7 +21,7 @@ def raising(error: Exception):
 
 def test_a_bug_inside_a_command_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys, tmp_path):
     # A plain ValueError from the library function the command calls: our bug, not the user's input.
-    monkeypatch.setattr("unet.apps.plan.plan_config", raising(ValueError("an invariant of ours broke")))
+    monkeypatch.setattr("unet.planning.plan_config", raising(ValueError("an invariant of ours broke")))
     code, err, _ = run_app("plan", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 1
     assert "Traceback (most recent call last)" in err and "ValueError: an invariant of ours broke" in err
@@ -30,7 +30,7 @@ def test_a_bug_inside_a_command_keeps_its_traceback_and_asks_for_a_report(monkey
 
 
 def test_a_config_error_from_the_same_place_is_one_line_with_exit_2(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("unet.apps.plan.plan_config", raising(ConfigError("model.x=3: expected at most 2")))
+    monkeypatch.setattr("unet.planning.plan_config", raising(ConfigError("model.x=3: expected at most 2")))
     code, err, _ = run_app("plan", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 2
     assert error_line(err) == "error: model.x=3: expected at most 2"
@@ -42,7 +42,7 @@ def test_a_bug_through_hydras_instantiate_is_still_a_bug(monkeypatch, capsys, tm
 
     wrapped = InstantiationException("Error in call to target 'unet.x.Y':\nKeyError('z')")
     wrapped.__cause__ = KeyError("z")
-    monkeypatch.setattr("unet.apps.plan.plan_config", raising(wrapped))
+    monkeypatch.setattr("unet.planning.plan_config", raising(wrapped))
     code, err, _ = run_app("plan", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 1 and "Traceback" in err and err.strip().splitlines()[-1] == BUG_REPORT
 

@@ -107,3 +107,27 @@ def test_a_lower_is_better_metric_picks_the_lowest_mean():
     assert "On the val split (checkerboard" in verdict_text(analysis) and "lower is better" in verdict_text(
         analysis
     )
+
+
+def test_one_seed_and_two_images_cannot_support_a_ranking_and_the_verdict_says_so_first():
+    # nearest beats bilinear on both images by about 0.0075: every bootstrap draw ranks it first and its
+    # CI excludes 0, yet the permutation test over 2 images gives p = 0.5 and 1 seed allows no seed test.
+    values = np.array([[[0.800, 0.810]], [[0.7925, 0.8025]]]) + np.array([[[0.0, 0.0005]], [[0.0, 0.0]]])
+    scores = Scores("miou", "test", ("nearest", "bilinear"), (0,), ("a.png", "b.png"), values)
+    analysis = analyze(scores, reference="bilinear")
+    text = verdict_text(analysis)
+    assert text.startswith("This design cannot support a ranking: 1 seed x 2 scored images")
+    sentences = [sentence for sentence in text.split(". ") if "ranked first" in sentence or "CI" in sentence]
+    versus = analysis.verdict.versus_reference
+    assert versus is not None and not versus.significant and versus.ci_low > 0  # the disagreement
+    for sentence in sentences:  # each share or interval beside what the tests make of it
+        assert NO_DIFFERENCE in sentence, sentence
+    assert (
+        "the CI excludes 0, but the test over images gives p = 0.5 and with 1 seed there is no test over seeds"
+        in text
+    )
+
+
+def test_a_design_at_the_minimum_is_ranked_without_the_warning():
+    analysis = analyze(simulated(np.random.default_rng(5), effects=(0.0, 0.05), seeds=3, images=10))
+    assert not verdict_text(analysis).startswith("This design cannot support")

@@ -17,6 +17,7 @@ from test_checkpoint_faults import damage, with_nan
 import unet
 from unet.export import export_checkpoint
 from unet.models import LoadedModel, load_model
+from unet.models.encoders.torchvision import EncoderWeightsError, read_state_dict
 from unet.models.loading import CHECKPOINT_FORMAT, sidecar_path
 from unet.models.safe_loading import CheckpointError
 from unet.training.checkpoint import module_from_checkpoint
@@ -119,17 +120,31 @@ def test_a_sidecar_naming_an_untrusted_network_is_refused(exports, tmp_path):
     refusal(weights, "'builtins.exec' is outside the packages")
 
 
+class Payload:
+    """What a crafted file holds: unpickling it would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
 def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path):
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {"net.weight": Payload()}, "hyper_parameters": {}}, evil)
-    refusal(evil, "refusing to load .*only arbitrary code could rebuild")
-    assert not marker.exists()
+    torch.save({"state_dict": {"net.weight": Payload(tmp_path / "pwned")}, "hyper_parameters": {}}, evil)
+    message = refusal(evil, "refusing to load .*: it would run code when loaded .*; it was not loaded$")
+    assert "weights_only" not in message and "posix.system" in message  # never PyTorch's advice to load it
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_encoder_weights_that_would_run_code_are_refused_without_the_advice_to_load_them(tmp_path):
+    evil = tmp_path / "resnet18.pth"
+    torch.save({"conv1.weight": Payload(tmp_path / "pwned")}, evil)
+    with pytest.raises(EncoderWeightsError, match="it would run code when loaded") as error:
+        read_state_dict(evil)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_an_onnx_file_is_refused_saying_what_runs_it(tmp_path):

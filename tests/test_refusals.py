@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, replacing, run_cli
 from PIL import Image
 from test_export_predict import save_checkpoint
 from test_reliability import TINY_MODEL
@@ -87,7 +87,11 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_work(
     override, expected, monkeypatch, capsys, tmp_path
 ):
     code, err, _ = run_app(
-        "train", *TINY_RUN, override, f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys
+        "train",
+        *replacing(TINY_RUN, override),
+        f"hydra.run.dir={tmp_path}",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
     )
     assert code == 2
     line = error_line(err)
@@ -128,7 +132,7 @@ def test_a_missing_value_names_its_full_key(app, arguments, key, monkeypatch, ca
     ("app", "arguments", "key"),
     [
         ("predict", ["ckpt_path=any.ckpt", "input=in", "output=out", "device=cuda"], "device=cpu"),
-        ("train", [*TINY_RUN, "trainer.accelerator=gpu"], "trainer.accelerator=cpu"),
+        ("train", replacing(TINY_RUN, "trainer.accelerator=gpu"), "trainer.accelerator=cpu"),
         ("evaluate", ["ckpt_path=any.ckpt", "trainer=gpu"], "trainer.accelerator=cpu"),
         ("evaluate", ["ckpt_path=any.ckpt", "device=cuda"], "device=cpu"),
     ],

@@ -7,59 +7,47 @@ and memory grow with the image; ``mode=tiled``: tiled inference of a large image
 
 All arguments are Hydra overrides of ``configs/benchmark.yaml``, e.g. ``unet-benchmark mode=levers peers=true``.
 This app builds each benchmark's inputs from the config, prints its tables and writes its JSON report.
+Each mode imports the benchmarks (and torch) when it runs, so ``--help`` and a config mistake answer
+without them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unet.apps.hydra_app import hydra_app
-from unet.benchmarks import (
-    BenchmarkSettings,
-    RaceSettings,
-    TiledSettings,
-    format_levers,
-    format_race,
-    format_scaling,
-    format_speed,
-    format_tiled,
-    run_levers,
-    run_race,
-    run_scaling,
-    run_speed,
-    run_tiled,
-)
-from unet.benchmarks.settings import QUICK
-from unet.models import UPSAMPLERS
-from unet.profiling.machine import default_device
 from unet.utils.errors import ConfigError
 from unet.utils.files import write_json
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
 
-# The settings configs/benchmark.yaml holds (reuse_freed_memory is the runtime's; quick sets net_options).
-SETTINGS_KEYS = [
-    f.name
-    for f in dataclasses.fields(BenchmarkSettings)
-    if f.name not in ("reuse_freed_memory", "net_options")
-]
+if TYPE_CHECKING:
+    from unet.benchmarks import BenchmarkSettings
+
+# The settings of BenchmarkSettings that configs/benchmark.yaml does not hold (the runtime's, and quick's).
+NOT_SETTINGS_KEYS = ("reuse_freed_memory", "net_options")
 
 
 def benchmark_settings(cfg: DictConfig) -> BenchmarkSettings:
     """The speed, levers and scaling settings of the config."""
+    from unet.benchmarks import BenchmarkSettings
+
+    keys = [f.name for f in dataclasses.fields(BenchmarkSettings) if f.name not in NOT_SETTINGS_KEYS]
     return BenchmarkSettings(
-        **OmegaConf.to_container(OmegaConf.masked_copy(cfg, SETTINGS_KEYS), resolve=True),
+        **OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True),
         reuse_freed_memory=cfg.runtime.reuse_freed_memory,
     )
 
 
 def nets(cfg: DictConfig) -> dict[str, Callable[..., Any]]:
     """A builder of the measured U-Net per upsampling method, called with in_channels and num_classes."""
+    from unet.models import UPSAMPLERS
+
     return {method: instantiate(cfg.net, _partial_=True, upsample=method) for method in sorted(UPSAMPLERS)}
 
 
@@ -78,6 +66,8 @@ def show(cfg: DictConfig, text: str, report: dict[str, Any]) -> None:
 
 def speed(cfg: DictConfig) -> None:
     """``mode=speed``: every method (with ``peers=true`` every peer), one row each."""
+    from unet.benchmarks import format_speed, run_speed
+
     report = run_speed(
         benchmark_settings(cfg), nets(cfg), peers(cfg), instantiate(cfg.train_transforms) or []
     )
@@ -86,6 +76,8 @@ def speed(cfg: DictConfig) -> None:
 
 def levers(cfg: DictConfig) -> None:
     """``mode=levers``: the speed table, then each speed lever on its main model."""
+    from unet.benchmarks import format_levers, run_levers
+
     report = run_levers(
         benchmark_settings(cfg), nets(cfg), peers(cfg), instantiate(cfg.train_transforms) or []
     )
@@ -94,12 +86,18 @@ def levers(cfg: DictConfig) -> None:
 
 def scaling(cfg: DictConfig) -> None:
     """``mode=scaling``: time and peak memory against the image's side, with and without checkpointing."""
+    from unet.benchmarks import format_scaling, run_scaling
+
     report = run_scaling(benchmark_settings(cfg), nets(cfg))
     show(cfg, format_scaling(report), report)
 
 
 def tiled(cfg: DictConfig) -> None:
     """``mode=tiled``: tiled inference of one large image, ours against MONAI's."""
+    from unet.benchmarks import TiledSettings, format_tiled, run_tiled
+    from unet.benchmarks.settings import QUICK
+    from unet.profiling.machine import default_device
+
     settings = TiledSettings(
         **OmegaConf.to_container(cfg.tiled, resolve=True),
         in_channels=cfg.in_channels,
@@ -119,6 +117,9 @@ def tiled(cfg: DictConfig) -> None:
 
 def time_to_quality(cfg: DictConfig) -> None:
     """``mode=time_to_quality``: race the contenders; the figure and JSON go to the run directory."""
+    from unet.benchmarks import RaceSettings, format_race, run_race
+    from unet.profiling.machine import default_device
+
     settings = RaceSettings(**OmegaConf.to_container(cfg.race, resolve=True))
     report = run_race(settings, cfg.paths.output_dir, default_device(cfg.device))
     with terminal_tables():

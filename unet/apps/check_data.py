@@ -6,7 +6,6 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.planning import check_data_from_config
 from unet.utils.runtime import apply_runtime
 from unet.utils.tables import terminal_tables
 
@@ -15,6 +14,8 @@ from unet.utils.tables import terminal_tables
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-check-data``."""
     apply_runtime(cfg.runtime)
+    from unet.planning import check_data_from_config  # loads torch: after the config's checks
+
     with terminal_tables():  # rich tables on a terminal, plain text in a pipe or log
         check_data_from_config(cfg)
 

@@ -13,13 +13,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.compare import run_comparison, run_overrides
 from unet.utils.runtime import apply_runtime
 
 
 @hydra_app("compare")
 def main(cfg: DictConfig) -> None:
     """Run and report the comparison (``mode=resume`` finishes it, ``mode=report`` only rebuilds its report)."""
+    from unet.compare import run_comparison, run_overrides  # loads torch: after the config's checks
+
     apply_runtime(cfg.runtime)
     overrides = HydraConfig.get().overrides
     command = " ".join(["unet-compare", *sys.argv[1:]])

@@ -19,14 +19,14 @@ from typing import Any
 import hydra
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from unet.apps import CONFIG_PATH
 from unet.apps.errors import report_and_exit, report_bug_and_exit, user_errors_exit
-from unet.training.run import check_run_directory
-from unet.utils.config_checks import check_before_running
+from unet.apps.help import HELP_FLAGS, config_groups_read_once
+from unet.utils.config import override_key
+from unet.utils.config_checks import check_before_running, check_before_writing
 from unet.utils.config_errors import composition_error_line
 from unet.utils.renamed_keys import renamed_key_line
 
@@ -69,10 +69,14 @@ def hydra_app(
             renamed = renamed_key_line(config_name, sys.argv[1:])
             if renamed:  # before Hydra calls it unknown (or, added with +, keeps and ignores it)
                 report_and_exit(renamed)
+            warn_repeated_keys(sys.argv[1:])
             # Hydra prints its own errors and exits 1 unless this is set; then they reach us.
             previous = os.environ.get(HYDRA_FULL_ERROR)
             os.environ[HYDRA_FULL_ERROR] = "1"
             try:
+                if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
+                    with config_groups_read_once():
+                        return hydra_main()
                 return hydra_main()
             except Exception as error:
                 if not _from_composition(error):
@@ -91,6 +95,23 @@ def hydra_app(
     return decorator
 
 
+def warn_repeated_keys(arguments: list[str]) -> None:
+    """One line on stderr per key given twice on the command line, naming both values: Hydra keeps the
+    last one silently, which hides a typo in a long command."""
+    seen: dict[str, str] = {}
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        key, value = override_key(argument), argument.partition("=")[2]
+        if key in seen:
+            print(
+                f"warning: {key} is given twice ({key}={seen[key]} and {key}={value}); the last one, "
+                f"{key}={value}, is used",
+                file=sys.stderr,
+            )
+        seen[key] = value
+
+
 def _mark(error: BaseException) -> None:
     try:
         setattr(error, _FROM_COMMAND, True)
@@ -105,6 +126,19 @@ def _from_composition(error: BaseException) -> bool:
     )
 
 
+class CheckBeforeWriting(Callback):
+    """Hydra callback of every command (configs/hydra/default.yaml): refuse a missing data root or a
+    class count that cannot work before Hydra writes the run's directory, and before torch loads."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and goes on: exit here instead.
+        with user_errors_exit(config):
+            check_before_writing(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.on_run_start(config)
+
+
 class GuardRunDirectory(Callback):
     """Hydra callback of ``unet-train``: refuse its run directory before Hydra writes into it.
 
@@ -114,6 +148,11 @@ class GuardRunDirectory(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        CheckBeforeWriting().on_run_start(config)  # first, whichever order Hydra calls the callbacks in
+        from lightning.pytorch.utilities import rank_zero_only
+
+        from unet.training.run import check_run_directory
+
         if rank_zero_only.rank != 0:  # a distributed run's other processes join the first one's directory
             return
         # Hydra turns a callback's exception into a warning and goes on: exit here instead.

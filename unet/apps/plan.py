@@ -5,12 +5,13 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.planning import format_plan, plan_config
 from unet.utils.runtime import apply_runtime
 
 
 def print_plan(cfg: DictConfig) -> None:
     """Plan ``cfg`` (a composed unet-train config) and print the plan."""
+    from unet.planning import format_plan, plan_config  # loads torch: after the config's checks
+
     plan = plan_config(cfg)
     print(format_plan(plan) if plan else "nothing to plan: no key of this config is `auto`")
 

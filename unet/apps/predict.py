@@ -10,16 +10,19 @@ import sys
 
 from omegaconf import DictConfig
 
-from unet.api.deploy import predict_from_config
 from unet.apps.errors import report_and_exit
 from unet.apps.hydra_app import hydra_app
+from unet.utils.config_checks import check_paths_exist
 from unet.utils.runtime import apply_runtime
 
 
 @hydra_app("predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``unet-predict``."""
+    check_paths_exist(cfg, "ckpt_path", "input")
     apply_runtime(cfg.runtime)
+    from unet.api.deploy import predict_from_config  # loads torch: after the config's checks
+
     summary = predict_from_config(cfg)
     print(
         f"segmented {summary['images']} image(s) in {summary['seconds']:.1f} s "

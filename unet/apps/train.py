@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 import sys
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from unet.apps.hydra_app import hydra_app
-from unet.training.run import train, train_or_record_failure
 from unet.utils.runtime import apply_runtime
 
 # What a process ended by SIGTERM conventionally exits with (128 + 15).
@@ -18,7 +16,15 @@ SIGTERM_EXIT_CODE = 143
 
 @hydra_app("train")
 def main(cfg: DictConfig) -> float:
-    """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed)."""
+    """Entry point of ``unet-train``; returns ``val/miou`` for sweepers that optimise it (NaN if it failed).
+
+    torch, Lightning and the training code load here, after the config's checks: ``--help`` and a
+    mistake in the config are answered without them.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from unet.training.run import train, train_or_record_failure
+
     apply_runtime(cfg.runtime)
     try:
         metrics = train_or_record_failure(cfg) if cfg.record_failures else train(cfg)

@@ -319,6 +319,10 @@ def predict_files(
     if save_probabilities:
         refuse_probabilities_of_masks(predictor)
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputExistsError(
+            f"output={output_dir} is a file: the predictions go into a folder; name a new or existing folder"
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities, predictor.metadata["in_channels"])
     failed: list[dict[str, str]] = []

@@ -8,6 +8,7 @@ different weights) nor what kind of file it was given; :func:`inspect_file` does
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,10 @@ _INTACT: dict[tuple[str, int, int, int, int], str] = {}
 class CheckpointError(InputFileError):
     """A model file (checkpoint or export) that is missing, damaged, unsafe to unpickle or not one of
     this framework's."""
+
+
+# How torch's refusal names what the file would call or rebuild: ``GLOBAL posix.system``.
+UNPICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def _looks_like_onnx(head: bytes) -> bool:
@@ -119,12 +124,18 @@ def load_safely(path: str | Path, expected: str = TRAINING_CHECKPOINT) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects that only arbitrary code could rebuild "
-            f"(weights_only=True load failed: {str(error).splitlines()[0]})"
-        ) from None
+        raise CheckpointError(unsafe_file_message(path, error)) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+
+
+def unsafe_file_message(path: str | Path, error: pickle.UnpicklingError) -> str:
+    """The refusal of a file that only running code could unpickle, without PyTorch's advice to load it
+    with ``weights_only=False`` (for a crafted file, the way to run its code): what it names, and that it
+    was not loaded."""
+    named = UNPICKLED_GLOBAL.search(str(error))
+    what = f" (it names {named.group(1)}, which only code could rebuild)" if named else ""
+    return f"refusing to load {path}: it would run code when loaded{what}; it was not loaded"
 
 
 def non_finite_tensor(tensors: Mapping[str, Any]) -> str | None:

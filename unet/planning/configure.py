@@ -28,6 +28,7 @@ from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, make_pla
 from unet.planning.speed import MEMORY_FORMATS, PRECISIONS, StepTiming, machine_name, step_rates
 from unet.utils.budget import max_time_seconds
 from unet.utils.config import compose_again, flatten, plain_config
+from unet.utils.limits import GB, ClassCountMemory, check_classes_fit
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +152,27 @@ def _measured_rates(
             precisions=_options(_select(cfg, "trainer.precision"), PRECISIONS),
             layouts=_options(_select(cfg, "model.memory_format"), MEMORY_FORMATS),
         )  # fmt: skip
+        check_step_fits(datamodule.num_classes, batch, patch)
         measured, cached = step_rates(timing, cache_dir)
         log.info("training speed %s (%s)", "from the cache" if cached else "measured", machine_name(device))
         return measured
 
     return rates
+
+
+# Above this many bytes for the class count, a run says what its classes cost before it times a step.
+LARGE_CLASS_MEMORY = GB
+
+
+def check_step_fits(num_classes: int, batch: int, patch: int) -> None:
+    """Before a step is timed: refuse a class count whose tensors would not fit this machine at the
+    timed batch and patch, and say what a large one costs (timing such a step takes a while)."""
+    estimate = ClassCountMemory(num_classes, batch, patch, patch)
+    check_classes_fit(estimate, "data.num_classes")
+    if estimate.total > LARGE_CLASS_MEMORY:
+        log.warning(
+            "%s classes: a training step needs about %s; timing one", f"{num_classes:,}", estimate.describe()
+        )
 
 
 def planned_config(cfg: DictConfig) -> tuple[DictConfig, Plan | None]:

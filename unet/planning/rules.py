@@ -495,10 +495,14 @@ def crop(context: PlanContext) -> tuple[int, str]:
     fp, device, scale = context.fingerprint, context.device, context.scale
     patch = context.nominal_patch(scale)
     size = min(_round_down(patch / scale, PATCH_MULTIPLE), _round_down(context.min_side, PATCH_MULTIPLE))
-    return size, (
-        f"{size}x{size} data pixels ({round(size * scale)} at the network's resolution): "
-        f"{PATCH[device]} on {device.upper()}, at most the smallest image ({fp.height[0]}x{fp.width[0]})"
-    )
+    smallest = f"{fp.height[0]}x{fp.width[0]}"
+    why = f"{PATCH[device]} on {device.upper()}, at most the smallest image ({smallest})"
+    if size > context.min_side:
+        why = (
+            f"the smallest crop planned (crops are multiples of {PATCH_MULTIPLE}), larger than the smallest "
+            f"image ({smallest}): pad the images to it (data/augment=natural pads them)"
+        )
+    return size, f"{size}x{size} data pixels ({round(size * scale)} at the network's resolution): {why}"
 
 
 @rule("data.batch_size")

@@ -6,7 +6,8 @@ the plan's overrides). The run directory receives ``config.yaml`` (resolved, pla
 ``checkpoints/last.ckpt`` (the latest state: every epoch's end, SIGTERM and Ctrl-C), TensorBoard logs under
 ``tensorboard/<network name>/`` (``logger=mlflow``: ``mlflow.db``, ``mlartifacts/``), ``per_image.csv`` (every val and test image's own scores, from the
 weights ``metrics.json`` scores: :mod:`unet.evaluation.per_image`) and, last, ``metrics.json``. While it runs, ``run.lock`` names the process
-writing the directory (:mod:`unet.utils.locking`): one run directory, one writer.
+writing the directory (:mod:`unet.utils.locking`): one run directory, one writer. A run refused for
+the user's config or data before its first checkpoint removes what it wrote there.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ from unet.training.module import SegmentationModule
 from unet.training.run_config import StoreRunConfig
 from unet.utils.budget import max_time_timedelta
 from unet.utils.config import flatten, plain_config
-from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
-from unet.utils.files import write_json, write_text
+from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError, TrainingDivergedError
+from unet.utils.files import removed_if_refused, write_json, write_text
 from unet.utils.locking import DirectoryLockedError, check_unlocked, lock_directory
 
 log = logging.getLogger(__name__)
@@ -246,10 +247,23 @@ def resolve_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         return requeued_checkpoint(output_dir)
     path = output_dir if ckpt_path == "last" else Path(ckpt_path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+        return str(last_checkpoint_in(path, ckpt_path))
     if not path.is_file():
         raise InputNotFoundError(f"checkpoint to resume from not found: {path} (from ckpt_path={ckpt_path})")
     return str(path)
+
+
+def last_checkpoint_in(directory: Path, ckpt_path: str) -> Path:
+    """The ``last.ckpt`` to resume a run directory from: its ``checkpoints/last.ckpt`` (or the file in
+    ``directory``, given the checkpoints folder itself)."""
+    looked_at = directory / "checkpoints" / "last.ckpt"
+    for path in (looked_at, directory / "last.ckpt"):
+        if path.is_file():
+            return path
+    raise InputNotFoundError(
+        f"ckpt_path={ckpt_path}: {looked_at} does not exist: that run never wrote a checkpoint to resume "
+        "from (it stopped before its first epoch ended); start it again without ckpt_path"
+    )
 
 
 def refuse_to_overwrite(output_dir: Path, resume_from: str | None) -> None:
@@ -308,7 +322,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return _train(cfg, output_dir, ckpt_path)
     with lock_directory(output_dir):
         refuse_to_overwrite(output_dir, ckpt_path)
-        return _train(cfg, output_dir, ckpt_path)
+        # Refused for its config or data before its first checkpoint: what it wrote goes (the log stays).
+        # A run that diverged keeps its logs: they show how.
+        with removed_if_refused(output_dir, kept_once="checkpoints", spared=(TrainingDivergedError,)):
+            return _train(cfg, output_dir, ckpt_path)
 
 
 def write_run_config(output_dir: Path, config: dict[str, Any], plan: Plan | None) -> None:

@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -135,3 +136,28 @@ def read_json(path: str | Path) -> Any:
     """The JSON document at ``path``, or ``None`` when there is no such file."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+@contextmanager
+def removed_if_refused(
+    directory: str | Path, kept_once: str, spared: tuple[type[UserError], ...] = ()
+) -> Iterator[None]:
+    """Remove what the block created in ``directory`` when the user's mistake (a :class:`UserError` other
+    than ``spared``) ends it before ``kept_once`` (e.g. ``checkpoints``) appeared there: a run refused
+    for its config or data leaves no outputs that look like a run's. Only the entries that appeared
+    during the block go; what was there before (the user's files, an earlier run's, the log) stays.
+    """
+    directory = Path(directory)
+    before = set(os.listdir(directory)) if directory.is_dir() else set()
+    try:
+        yield
+    except UserError as error:
+        created = set(os.listdir(directory)) - before if directory.is_dir() else set()
+        if kept_once not in created and not isinstance(error, spared):
+            for name in created:
+                path = directory / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        raise

@@ -25,8 +25,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from unet.utils.errors import ConfigError
 
 # mallopt parameters (malloc.h) and glibc's defaults.
@@ -115,6 +113,8 @@ def apply_runtime(runtime: Mapping[str, Any] | None) -> None:
     runs operators in parallel with each other.
     """
     runtime = runtime or {}
+    import torch  # here, not at the top: a command's --help and config errors answer without torch
+
     torch.set_num_threads(thread_count(runtime.get("threads", AUTO)))
     reuse_freed_memory(bool(runtime.get("reuse_freed_memory", True)))
 

@@ -27,6 +27,11 @@ from unet.compare.statistics.significance import (
 from unet.evaluation.checkerboard import CheckerboardScore
 
 NO_DIFFERENCE = "no significant difference"
+# The smallest design whose ranking the verdict stands behind: with fewer seeds the test over seeds has
+# (almost) no power and the bootstrap cannot see seed-to-seed variation; with fewer images neither the
+# per-image test nor its intervals are worth much. Below either, the verdict says so first.
+MIN_SEEDS = 3
+MIN_IMAGES = 10
 
 
 def higher_is_better(metric: str) -> bool:
@@ -254,30 +259,73 @@ def _interval(low: float, high: float, digits: int, signed: bool = False) -> str
     return f"95 % CI {fmt.format(low)} to {fmt.format(high)}"
 
 
-def verdict_text(analysis: Analysis, digits: int = 3) -> str:
-    """The verdict in plain words, naming the metric, the split, the seeds and the images it rests on."""
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def too_small(analysis: Analysis) -> bool:
+    """Whether the design is below :data:`MIN_SEEDS` seeds or :data:`MIN_IMAGES` scored images."""
+    return analysis.n_seeds < MIN_SEEDS or analysis.n_images < MIN_IMAGES
+
+
+def _pair_outcome(pair: PairStats, analysis: Analysis) -> str:
+    """The test's outcome of ``pair``; where its CI excludes 0 but the tests do not agree, why not."""
+    if pair.significant:
+        return "a significant difference"
+    if pair.ci_low <= 0 <= pair.ci_high:
+        return NO_DIFFERENCE
+    failed = []
+    if not pair.p_holm < analysis.alpha:
+        failed.append(f"the test over images gives p = {pair.p_holm:.2g}")
+    if math.isnan(pair.p_seeds_holm):
+        failed.append(f"with {_count(analysis.n_seeds, 'seed')} there is no test over seeds")
+    elif not pair.p_seeds_holm < analysis.alpha:
+        failed.append(f"the test over seeds gives p = {pair.p_seeds_holm:.2g}")
+    return f"{NO_DIFFERENCE}: the CI excludes 0, but {' and '.join(failed)}"
+
+
+def _ranking_line(analysis: Analysis, digits: int) -> str:
+    """Who is best, with the rank share and the CI beside what the tests say of it."""
     v, a = analysis.verdict, analysis
-    stats = {m.method: m for m in a.methods}
-    best = stats[v.best]
-    lines = [
-        f"On the {a.split} split ({a.metric}, {a.n_seeds} seeds x {a.n_images} images, "
+    best = next(m for m in a.methods if m.method == v.best)
+    share = f"ranked first in {100 * best.rank_share[0]:.0f} % of {a.n_draws} bootstrap draws"
+    mean = f"{best.mean:.{digits}f} ({_interval(best.ci_low, best.ci_high, digits)})"
+    context = (
+        f"On the {a.split} split ({a.metric}, {_count(a.n_seeds, 'seed')} x {_count(a.n_images, 'image')}, "
         f"{'higher' if a.higher_is_better else 'lower'} is better): "
-        f"{v.best} is best with {best.mean:.{digits}f} ({_interval(best.ci_low, best.ci_high, digits)}), "
-        f"ranked first in {100 * best.rank_share[0]:.0f} % of {a.n_draws} bootstrap draws."
-    ]
+    )
     if v.runner_up is None:
-        lines.append("It is the only method compared.")
-    elif v.not_worse:
-        lines.append(f"Not significantly worse than {v.best} ({NO_DIFFERENCE}): {', '.join(v.not_worse)}.")
-    else:
-        lines.append(f"{v.best} is significantly better than every other method.")
+        return f"{context}{v.best} is best with {mean}, {share}. It is the only method compared."
+    if not v.not_worse:
+        return f"{context}{v.best} is best with {mean}, {share}; it is significantly better than every other method."
+    return (
+        f"{context}{v.best} has the highest mean, {mean}, {share}, yet the tests do not rank it above "
+        f"the methods not significantly worse than it ({NO_DIFFERENCE}): {', '.join(v.not_worse)}."
+    )
+
+
+def verdict_text(analysis: Analysis, digits: int = 3) -> str:
+    """The verdict in plain words, naming the metric, the split, the seeds and the images it rests on.
+
+    Below :data:`MIN_SEEDS` seeds or :data:`MIN_IMAGES` images it first says that the design cannot
+    support a ranking; a rank share or a CI is always given beside what the tests make of it.
+    """
+    v, a = analysis.verdict, analysis
+    lines = []
+    if too_small(a) and v.runner_up is not None:
+        lines.append(
+            f"This design cannot support a ranking: {_count(a.n_seeds, 'seed')} x "
+            f"{_count(a.n_images, 'scored image')} is below the minimum of {MIN_SEEDS} seeds and "
+            f"{MIN_IMAGES} scored images; what follows describes these runs only."
+        )
+    lines.append(_ranking_line(a, digits))
     if v.versus_reference is not None:
         pair = v.versus_reference
         lines.append(
             f"{v.best} vs {v.reference}: {pair.difference:+.{digits}f} "
             f"({_interval(pair.ci_low, pair.ci_high, digits, signed=True)}, d_z = {pair.effect_size:.2f}, "
             f"Holm-adjusted p = {pair.p_holm:.2g} over images, {pair.p_seeds_holm:.2g} over seeds): "
-            f"{'a significant difference' if pair.significant else NO_DIFFERENCE}."
+            f"{_pair_outcome(pair, a)}."
         )
     elif v.reference == v.best:
         lines.append(f"The reference {v.reference} is itself the best.")

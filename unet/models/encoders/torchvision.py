@@ -14,6 +14,7 @@ mean and std are adapted alike (their average for 1 channel, repeated cyclically
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ import torchvision
 from torch import nn
 
 from unet.models.encoders.base import Encoder, register_encoder
+from unet.models.safe_loading import unsafe_file_message
 from unet.utils.errors import InputNotFoundError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,6 +128,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise InputNotFoundError(f"encoder weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # a file that would run code: never PyTorch's advice to load it
+        raise EncoderWeightsError(unsafe_file_message(path, error)) from None
     except (
         Exception
     ) as error:  # not a torch.save file, or damaged: struct.error, UnpicklingError, EOFError...

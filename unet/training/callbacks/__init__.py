@@ -3,10 +3,12 @@
 (:mod:`~.run_summary`), the layer summary (:mod:`~.parameter_summary`), per-step seeding
 (:mod:`~.seeding`), weights snapshots every N seconds (:mod:`~.snapshots`), ``last.ckpt`` at every
 epoch end and signal (:mod:`~.preemption`), no checkpoint of diverged weights
-(:mod:`~.finite_checkpoints`) epoch-end checkpoints resumed at the right epoch (:mod:`~.epoch_end_resume`) and the config's optimizer
-and schedule on resuming with changed settings (:mod:`~.resume_changes`).
+(:mod:`~.finite_checkpoints`) epoch-end checkpoints resumed at the right epoch (:mod:`~.epoch_end_resume`), the config's optimizer
+and schedule on resuming with changed settings (:mod:`~.resume_changes`) and early stopping checked after validations
+only (:mod:`~.early_stopping`).
 """
 
+from unet.training.callbacks.early_stopping import EarlyStoppingAfterValidation
 from unet.training.callbacks.epoch_end_resume import EpochEndResume
 from unet.training.callbacks.finite_checkpoints import FiniteCheckpoints
 from unet.training.callbacks.history import MetricsHistory
@@ -20,6 +22,7 @@ from unet.training.callbacks.snapshots import TimedSnapshots
 
 __all__ = [
     "ConfiguredOptimization",
+    "EarlyStoppingAfterValidation",
     "EpochEndResume",
     "FiniteCheckpoints",
     "LastCheckpoint",
