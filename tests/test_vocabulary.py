@@ -218,19 +218,23 @@ def test_a_multirun_job_gets_its_share_of_the_cpus(launcher, sweeper, threads, f
 @pytest.mark.parametrize(
     ("script", "arguments"),
     [
-        ("unet-train", ["data=folder", "data.root=missing"]),
-        ("unet-plan", ["data=folder", "data.root=missing"]),
-        ("unet-check-data", ["data=folder", "data.root=missing"]),
+        ("unet-train", ["data=folder", "data.root=empty"]),
+        ("unet-plan", ["data=folder", "data.root=empty"]),
+        ("unet-check-data", ["data=folder", "data.root=empty"]),
         ("unet-compare", ["methods=[bicubic]", "output=cmp"]),
-        ("unet-eval", ["ckpt_path=missing.ckpt"]),
+        ("unet-eval", ["ckpt_path=not_a_model.ckpt"]),
         ("unet-benchmark", ["mode=none"]),
-        ("unet-export", ["ckpt_path=missing.ckpt"]),
-        ("unet-predict", ["ckpt_path=missing.ckpt", "input=in", "output=out"]),
+        ("unet-export", ["ckpt_path=not_a_model.ckpt"]),
+        ("unet-predict", ["ckpt_path=not_a_model.ckpt", "input=empty", "output=out"]),
     ],
 )
 def test_every_command_runs_on_runtime_threads(
     script, arguments, tmp_path, monkeypatch, capsys, torch_threads
 ):
+    """Each refused on a mistake found only once the work starts (an empty data folder, a file that is
+    no model), after the runtime was applied; mistakes found earlier are refused before torch loads."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "not_a_model.ckpt").write_text("not a model")
     torch.set_num_threads(3)
     result = run_in_process(
         script, *arguments, "runtime.threads=1", f"hydra.run.dir={tmp_path / 'run'}",
