@@ -17,7 +17,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import tifffile
@@ -32,6 +31,7 @@ from unet.serving.polygons import signed_area
 from unet.utils.files import write_json
 
 pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")  # what FastAPI's TestClient runs on
 uvicorn = pytest.importorskip("uvicorn")
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -401,7 +401,12 @@ def test_the_compare_page_shows_every_models_mask_in_a_browser(checkpoints, imag
     assert any(low != high for low, high in extrema), "the screenshot is one flat colour"
 
 
-def test_unet_serve_refuses_a_missing_model_in_one_line(tmp_path, monkeypatch, capsys):
+def test_unet_serve_helps_and_refuses_a_missing_model_in_one_line(tmp_path, monkeypatch, capsys):
+    helped = run_in_process("unet-serve", "--help", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert helped.returncode == 0
+    assert all(
+        key in helped.stdout for key in ("ckpt_path", "host", "port", "max_upload_mb", "max_concurrency")
+    )
     result = run_in_process(
         "unet-serve",
         "ckpt_path=[missing.ckpt,other.onnx]",

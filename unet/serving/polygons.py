@@ -90,6 +90,11 @@ def signed_area(points: Sequence[Point]) -> float:
     return float(np.dot(np.roll(xs, -1), ys) - np.dot(xs, np.roll(ys, -1))) / 2
 
 
+def class_name(class_names: Sequence[str], index: int) -> str:
+    """Class ``index``'s name, or the index as text for a model that names fewer classes."""
+    return class_names[index] if index < len(class_names) else str(index)
+
+
 def class_polygons(mask: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
     """Each class present in ``mask`` ``(H, W)``: its index, name, pixel count and outlines
     (``{"points": [[x, y], ...], "hole": bool}``; fill them with the even-odd rule)."""
@@ -99,6 +104,12 @@ def class_polygons(mask: np.ndarray, class_names: Sequence[str]) -> list[dict[st
         polygons = []
         for loop in chain_loops(boundary_edges(region)):
             polygons.append({"points": [list(point) for point in loop], "hole": signed_area(loop) < 0})
-        name = class_names[index] if index < len(class_names) else str(index)
-        classes.append({"index": index, "name": name, "pixels": int(region.sum()), "polygons": polygons})
+        classes.append(
+            {
+                "index": index,
+                "name": class_name(class_names, index),
+                "pixels": int(region.sum()),
+                "polygons": polygons,
+            }
+        )
     return classes

@@ -18,7 +18,7 @@ from PIL import Image
 from unet.data.io import IMAGE_EXTENSIONS, read_image
 from unet.inference.files import overlay, segment_image
 from unet.serving.models import ServedModel
-from unet.serving.polygons import class_polygons
+from unet.serving.polygons import class_name, class_polygons
 from unet.utils.errors import UserError
 from unet.utils.visualize import colourize
 
@@ -75,11 +75,12 @@ def polygons_answer(model: ServedModel, mask: np.ndarray) -> dict[str, Any]:
 def compare_models(
     models: list[ServedModel], data: bytes, filename: str | None, tiling: TilingSettings
 ) -> dict[str, Any]:
-    """``POST /compare``'s answer: each model's mask and overlay (PNG data URLs) and latency, and where
-    the models disagree (a white-on-black PNG and the fraction of pixels)."""
+    """``POST /compare``'s answer: each model's mask and overlay (PNG data URLs), latency and the classes
+    it found, and where the models disagree (a white-on-black PNG and the fraction of pixels)."""
     results, masks = [], []
     for model in models:
         metadata = model.predictor.metadata
+        names = metadata.get("class_names") or []
         image = read_upload(data, filename, metadata["in_channels"])
         start = time.perf_counter()
         mask = segment_upload(model, image, tiling)
@@ -89,7 +90,7 @@ def compare_models(
             {
                 "name": model.name,
                 "latency_ms": latency_ms,
-                "classes": np.unique(mask).tolist(),
+                "classes": [class_name(names, index) for index in np.unique(mask).tolist()],
                 "mask": png_data_url(coloured),
                 "overlay": png_data_url(overlay(image, mask, metadata.get("ignore_index"))),
             }
