@@ -28,6 +28,7 @@ from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
 from unet.serving import ServedModel, TilingSettings, class_polygons, find_models, load_models
 from unet.serving.polygons import signed_area
+from unet.utils.errors import ConfigError
 from unet.utils.files import write_json
 
 pytest.importorskip("fastapi")
@@ -180,6 +181,11 @@ def test_compare_gives_every_models_mask_latency_and_their_disagreement(
         disagreement = np.asarray(picture) > 0
     np.testing.assert_array_equal(disagreement, masks[0] != masks[1])
     assert answer["disagreement_fraction"] == pytest.approx(disagreement.mean())
+
+
+def test_limits_refuse_a_bound_that_is_not_positive():
+    with pytest.raises(ConfigError, match="max_concurrency=0: expected a positive number"):
+        ServingLimits(max_concurrency=0)
 
 
 def test_models_are_found_in_a_folder_of_exports_and_in_a_comparison(checkpoints, tmp_path):

@@ -52,11 +52,12 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
 def serve_from_config(cfg: DictConfig) -> None:
     """Serve ``cfg.ckpt_path`` (one model file, a list, a folder of exports or a ``unet-compare``
     directory) on ``cfg.host:cfg.port`` as ``configs/deploy/serve.yaml``'s keys say, until interrupted."""
+    # Imported here (before any model is loaded): the HTTP libraries are the serve extra's, which
+    # unet-export and unet-predict do not need.
+    from unet.serving.app import create_app, serve
+
     limits = ServingLimits(cfg.max_upload_mb, cfg.max_concurrency, cfg.queue_timeout_s, cfg.predict_timeout_s)
     spec = OmegaConf.to_object(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else str(cfg.ckpt_path)
     models = load_models(spec, cfg.device, cfg.memory_format)
-    # Imported here: the HTTP libraries are the serve extra's, which unet-export and unet-predict do not need.
-    from unet.serving.app import create_app, serve
-
     app = create_app(models, TilingSettings(cfg.tile_size, cfg.overlap, cfg.tta, cfg.batch_size), limits)
     serve(app, cfg.host, cfg.port, cfg.keep_alive_s)

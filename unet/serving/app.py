@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
@@ -45,7 +45,7 @@ class ServerState:
     models: dict[str, ServedModel]
     tiling: TilingSettings
     slots: PredictionSlots
-    ready: bool = field(default=False)
+    ready: bool = False
 
     def model(self, name: str | None) -> ServedModel:
         if name is None:
