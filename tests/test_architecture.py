@@ -33,8 +33,10 @@ ALLOWED = {
         "compare",
     },
 }
+# Serving runs the models inference loads, found also in a comparison's runs.
+ALLOWED["serving"] = set(ALLOWED["benchmarks"])
 # The Python API sits beside the commands: everything below them (only apps may import it).
-ALLOWED["api"] = ALLOWED["benchmarks"] | {"benchmarks"}
+ALLOWED["api"] = ALLOWED["benchmarks"] | {"benchmarks", "serving"}
 ALLOWED["apps"] = ALLOWED["api"] | {"api"}
 # Third-party frameworks a layer must not use: the models are plain torch, usable without them.
 FORBIDDEN = {"models": {"lightning", "hydra", "omegaconf"}, "utils": {"lightning"}}

@@ -1,17 +1,20 @@
-"""What ``unet-export`` and ``unet-predict`` do with their composed configs (``configs/export.yaml``, ``configs/predict.yaml``): one
-function each, called by those commands and by :class:`unet.api.Model` alike."""
+"""What ``unet-export``, ``unet-predict`` and ``unet-serve`` do with their composed configs
+(``configs/export.yaml``, ``predict.yaml``, ``serve.yaml``): one function each, called by those commands and by
+:class:`unet.api.Model` alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
 from unet.inference.files import collect_inputs, find_rois
 from unet.profiling.machine import default_device
+from unet.serving import TilingSettings, load_models
+from unet.serving.limits import ServingLimits
 
 
 def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
@@ -47,3 +50,17 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
         skip_errors=cfg.skip_errors,
         rois=rois,
     )
+
+
+def serve_from_config(cfg: DictConfig) -> None:
+    """Serve ``cfg.ckpt_path`` (one model file, a list, a folder of exports or a ``unet-compare``
+    directory) on ``cfg.host:cfg.port`` as ``configs/serve.yaml``'s keys say, until interrupted."""
+    # Imported here (before any model is loaded): the HTTP libraries are the serve extra's, which
+    # unet-export and unet-predict do not need.
+    from unet.serving.app import create_app, serve
+
+    limits = ServingLimits(cfg.max_upload_mb, cfg.max_concurrency, cfg.queue_timeout_s, cfg.predict_timeout_s)
+    spec = OmegaConf.to_object(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else str(cfg.ckpt_path)
+    models = load_models(spec, default_device(cfg.device), cfg.memory_format)
+    app = create_app(models, TilingSettings(cfg.tile_size, cfg.overlap, cfg.tta, cfg.batch_size), limits)
+    serve(app, cfg.host, cfg.port, cfg.keep_alive_s)
