@@ -23,8 +23,14 @@ from unet.training.checkpoint import module_from_checkpoint
 from unet.training.module import SegmentationModule
 
 
-def save_checkpoint(path: Path, upsample: str, in_channels: int = 1, **module_options) -> Path:
-    """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model."""
+def save_checkpoint(
+    path: Path, upsample: str, in_channels: int = 1, depth: int = 1, **module_options
+) -> Path:
+    """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model.
+
+    One level by default: it holds every part an export must carry (encoder, the upsampler, a skip, the
+    head) at half the graph of two levels, and tracing the graph is most of an ONNX export's time.
+    """
     torch.manual_seed(0)
     module = SegmentationModule(
         **module_options,
@@ -34,7 +40,7 @@ def save_checkpoint(path: Path, upsample: str, in_channels: int = 1, **module_op
         mean=[0.5] * in_channels,
         std=[0.25] * in_channels,
         upsample=upsample,
-        net={"_target_": "unet.models.UNet", "depth": 2, "base_channels": 8},
+        net={"_target_": "unet.models.UNet", "depth": depth, "base_channels": 8},
     )
     # Non-trivial batch-norm statistics, so eval mode differs from a fresh model.
     module.train()
