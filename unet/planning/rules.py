@@ -437,9 +437,10 @@ def depth(context: PlanContext) -> tuple[int, str]:
     while levels < MAX_DEPTH[device] and patch // scale ** (levels + 1) >= MIN_BOTTLENECK:
         levels += 1
     levels = max(2, levels)
+    per_level = "" if scale == 2 else f"; x{scale} per level"
     return levels, (
         f"{levels} levels: a {patch}-pixel patch keeps a bottleneck of {patch // scale**levels} pixels "
-        f"(at most {MAX_DEPTH[device]} levels on {device.upper()}; x{scale} per level)"
+        f"(at most {MAX_DEPTH[device]} levels on {device.upper()}{per_level})"
     )
 
 
