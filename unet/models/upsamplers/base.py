@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,12 @@ class Upsampler(nn.Module):
         self, x: torch.Tensor, size: tuple[int, int], indices: torch.Tensor | None = None
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def artefact_cause(cls, options: Mapping[str, Any], scale: int) -> str | None:
+        """What the method with these ``options`` at factor ``scale`` is known to paint into its output
+        (a checkerboard, say) and why, for reports to name; ``None``: nothing known."""
+        return None
 
 
 def pad_to_size(x: torch.Tensor, size: tuple[int, int], mode: str = "replicate") -> torch.Tensor:

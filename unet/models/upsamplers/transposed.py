@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -117,6 +119,10 @@ class TransposedConvUpsampler(Upsampler):
     def overlap(self) -> str:
         """This configuration's overlap, the known cause of a checkerboard (:func:`overlap_cause`)."""
         return overlap_cause(self.kernel_size, self.scale)
+
+    @classmethod
+    def artefact_cause(cls, options: Mapping[str, Any], scale: int) -> str | None:
+        return overlap_cause(options.get("kernel_size") or scale, scale)
 
     def forward(
         self, x: torch.Tensor, size: tuple[int, int], indices: torch.Tensor | None = None
