@@ -36,6 +36,8 @@ def test_the_report_names_each_variants_factor_and_the_overlap_as_the_checkerboa
     section = markdown.split("## Configurations")[1].split("## Failed runs")[0]
     assert "| `x4_depth2` | transposed | — | x4 | 2 |" in section
     assert "| `x2_depth4` | transposed | kernel_size=3 | x2 | 4 | uneven overlap" in section
+    html = written["html"].read_text()
+    assert '<section id="configurations">' in html and "<td>x4, x2</td>" in html
     document = json.loads(written["json"].read_text())
     assert [row["factor"] for row in document["configurations"]] == ["x2", "x4", "x4, x2"]
 

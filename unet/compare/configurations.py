@@ -68,21 +68,39 @@ def configuration_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return list(rows.values())
 
 
+CONFIGURATION_HEADER = ("method", "upsample", "options", "factor", "depth", "known artefact cause")
+NOTE = (
+    "Each network's upsampling factor per level (shallowest first) and depth, and the known cause of its "
+    "method's artefact (the measured checkerboard score is in the metrics table)."
+)
+
+
+def configurations_table(rows: Sequence[Mapping[str, Any]]) -> list[list[tuple[str, float | None]]]:
+    """The rows of the report's configurations table (:data:`CONFIGURATION_HEADER`) as (text, number)
+    cells: the depth sorts as a number in the HTML page, the rest as text."""
+    table = []
+    for row in rows:
+        options = ", ".join(f"{key}={value}" for key, value in row["options"].items()) or "—"
+        depth = row["depth"] if isinstance(row["depth"], int) else None
+        table.append(
+            [(str(row["method"]), None), (str(row["upsample"]), None), (options, None),
+             (row["factor"], None), (str(row["depth"]), depth), (row["artefact"], None)]
+        )  # fmt: skip
+    return table
+
+
 def configurations_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The report's Markdown section: one line per compared network."""
     if not rows:
         return ["None recorded."]
     lines = [
-        "Each network's upsampling factor per level (shallowest first) and depth, and the known cause of its "
-        "method's artefact (the measured `checkerboard` score is in the metrics table).",
+        NOTE,
         "",
-        "| method | upsample | options | factor | depth | known artefact cause |",
-        "|---|---|---|---|---|---|",
+        "| " + " | ".join(CONFIGURATION_HEADER) + " |",
+        "|---" * len(CONFIGURATION_HEADER) + "|",
     ]
-    for row in rows:
-        options = ", ".join(f"{key}={value}" for key, value in row["options"].items()) or "—"
-        lines.append(
-            f"| `{row['method']}` | {row['upsample']} | {options} | {row['factor']} | {row['depth']} | "
-            f"{row['artefact']} |"
-        )
+    for cells in configurations_table(rows):
+        texts = [text.replace("|", "\\|") for text, _ in cells]
+        texts[0] = f"`{texts[0]}`"
+        lines.append("| " + " | ".join(texts) + " |")
     return lines

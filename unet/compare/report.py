@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unet.compare.configurations import configuration_rows, configurations_section
+from unet.compare.configurations import (
+    CONFIGURATION_HEADER,
+    NOTE,
+    configuration_rows,
+    configurations_section,
+    configurations_table,
+)
 from unet.compare.figures import (
     plot_bars,
     plot_boundary_crops,
@@ -427,5 +433,6 @@ def write_report(
         failed=[record for record in records if not _ok(record)],
         command=command,
         config=config_yaml(config),
+        configurations=(CONFIGURATION_HEADER, configurations_table(configurations), NOTE),
     )
     return written
