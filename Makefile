@@ -45,4 +45,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.json site docs/reference/configuration.md
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.json site docs/reference/configuration.md docs/upsampling

@@ -185,6 +185,28 @@ def test_every_method_trains_through_the_config_key(method, compose_config):
     assert 0.0 <= metrics["val/miou"] <= 1.0
 
 
+@pytest.mark.parametrize("method", sorted(UPSAMPLERS))
+def test_every_method_trains_at_x4_per_level(method, compose_config):
+    """``model.net.scale=4 model.net.depth=2``: 4x4 pools, and every decoder stage upsamples x4."""
+    metrics = train(
+        compose_config(
+            "train", *TINY_RUN, "trainer=debug", f"model.upsample={method}", "model.net.scale=4",
+            "model.net.base_channels=4", "data.num_train=16", "data.num_val=4", "data.num_test=4",
+        )
+    )  # fmt: skip
+    assert 0.0 <= metrics["val/miou"] <= 1.0
+
+
+def test_cli_trains_with_a_scale_per_level(tmp_path, monkeypatch, capsys):
+    result = run_in_process(
+        "unet-train", "trainer=debug", *TINY_RUN, "model.net.scale=[4,2]", "model.net.base_channels=4",
+        "model.upsample=transposed", "model.upsample_options={kernel_size: 8}", "paths.output_dir=run",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "scale:\n    - 4\n    - 2" in (tmp_path / "run" / "config.yaml").read_text()
+
+
 def test_cli_dry_run_sweep_writes_one_directory_per_method(tmp_path, monkeypatch, capsys):
     result = run_in_process(
         "unet-train", "-m", "model.upsample=nearest,maxunpool", "trainer=debug", *TINY_RUN, "paths.log_dir=logs",

@@ -122,6 +122,23 @@ def test_a_variant_with_overrides_trains_its_runs_with_them(tmp_path):
     assert resnet.model.upsample == "bilinear" and resnet.model.net.depth == 2
 
 
+def test_variants_can_differ_in_the_upsampling_factor_and_depth(tmp_path):
+    """x4 twice against x2 four times: the same total downsampling, the factor a variant's override."""
+    variants = {
+        "x4": {"upsample": "bilinear", "overrides": {"model.net.scale": 4, "model.net.depth": 2}},
+        "x4_x2": {"upsample": "bilinear", "overrides": {"model.net.scale": [4, 2, 2], "model.net.depth": 3}},
+    }
+    specs = method_specs(["bilinear", "x4", "x4_x2"], variants)
+    plan = {"methods": list(specs), "variants": {name: specs[name] for name in variants}, "seeds": [0],
+            "decoder_widths": None, "train_overrides": ["model.net.depth=4"]}  # fmt: skip
+    methods_sweep, *variant_sweeps = sweep_commands(plan, tmp_path)
+    (bilinear,) = composed_runs(methods_sweep)
+    (x4,), (x4_x2,) = (composed_runs(sweep) for sweep in variant_sweeps)
+    assert (bilinear.model.net.scale, bilinear.model.net.depth) == (2, 4)
+    assert (x4.model.net.scale, x4.model.net.depth) == (4, 2)
+    assert (list(x4_x2.model.net.scale), x4_x2.model.net.depth) == ([4, 2, 2], 3)
+
+
 def test_a_comparison_of_variants_only_runs_no_empty_sweep(tmp_path):
     plan = {"methods": ["transposed_k3"], "variants": VARIANTS, "seeds": [0], "decoder_widths": None,
             "train_overrides": []}  # fmt: skip

@@ -174,8 +174,8 @@ def test_a_newly_registered_upsampler_needs_no_config_change(compose_config):
 
     @register_upsampler("bicubic_test")
     class BicubicUpsampler(Upsampler):
-        def __init__(self, in_channels: int, out_channels: int) -> None:
-            super().__init__(in_channels, out_channels)
+        def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
+            super().__init__(in_channels, out_channels, scale)
             self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
         def forward(self, x, size, indices=None):

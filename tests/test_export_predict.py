@@ -24,9 +24,10 @@ from unet.training.module import SegmentationModule
 
 
 def save_checkpoint(
-    path: Path, upsample: str, in_channels: int = 1, depth: int = 1, **module_options
+    path: Path, upsample: str, in_channels: int = 1, depth: int = 1, scale: int = 2, **module_options
 ) -> Path:
-    """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model.
+    """A checkpoint as unet-train writes it (hyper-parameters + state dict) of a randomly initialised model;
+    ``scale``: each level's pooling and upsampling factor.
 
     One level by default: it holds every part an export must carry (encoder, the upsampler, a skip, the
     head) at half the graph of two levels, and tracing the graph is most of an ONNX export's time.
@@ -40,7 +41,7 @@ def save_checkpoint(
         mean=[0.5] * in_channels,
         std=[0.25] * in_channels,
         upsample=upsample,
-        net={"_target_": "unet.models.UNet", "depth": depth, "base_channels": 8},
+        net={"_target_": "unet.models.UNet", "depth": depth, "base_channels": 8, "scale": scale},
     )
     # Non-trivial batch-norm statistics, so eval mode differs from a fresh model.
     module.train()
@@ -81,6 +82,21 @@ def test_every_method_exports_and_matches_pytorch(checkpoints, method, export_fo
     reference = load_predictor(checkpoints[method])(images)
     exported = load_predictor(path)(images)
     np.testing.assert_allclose(exported, reference, atol=1e-4)
+
+
+def test_x4_levels_predict_tiled_and_pad_small_images(tmp_path):
+    predictor = load_predictor(save_checkpoint(tmp_path / "best.ckpt", "bilinear", scale=4))
+    image = np.random.default_rng(1).standard_normal((1, 45, 61)).astype(np.float32)
+    whole = predict_probabilities(predictor, image, 3, min_size=16, tile_size=64)
+    tiled = predict_probabilities(predictor, image, 3, min_size=16, tile_size=32, overlap=0.5)
+    assert tiled.shape == whole.shape == (3, 45, 61)
+    np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+    assert (tiled.argmax(0) == whole.argmax(0)).mean() > 0.9
+    assert predict_probabilities(predictor, np.zeros((1, 5, 7), np.float32), 3, min_size=16).shape == (
+        3,
+        5,
+        7,
+    )
 
 
 def test_onnx_has_dynamic_batch_height_width_and_recent_opset(checkpoints, tmp_path):

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from unet.models import UPSAMPLERS, UNet
 from unet.models.batchnorm_folding import fold_batch_norms
+from unet.utils.errors import ConfigError
 
 METHODS = sorted(UPSAMPLERS)
 
@@ -139,3 +140,41 @@ def test_batch_norm_folding_keeps_the_outputs_and_leaves_the_model_alone(method)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
         torch.testing.assert_close(folded(image), model(image), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("scale", "reductions"), [(4, (1, 4, 16)), ([4, 2], (1, 4, 8)), ([2, 3], (1, 2, 6))])
+def test_scale_sets_each_levels_pooling_and_the_output_keeps_any_size(scale, reductions):
+    model = UNet(1, 2, depth=2, base_channels=4, scale=scale, upsample="maxunpool").eval()
+    assert model.encoder.reductions == reductions and model.min_size == reductions[-1]
+    assert [stage.upsample.scale for stage in model.decoder] == [
+        reductions[2] // reductions[1],
+        reductions[1] // reductions[0],
+    ]
+    for size in [(reductions[-1], reductions[-1]), (37, 29)]:
+        assert model(torch.randn(1, 1, *size)).shape == (1, 2, *size)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"scale": [4, 2]},
+            r"model.net.scale must be an integer >= 2 or a list of 3 \(depth\) of them, got \[4, 2\]",
+        ),
+        ({"scale": 1}, "model.net.scale must be an integer >= 2"),
+        (
+            {"encoder": "resnet18", "scale": 4},
+            r"model.encoder=resnet18 keeps its own strides \(2, 4, 8, 16, 32\).*"
+            "model.net.scale=4 would skip a stage",
+        ),
+        ({"upsample_options": {"scale": 4}}, "the upsampling factor is model.net.scale"),
+    ],
+)
+def test_a_scale_the_network_cannot_have_is_refused_in_one_line(options, message):
+    with pytest.raises(ConfigError, match=message):
+        UNet(1, 2, depth=3, base_channels=4, **options)
+
+
+def test_a_backbone_takes_the_scale_of_its_own_strides():
+    model = UNet(1, 2, encoder="resnet18", scale=[2, 2, 2, 2]).eval()
+    assert model(torch.randn(1, 1, 33, 35)).shape == (1, 2, 33, 35)

@@ -19,14 +19,40 @@ def identity_projection(upsampler) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(UPSAMPLERS))
-@pytest.mark.parametrize("size", [(10, 14), (11, 15), (10, 15)])
-def test_every_method_reaches_the_target_size(name, size):
-    upsampler = make(name, in_channels=16, out_channels=8)
+@pytest.mark.parametrize(
+    ("scale", "extra"), [(2, (0, 0)), (2, (1, 1)), (2, (0, 1)), (4, (0, 0)), (4, (1, 3)), (4, (3, 2))]
+)
+def test_every_method_reaches_the_target_size(name, scale, extra):
+    """A skip ``f*h + r`` (``r < f``: what an ``f x f`` floor pool leaves) is reached exactly."""
+    size = (scale * 5 + extra[0], scale * 7 + extra[1])
+    upsampler = make(name, in_channels=16, out_channels=8, scale=scale)
     x = torch.randn(2, 16, 5, 7)
     indices = None
     if upsampler.needs_pool_indices:
-        _, indices = F.max_pool2d(torch.randn(2, 8, *size), 2, 2, return_indices=True)
-    assert upsampler(x, size, indices).shape == (2, 8, *size)
+        _, indices = F.max_pool2d(torch.randn(2, 8, *size), scale, scale, return_indices=True)
+    out = upsampler(x, size, indices)
+    assert out.shape == (2, 8, *size) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("scale", [1, 0, 2.0, True, "4"])
+def test_a_scale_must_be_an_integer_of_at_least_two(scale):
+    with pytest.raises(ValueError, match=f"an upsampling scale must be an integer >= 2, got {scale!r}"):
+        make("nearest", scale=scale)
+
+
+def test_maxunpool_at_x4_puts_each_value_back_at_its_4x4_argmax():
+    skip = torch.randn(1, 1, 9, 10)  # 9 x 10: a 4x4 floor pool leaves a row and two columns over
+    _, indices = F.max_pool2d(skip, 4, 4, return_indices=True)
+    upsampler = make("maxunpool", 1, 1, scale=4)
+    identity_projection(upsampler)
+    values = torch.tensor([[[[10.0, 20.0], [30.0, 40.0]]]])
+    out = upsampler(values, (9, 10), indices)
+    for value, index in zip(values.flatten(), indices.flatten(), strict=True):
+        assert out.flatten()[index] == value
+    assert torch.count_nonzero(out) == 4
+    # Each value lies inside its own 4x4 cell, where the skip had that cell's maximum.
+    cells = skip[..., :8, :8].reshape(1, 1, 2, 4, 2, 4)
+    assert torch.equal(skip.flatten()[indices.flatten()], cells.amax(dim=(3, 5)).flatten())
 
 
 def test_maxunpool_puts_each_value_at_its_argmax():
@@ -79,16 +105,32 @@ def test_bed_of_nails_places_values_only_at_the_chosen_corner(corner, offset):
     assert torch.count_nonzero(upsampler(x, (7, 9))[..., 6, :]) == 0  # an odd skip's extra row stays empty
 
 
+@pytest.mark.parametrize(
+    ("corner", "offset"),
+    [("top_left", (0, 0)), ("top_right", (0, 3)), ("bottom_left", (3, 0)), ("bottom_right", (3, 3))],
+)
+def test_bed_of_nails_at_x4_places_values_at_the_corner_of_4x4_cells(corner, offset):
+    upsampler = make("bed_of_nails", 2, 2, corner=corner, scale=4)
+    identity_projection(upsampler)
+    x = torch.arange(1, 2 * 3 * 4 + 1, dtype=torch.float32).reshape(1, 2, 3, 4)
+    out = upsampler(x, (15, 18))  # 3 rows and 2 columns past 4h x 4w stay empty
+    row, col = offset
+    assert torch.equal(out[..., row:12:4, col:16:4], x)
+    assert torch.count_nonzero(out) == x.numel()
+
+
 def test_bed_of_nails_rejects_unknown_corner():
     with pytest.raises(ValueError, match="corner"):
         make("bed_of_nails", corner="middle")
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3])
-def test_pixelshuffle_is_constant_within_each_cell_at_init(kernel_size):
-    upsampler = make("pixelshuffle", 8, 4, kernel_size=kernel_size)
-    out = upsampler(torch.randn(2, 8, 5, 6), (10, 12))
-    cells = out.reshape(2, 4, 5, 2, 6, 2)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_pixelshuffle_is_constant_within_each_cell_at_init(kernel_size, scale):
+    upsampler = make("pixelshuffle", 8, 4, kernel_size=kernel_size, scale=scale)
+    assert upsampler.conv.out_channels == 4 * scale**2
+    out = upsampler(torch.randn(2, 8, 5, 6), (5 * scale, 6 * scale))
+    cells = out.reshape(2, 4, 5, scale, 6, scale)
     assert torch.allclose(cells, cells[:, :, :, :1, :, :1].expand_as(cells))
     assert out.std() > 0
 
@@ -111,12 +153,13 @@ def test_bilinear_additive_sums_near_equal_runs_when_widths_do_not_divide():
     torch.testing.assert_close(sums, torch.stack([x[:, 0:2].sum(1), x[:, 2:5].sum(1)], dim=1))
 
 
-def test_dysample_starts_as_bilinear_interpolation():
-    upsampler = make("dysample", 8, 8)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_dysample_starts_as_bilinear_interpolation(scale):
+    upsampler = make("dysample", 8, 8, scale=scale)
     identity_projection(upsampler)
     torch.nn.init.zeros_(upsampler.offset.weight)
     x = torch.randn(2, 8, 6, 7)
-    for size in [(12, 14), (13, 15)]:
+    for size in [(6 * scale, 7 * scale), (6 * scale + 1, 7 * scale + scale - 1)]:
         expected = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         torch.testing.assert_close(upsampler(x, size), expected, atol=1e-5, rtol=1e-5)
 
@@ -249,14 +292,15 @@ def test_carafe_reassembles_the_predicted_neighbour_of_each_source_pixel():
     assert torch.equal(out[..., 8, :], out[..., 7, :])  # an odd skip's last row is replicated
 
 
-def test_carafe_starts_as_a_box_filter_of_the_nearest_upsampling():
-    upsampler = make("carafe", 8, 8)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_carafe_starts_as_a_box_filter_of_the_nearest_upsampling(scale):
+    upsampler = make("carafe", 8, 8, scale=scale)
     identity_projection(upsampler)
     torch.nn.init.zeros_(upsampler.encoder.weight)
     x = torch.randn(2, 8, 6, 7)
     box = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True)
-    expected = box.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
-    torch.testing.assert_close(upsampler(x, (12, 14)), expected, atol=1e-5, rtol=1e-5)
+    expected = box.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    torch.testing.assert_close(upsampler(x, (6 * scale, 7 * scale)), expected, atol=1e-5, rtol=1e-5)
     kernels = make("carafe", 8, 8).kernels(x)  # the paper's near-zero init: almost uniform kernels
     assert kernels.shape == (2, 25, 12, 14)
     torch.testing.assert_close(kernels.sum(dim=1), torch.ones(2, 12, 14))
@@ -310,6 +354,74 @@ def test_method_options_export_with_parity_at_new_sizes(method, options, export_
 
     torch.manual_seed(0)
     model = UNet(1, 3, upsample=method, depth=1, base_channels=8, upsample_options=options).eval()
+    metadata = {"in_channels": 1, "min_size": model.min_size}
+    EXPORTERS[export_format](model, tmp_path / "model", metadata, 1e-4)
+    assert metadata["check_max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("scale", "options", "padding", "output_padding"),
+    [
+        (2, {}, 0, 0),
+        (4, {}, 0, 0),  # kernel f: non-overlapping
+        (4, {"kernel_size": 8}, 2, 0),  # kernel 2f with padding f/2: overlapping
+        (2, {"kernel_size": 3}, 1, 1),
+        (4, {"kernel_size": 5, "padding": 1}, 1, 1),
+        (4, {"kernel_size": 6, "output_padding": 2}, 2, 2),
+    ],
+)
+def test_transposed_stride_is_the_scale_and_padding_keeps_every_size_exact(
+    scale, options, padding, output_padding
+):
+    upsampler = make("transposed", 2, 2, scale=scale, **options)
+    deconv = upsampler.deconv
+    assert deconv.stride == (scale, scale) and deconv.kernel_size[0] == options.get("kernel_size", scale)
+    assert deconv.padding == (padding, padding) and deconv.output_padding == (output_padding,) * 2
+    for height in (3, 4):  # (h - 1)*s - 2p + k + output_padding = s*h, odd or even h
+        assert upsampler.deconv(torch.randn(1, 2, height, height)).shape[-2:] == (scale * height,) * 2
+
+
+@pytest.mark.parametrize(
+    ("scale", "options", "message"),
+    [
+        (2, {"kernel_size": 3, "padding": 0}, r"= 2h \+ 1 rows \(17 from h=8\), not the 2h \(16\)"),
+        (4, {"kernel_size": 8, "padding": 0}, r"= 4h \+ 4 rows \(36 from h=8\), not the 4h \(32\)"),
+        (2, {"kernel_size": 4, "padding": 1, "output_padding": 1}, r"2h \+ 1 rows"),
+        (2, {"padding": -1}, "transposed padding must be an integer >= 0, got -1"),
+    ],
+)
+def test_transposed_padding_that_misses_the_skip_size_is_refused_with_the_sizes(scale, options, message):
+    with pytest.raises(ValueError, match=message):
+        make("transposed", scale=scale, **options)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "cause"),
+    [
+        (2, 2, "no overlap"),
+        (3, 2, "uneven overlap"),
+        (4, 2, "even overlap"),
+        (8, 4, "even overlap"),
+        (2, 4, "gaps"),
+    ],
+)
+def test_transposed_names_its_overlap_and_counts_where_contributions_meet(kernel_size, stride, cause):
+    from unet.models.upsamplers.transposed import contribution_counts
+
+    upsampler = make("transposed", 2, 2, scale=stride, kernel_size=kernel_size)
+    assert upsampler.overlap.startswith(cause)
+    interior = contribution_counts(kernel_size, stride, size=6)[stride:-stride, stride:-stride]
+    uniform = bool((interior == interior[0, 0]).all())
+    assert uniform == (kernel_size % stride == 0)
+
+
+@pytest.mark.parametrize(("method", "export_format"), [("transposed", "onnx"), ("maxunpool", "pt2")])
+def test_x4_levels_export_with_parity_at_sizes_that_are_not_multiples_of_4(method, export_format, tmp_path):
+    """4x4 pool indices and a stride-4 kernel, exported with dynamic sizes: the exporter traces one size
+    and checks another, neither a multiple of 4 (one x4 stage: export time grows with every stage)."""
+    from unet.export.exporters import EXPORTERS
+
+    model = UNet(1, 3, upsample=method, depth=1, base_channels=8, scale=4).eval()
     metadata = {"in_channels": 1, "min_size": model.min_size}
     EXPORTERS[export_format](model, tmp_path / "model", metadata, 1e-4)
     assert metadata["check_max_abs_diff"] <= 1e-4

@@ -239,10 +239,10 @@ def test_a_budget_in_seconds_passes_the_command_line_checks():
 
 
 def context_for(
-    fp: Fingerprint, fixed=None, budget_s: float | None = 600, device="cpu", rates=None
+    fp: Fingerprint, fixed=None, budget_s: float | None = 600, device="cpu", rates=None, scale=2
 ) -> PlanContext:
     """What a rule reads: every key ``auto`` except ``fixed`` (typed, or decided by an earlier rule)."""
-    inputs = PlanInputs(fingerprint=fp, val_images=5, device=device, budget_s=budget_s)
+    inputs = PlanInputs(fingerprint=fp, val_images=5, device=device, budget_s=budget_s, scale=scale)
     return PlanContext(inputs, {**ALL_AUTO, **(fixed or {})}, rates or machine())
 
 
@@ -271,6 +271,11 @@ def test_depth_fits_the_timed_patch_without_measuring_anything():
         "4 levels: a 256-pixel patch keeps a bottleneck of 16 pixels (at most 4 levels on CPU)",
     )
     assert RULES["model.net.depth"](context_for(fingerprint(), {"augment.crop": 32}, rates=rates))[0] == 3
+    assert RULES["model.net.depth"](context_for(fingerprint(), rates=rates, scale=4)) == (
+        3,
+        "3 levels: a 256-pixel patch keeps a bottleneck of 4 pixels (at most 4 levels on CPU; x4 per level)",
+    )
+    assert RULES["model.net.depth"](context_for(fingerprint(), rates=rates, scale=[4, 2]))[0] == 2
     assert rates.timed == []
 
 

@@ -226,10 +226,12 @@ def write_html(
     failed: Sequence[Mapping[str, Any]],
     command: str,
     config: str,
+    configurations: tuple[Sequence[str], Sequence[Sequence[Cell]], str] | None = None,
 ) -> Path:
     """Write the page atomically: the verdict and the split it is on, the statistics and all-metrics tables
-    (sortable), the CI bars, the pairwise matrix, the other figures, failed runs, the command and ``config``
-    (as YAML text). ``table`` is the all-metrics header and rows; ``figures`` PNG paths by name."""
+    (sortable), the networks' configurations, the CI bars, the pairwise matrix, the other figures, failed
+    runs, the command and ``config`` (as YAML text). ``table`` is the all-metrics header and rows;
+    ``configurations`` a header, rows and note; ``figures`` PNG paths by name."""
     order = [
         *(name for name in CAPTIONS if name in figures),
         *(name for name in figures if name not in CAPTIONS),
@@ -252,6 +254,14 @@ def write_html(
         "intervals sort by their lower end.</p>",
         "</section>",
     ]
+    if configurations is not None and configurations[1]:
+        header, rows, note = configurations
+        parts += [
+            '<section id="configurations"><h2>Configurations</h2>',
+            f'<p class="note">{escape(note)}</p>',
+            sortable_table(header, rows),
+            "</section>",
+        ]
     if "confidence_intervals" in figures:
         intervals = _figure("confidence_intervals", figures["confidence_intervals"])
         parts.append(f'<section id="intervals"><h2>Confidence intervals</h2>\n{intervals}</section>')

@@ -17,6 +17,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from unet.compare.configurations import (
+    CONFIGURATION_HEADER,
+    NOTE,
+    configuration_rows,
+    configurations_section,
+    configurations_table,
+)
 from unet.compare.figures import (
     plot_bars,
     plot_boundary_crops,
@@ -213,15 +220,17 @@ def write_json_report(
     sort_by: str,
     path: Path,
     analysis: Analysis | None = None,
+    configurations: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """The summary rows, the verdict's statistics and every run record as given (failed ones included),
-    NaN written as null."""
+    """The summary rows, the verdict's statistics, each network's configuration (factor, known artefact)
+    and every run record as given (failed ones included), NaN written as null."""
     run_fields = ("method", "seed", "status", "error", "run_dir", "metrics", "history")
     document = {
         "command": command,
         "sort_by": sort_by,
         "methods": rows,
         "statistics": None if analysis is None else analysis.to_dict(),
+        "configurations": list(configurations),
         "runs": [{field: record.get(field) for field in run_fields} for record in records],
         "config": config,
     }
@@ -312,8 +321,10 @@ def write_markdown(
     figures: Sequence[Path],
     path: Path,
     analysis: Analysis | None = None,
+    configurations: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """The verdict, ranking table, failed runs, figures, the command and the resolved config."""
+    """The verdict, ranking table, the networks' configurations, failed runs, figures, the command and
+    the resolved config."""
     text = [
         "# Decoder upsampling comparison",
         "",
@@ -329,6 +340,10 @@ def write_markdown(
         "memory is that of a training step.",
         "",
         markdown_table(rows, shown_keys(records, sort_by)),
+        "",
+        "## Configurations",
+        "",
+        *configurations_section(configurations),
         "",
         "## Failed runs",
         "",
@@ -400,12 +415,13 @@ def write_report(
         )
     written = {name: path for name, path in figures.items() if path is not None}
     written["csv"] = write_csv(rows, output_dir / "comparison.csv")
+    configurations = configuration_rows(records)
     written["json"] = write_json_report(
-        rows, records, command, config, sort_by, output_dir / "comparison.json", analysis
+        rows, records, command, config, sort_by, output_dir / "comparison.json", analysis, configurations
     )
     pngs = [path for path in written.values() if path.suffix == ".png"]
     written["markdown"] = write_markdown(
-        rows, records, command, config, sort_by, pngs, output_dir / "comparison.md", analysis
+        rows, records, command, config, sort_by, pngs, output_dir / "comparison.md", analysis, configurations
     )
     written["html"] = write_html(
         output_dir / HTML_FILE,
@@ -417,5 +433,6 @@ def write_report(
         failed=[record for record in records if not _ok(record)],
         command=command,
         config=config_yaml(config),
+        configurations=(CONFIGURATION_HEADER, configurations_table(configurations), NOTE),
     )
     return written

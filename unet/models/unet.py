@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from unet.models.blocks import ConvBlock
-from unet.models.encoders import get_encoder
+from unet.models.encoders import Encoder, get_encoder
+from unet.models.encoders.base import level_factors
 from unet.models.upsamplers import get_upsampler
 from unet.models.upsamplers.base import argmax_indices
 from unet.utils.errors import ConfigError
@@ -26,6 +27,18 @@ FUSIONS = ("concat", "add", "none")
 # A billion parameters: 4 GB of fp32 weights, 16 GB with gradients and AdamW's two moments. A U-Net
 # past this is a typo in base_channels or depth (each level doubles the width), not a plan.
 MAX_PARAMETERS = 10**9
+
+
+def check_backbone_scale(encoder: Encoder, name: str, scale: int | Sequence[int]) -> None:
+    """Refuse a ``scale`` other than 2 that a backbone's own strides do not have: a pretrained encoder
+    keeps its stages, and a x4 step between two of them would skip the one in between."""
+    if scale == 2 or level_factors(scale, len(encoder.factors)) == encoder.factors:
+        return
+    raise ConfigError(
+        f"model.encoder={name} keeps its own strides {encoder.reductions} (factors {encoder.factors} between "
+        f"its stages); model.net.scale={scale!r} would skip a stage: use model.net.scale=2 with this "
+        "encoder, or model.encoder=unet"
+    )
 
 
 def check_sizes(in_channels: int, num_classes: int, base_channels: int = 1, depth: int = 1) -> None:
@@ -64,7 +77,7 @@ def buffers_kept(module: nn.Module) -> Iterator[None]:
 
 
 class DecoderStage(nn.Module):
-    """Upsample to the skip's size and width, fuse with the skip, then a conv block to ``out_channels``.
+    """Upsample by ``scale`` to the skip's size and width, fuse with the skip, then a conv block to ``out_channels``.
 
     The upsampler always produces the skip's channel count (max-unpooling needs it, and so does
     ``add``); ``out_channels`` is the stage's own width, which ``decoder_width`` scales. A stage
@@ -80,13 +93,16 @@ class DecoderStage(nn.Module):
         upsample_options: dict[str, Any],
         fuse: str,
         ceil_mode: bool = False,
+        scale: int = 2,
         **block_options: Any,
     ) -> None:
         super().__init__()
         self.fuse = fuse if skip_channels is not None else "none"
         self.ceil_mode = ceil_mode
         up_channels = out_channels if skip_channels is None else skip_channels
-        self.upsample = get_upsampler(upsample)(in_channels, up_channels, **upsample_options)
+        if "scale" in upsample_options:
+            raise ConfigError("the upsampling factor is model.net.scale, not model.upsample_options.scale")
+        self.upsample = get_upsampler(upsample)(in_channels, up_channels, scale=scale, **upsample_options)
         block_in = 2 * up_channels if self.fuse == "concat" else up_channels
         self.block = ConvBlock(block_in, out_channels, **block_options)
 
@@ -100,10 +116,12 @@ class DecoderStage(nn.Module):
         """``x`` ``(B, C_in, h, w)`` -> ``(B, out_channels, H, W)``, the size of ``reference`` ``(B, *, H, W)``:
         the skip, or for a stage without skip the image's channel mean pooled to the stage's size.
 
-        Max-unpooling without the encoder's pool ``indices`` takes those of ``reference``'s 2x2 argmax.
+        Max-unpooling without the encoder's pool ``indices`` takes those of ``reference``'s ``f x f`` argmax.
         """
         if self.upsample.needs_pool_indices and indices is None:
-            indices = argmax_indices(reference, self.upsample.out_channels, self.ceil_mode)
+            indices = argmax_indices(
+                reference, self.upsample.out_channels, self.ceil_mode, self.upsample.scale
+            )
         x = self.upsample(x, (reference.shape[-2], reference.shape[-1]), indices)
         if self.fuse == "concat":
             x = torch.cat([x, skip], dim=1)
@@ -122,16 +140,21 @@ class UNet(nn.Module):
     whose decoder stage at each skip is the skip's width capped at 256 (but at least the next
     shallower skip's; see ``unet.models.encoders.torchvision``). A backbone whose first feature is
     below full resolution (stride 2 or 4) gets final stages without skip, each halving the width
-    (at least 16), up to the input's exact size.
+    (at least 16) and upsampling x2, up to the input's exact size.
 
-    Max-unpooling uses the encoder's 2x2 max-pool indices where it has them (``unet``, ``vgg16_bn``),
-    elsewhere the indices of the skip's own 2x2 argmax, and in the final stages without skip those
+    Each level pools and upsamples by its factor: ``scale`` for the ``unet`` encoder (2; 4; or one
+    per level, shallowest first, e.g. ``[4, 2, 2]``), a backbone's own strides otherwise.
+
+    Max-unpooling uses the encoder's ``f x f`` max-pool indices where it has them (``unet``, ``vgg16_bn``),
+    elsewhere the indices of the skip's own ``f x f`` argmax, and in the final stages without skip those
     of the input's channel mean (see ``unet.models.upsamplers.maxunpool``).
 
     Args:
         upsample: name of a registered upsampling method (see ``unet.models.UPSAMPLERS``).
         depth, base_channels: levels and first width of the ``unet`` encoder; a backbone has its own
             (``depth`` then reads the backbone's number of stride-2 levels).
+        scale: the pooling (and upsampling) factor of every level, or a list of one per level,
+            shallowest first. A backbone keeps its own strides: a scale they do not have is refused.
         upsample_options: keyword options for that method's class (e.g. ``{"corner": "top_left"}``).
         fuse: how the upsampled features meet the skip: ``concat`` (U-Net), ``add`` or ``none``.
         norm: ``batch``, ``group``, ``instance`` or ``none``; activation: ``relu``, ``gelu``, ...
@@ -166,6 +189,7 @@ class UNet(nn.Module):
         checkpoint_encoder: bool = False,
         encoder: str = "unet",
         encoder_weights: str | os.PathLike | None = None,
+        scale: int | Sequence[int] = 2,
     ) -> None:
         super().__init__()
         upsampler_cls = get_upsampler(upsample)
@@ -180,12 +204,14 @@ class UNet(nn.Module):
         block_options = {"norm": norm, "activation": activation, "dropout": dropout}
         # Each encoder takes the options it has (the unet encoder: all; a backbone: none).
         accepted = inspect.signature(build_encoder).parameters
-        encoder_options = {"depth": depth, "base_channels": base_channels, **block_options}
+        encoder_options = {"depth": depth, "base_channels": base_channels, "scale": scale, **block_options}
         self.encoder = build_encoder(
             in_channels,
             weights=encoder_weights,
             **{name: value for name, value in encoder_options.items() if name in accepted},
         )
+        if "scale" not in accepted:
+            check_backbone_scale(self.encoder, encoder, scale)
         channels = self.encoder.channels
         self.depth = len(channels) - 1
 
@@ -200,11 +226,13 @@ class UNet(nn.Module):
             final_widths.append(scaled(width))
         stage_options = {"upsample": upsample, "upsample_options": dict(upsample_options or {}), "fuse": fuse}
         stage_options |= {"ceil_mode": self.encoder.ceil_mode, **block_options}
+        factors = self.encoder.factors
         stages = [
             DecoderStage(
                 widths[level + 1] if level + 1 < self.depth else channels[-1],
                 channels[level],
                 widths[level],
+                scale=factors[level],
                 **stage_options,
             )
             for level in reversed(range(self.depth))

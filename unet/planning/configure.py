@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from unet.data.base import SegmentationDataModule
 from unet.data.fingerprint import fingerprint
 from unet.models.encoders import pretrained_statistics
+from unet.models.encoders.base import level_factors
 from unet.models.networks import network_config
 from unet.planning.plan import AUGMENT_KIND, AUTO, Plan
 from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, make_plan
@@ -47,6 +48,14 @@ def fixed_values(cfg: DictConfig) -> dict[str, Any]:
         if value is not _ABSENT:
             values[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     return values
+
+
+def planned_scale(cfg: DictConfig) -> int | list[int]:
+    """``model.net.scale`` (2 where absent), checked: the depth planned for a patch depends on it."""
+    scale = _select(cfg, "model.net.scale", 2)
+    scale = OmegaConf.to_container(scale, resolve=True) if OmegaConf.is_config(scale) else scale
+    level_factors(scale, len(scale) if isinstance(scale, list) else 1)
+    return scale
 
 
 def needs_plan(cfg: DictConfig) -> bool:
@@ -115,6 +124,7 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         has_crop=transforms_auto or _select(cfg, "augment.crop") is not _ABSENT,
         cpu_count=os.cpu_count() or 1,
         pretrained=pretrained_normalisation(cfg, datamodule.in_channels),
+        scale=planned_scale(cfg),
     )
     fixed = fixed_values(cfg)
     if transforms_auto:

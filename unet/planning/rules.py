@@ -104,6 +104,7 @@ class PlanInputs:
         has_crop: whether the augmentation crops (it has an ``augment.crop`` key).
         cpu_count: the machine's cores (loader processes on a GPU machine).
         pretrained: ``(what, mean, std)`` of pretrained encoder weights: the normalisation they expect.
+        scale: ``model.net.scale``, each level's pooling factor (one, or a list of one per level).
     """
 
     fingerprint: Fingerprint
@@ -113,6 +114,7 @@ class PlanInputs:
     has_crop: bool = True
     cpu_count: int = 2
     pretrained: tuple[str, tuple[float, ...], tuple[float, ...]] | None = None
+    scale: int | list[int] = 2
 
 
 # Measured training images/s of the network for ("<precision>/<layout>") at (net values, batch, patch).
@@ -434,11 +436,17 @@ def base_channels(context: PlanContext) -> tuple[int, str]:
 
 @rule("model.net.depth")
 def depth(context: PlanContext) -> tuple[int, str]:
-    patch, device = context.timed_patch, context.device
-    levels = max(2, min(MAX_DEPTH[device], int(math.log2(max(patch, 1) / MIN_BOTTLENECK))))
+    patch, device, scale = context.timed_patch, context.device, context.inputs.scale
+    if isinstance(scale, list):
+        return len(scale), f"{len(scale)} levels: one per factor of model.net.scale={scale}"
+    levels = 0
+    while levels < MAX_DEPTH[device] and patch // scale ** (levels + 1) >= MIN_BOTTLENECK:
+        levels += 1
+    levels = max(2, levels)
+    per_level = "" if scale == 2 else f"; x{scale} per level"
     return levels, (
-        f"{levels} levels: a {patch}-pixel patch keeps a bottleneck of {patch >> levels} pixels "
-        f"(at most {MAX_DEPTH[device]} levels on {device.upper()})"
+        f"{levels} levels: a {patch}-pixel patch keeps a bottleneck of {patch // scale**levels} pixels "
+        f"(at most {MAX_DEPTH[device]} levels on {device.upper()}{per_level})"
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,18 @@ def get_encoder(name: str) -> EncoderBuilder:
     raise ConfigError(f"unknown encoder {name!r}; valid names: {valid}{families}")
 
 
+def level_factors(scale: int | Sequence[int], depth: int) -> tuple[int, ...]:
+    """The pooling factor of each of ``depth`` levels, shallowest first, from ``model.net.scale``:
+    one integer >= 2 for every level, or a list of ``depth`` of them (e.g. ``[4, 2, 2]``)."""
+    factors = [scale] * depth if isinstance(scale, int) and not isinstance(scale, bool) else scale
+    expected = f"model.net.scale must be an integer >= 2 or a list of {depth} (depth) of them, got {scale!r}"
+    if isinstance(factors, str) or not isinstance(factors, Sequence) or len(factors) != depth:
+        raise ConfigError(expected)
+    if not all(isinstance(f, int) and not isinstance(f, bool) and f >= 2 for f in factors):
+        raise ConfigError(expected)
+    return tuple(factors)
+
+
 def pretrained_statistics(name: str, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """The per-channel mean and std that encoder ``name``'s pretrained weights expect for ``in_channels``
     inputs (adapted as its first convolution is); ``None`` for an encoder without pretrained weights."""
@@ -77,16 +90,17 @@ class Encoder(nn.Module):
 
     An encoder is a sequence of stages: stage ``i`` turns feature ``i - 1`` (the image for ``i = 0``)
     into feature ``i``, of ``channels[i]`` channels at stride ``reductions[i]``. Where ``pools[i - 1]``
-    is set, stage ``i`` starts with a 2x2 max-pool (stride 2, floor) run here, so it can hand out its
-    indices to max-unpooling. Subclasses set the attributes below and yield their stages from
-    :meth:`stage_modules`.
+    is set, stage ``i`` starts with an ``f x f`` max-pool (stride ``f = factors[i - 1]``, floor) run
+    here, so it can hand out its indices to max-unpooling. Subclasses set the attributes below and
+    yield their stages from :meth:`stage_modules`.
 
     Attributes:
         channels: channels of each feature, shallowest first.
         reductions: stride of each feature w.r.t. the input, e.g. ``(2, 4, 8, 16, 32)`` for a ResNet.
-        pools: per transition between consecutive features, whether it is a 2x2 max-pool.
-        ceil_mode: how the stride-2 steps round odd sizes: up (padded stride-2 convs: ``ceil(H / 2)``)
-            or down (2x2 pools, unpadded convs: ``floor(H / 2)``). The decoder rounds the same way.
+        pools: per transition between consecutive features, whether it is an ``f x f`` max-pool.
+        ceil_mode: how the strided steps round sizes that do not divide: up (padded stride-2 convs:
+            ``ceil(H / 2)``) or down (``f x f`` pools, unpadded convs: ``floor(H / f)``). The decoder
+            rounds the same way.
         decoder_channels: the decoder stage widths it suggests at ``decoder_width=1``, one per
             feature but the deepest.
         mean, std: per input channel, the normalisation the pretrained weights expect (None: none).
@@ -103,6 +117,12 @@ class Encoder(nn.Module):
     def stage_modules(self) -> Iterable[nn.Module]:
         """The stages, shallowest first (the pools of ``pools`` excluded)."""
         raise NotImplementedError
+
+    @property
+    def factors(self) -> tuple[int, ...]:
+        """Per transition between consecutive features, its factor (``reductions[i] / reductions[i - 1]``):
+        what the decoder stage there upsamples by."""
+        return tuple(deep // shallow for shallow, deep in itertools.pairwise(self.reductions))
 
     @property
     def min_size(self) -> int:
@@ -122,13 +142,14 @@ class Encoder(nn.Module):
         """
         features: list[torch.Tensor] = []
         indices: list[torch.Tensor | None] = []
+        factors = self.factors
         for level, stage in enumerate(self.stage_modules()):
             if level > 0:
-                level_indices = None
+                level_indices, factor = None, factors[level - 1]
                 if self.pools[level - 1] and return_indices:
-                    x, level_indices = F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
+                    x, level_indices = F.max_pool2d(x, kernel_size=factor, stride=factor, return_indices=True)
                 elif self.pools[level - 1]:
-                    x = F.max_pool2d(x, kernel_size=2, stride=2)
+                    x = F.max_pool2d(x, kernel_size=factor, stride=factor)
                 indices.append(level_indices)
             x = stage(x) if run is None else run(stage, x)
             features.append(x)

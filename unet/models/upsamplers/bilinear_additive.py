@@ -27,11 +27,14 @@ class BilinearAdditiveUpsampler(Upsampler):
     """Bilinear upsampling, then each output channel is the sum of ``C_in / C_out`` consecutive channels.
 
     Parameter-free: the channel reduction a learned method would do with weights is a fixed sum.
+    The paper sums groups of ``f**2`` channels at factor ``f`` (``f**2`` times the pixels, ``f**2``
+    times fewer channels); here the skip fixes ``C_out``, so the groups are ``C_in / C_out`` wide
+    whatever the factor, which only enters the interpolation.
     Summing first and interpolating second gives the same numbers (both are linear) on fewer pixels.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels)
+    def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
+        super().__init__(in_channels, out_channels, scale)
         if in_channels < out_channels:
             raise ConfigError(
                 "bilinear_additive sums groups of channels, so it needs in_channels >= out_channels; "

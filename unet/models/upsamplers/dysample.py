@@ -15,7 +15,7 @@ class DySampleUpsampler(Upsampler):
     """Predict a small offset for every output pixel and bilinearly sample the input there.
 
     The "LP" variant of the paper: a 1x1 conv on the low-resolution input predicts
-    ``2 * groups * 4`` offsets per pixel, pixel-shuffled to one ``(dx, dy)`` per output pixel and
+    ``2 * groups * f**2`` offsets per pixel (``f``: the scale), pixel-shuffled to one ``(dx, dy)`` per output pixel and
     channel group, scaled by 0.25 (or a learned sigmoid "dynamic scope") so that sampling points
     cannot cross. Offsets start near zero, so at initialisation it is bilinear interpolation.
     Sampling positions are computed for the exact target size, so odd skips need no padding of
@@ -23,17 +23,23 @@ class DySampleUpsampler(Upsampler):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, groups: int = 4, dynamic_scope: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        groups: int = 4,
+        dynamic_scope: bool = False,
+        scale: int = 2,
     ) -> None:
-        super().__init__(in_channels, out_channels)
+        super().__init__(in_channels, out_channels, scale)
         if out_channels % groups != 0:
             raise ConfigError(f"dysample groups ({groups}) must divide out_channels ({out_channels})")
         self.groups = groups
         self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        self.offset = nn.Conv2d(in_channels, 2 * groups * 4, kernel_size=1)
+        offsets = 2 * groups * scale**2
+        self.offset = nn.Conv2d(in_channels, offsets, kernel_size=1)
         nn.init.normal_(self.offset.weight, std=0.001)
         nn.init.zeros_(self.offset.bias)
-        self.scope = nn.Conv2d(in_channels, 2 * groups * 4, kernel_size=1) if dynamic_scope else None
+        self.scope = nn.Conv2d(in_channels, offsets, kernel_size=1) if dynamic_scope else None
         if self.scope is not None:
             nn.init.zeros_(self.scope.weight)
             nn.init.zeros_(self.scope.bias)
@@ -47,9 +53,9 @@ class DySampleUpsampler(Upsampler):
             offset = self.offset(x) * 0.25
         else:
             offset = self.offset(x) * self.scope(x).sigmoid() * 0.5
-        # (B, 2*G*4, h, w) -> (B, 2*G, 2h, 2w) -> (B, 2*G, H, W): one offset per output pixel and group,
-        # in units of input pixels; an odd last row/column reuses its neighbour's offset.
-        offset = pad_to_size(F.pixel_shuffle(offset, 2), size)
+        # (B, 2*G*f*f, h, w) -> (B, 2*G, fh, fw) -> (B, 2*G, H, W): one offset per output pixel and group,
+        # in units of input pixels; a skip's extra last rows/columns reuse their neighbour's offsets.
+        offset = pad_to_size(F.pixel_shuffle(offset, self.scale), size)
         offset = offset.reshape(b * self.groups, 2, out_h, out_w).permute(0, 2, 3, 1)
 
         # Where each output pixel centre falls in the input (align_corners=False convention), in

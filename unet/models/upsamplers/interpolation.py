@@ -16,13 +16,13 @@ class _InterpolateThenProject(Upsampler):
 
     Both orders give the same numbers (interpolation mixes pixels with weights that sum to one and
     the 1x1 conv mixes channels, so they commute, bias included); projecting first runs the conv
-    on four times fewer pixels.
+    on ``f**2`` times fewer pixels. The factor ``f`` is the skip's size over the input's.
     """
 
     mode: ClassVar[str]
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels)
+    def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
+        super().__init__(in_channels, out_channels, scale)
         self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
     def forward(

@@ -10,12 +10,13 @@ from unet.models.upsamplers.base import Upsampler, register_upsampler
 
 @register_upsampler("maxunpool")
 class MaxUnpoolUpsampler(Upsampler):
-    """Put each value back where the encoder found the maximum of its 2x2 window, zeros elsewhere.
+    """Put each value back where the encoder found the maximum of its ``f x f`` window, zeros elsewhere.
 
     The indices belong to the skip feature, which has ``out_channels`` channels, so the input is
     first projected to that width by a 1x1 conv (Badrinarayanan et al., SegNet, 2017).
 
-    The indices are those of the encoder's 2x2 max-pool (the ``unet`` encoder and ``vgg16_bn``:
+    The indices are those of the encoder's ``f x f`` max-pool (the ``unet`` encoder, ``f`` being
+    ``model.net.scale``, and ``vgg16_bn``:
     SegNet exactly). Where the encoder reached the lower resolution otherwise (strided convs, a
     3x3 pool), the U-Net passes the indices of the skip feature's own 2x2 argmax instead
     (:func:`~unet.models.upsamplers.base.argmax_indices`, rounding odd sizes as the encoder did),
@@ -25,8 +26,8 @@ class MaxUnpoolUpsampler(Upsampler):
 
     needs_pool_indices = True
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels)
+    def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
+        super().__init__(in_channels, out_channels, scale)
         self.project = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
     def forward(
