@@ -127,7 +127,7 @@ def test_generation_is_fast():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"in_channels": 2},
+        {"in_channels": 0},
         {"num_val": 0},
         {"num_shapes": [3, 2]},
         {"image_size": [4, 4]},
