@@ -53,6 +53,14 @@ def test_bad_override_syntax_names_the_argument(monkeypatch, capsys):
     assert "cannot parse the command line argument 'x=[1,': no viable alternative" in error_line(err)
 
 
+def test_a_pattern_typed_without_quotes_is_shown_quoted(monkeypatch, capsys):
+    code, err, _ = run_app("train", "data.mask_pattern={id}_manual1", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2
+    assert error_line(err).endswith(
+        """quote such a value for Hydra and the shell: 'data.mask_pattern="{id}_manual1"'"""
+    )
+
+
 def test_an_unknown_group_option_names_the_group_and_its_options(monkeypatch, capsys, tmp_path):
     code, err, _ = run_app(
         "plan", "model/net=nope", f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys

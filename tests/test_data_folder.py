@@ -101,6 +101,15 @@ def test_explicit_directories_relative_and_absolute(tmp_path):
         folder(tmp_path, train_images="a/images", train_masks="a/masks", val_images="b/images")
 
 
+def test_a_split_folder_with_other_folder_names_is_named_with_the_keys_that_point_elsewhere(tmp_path):
+    write_pairs(tmp_path / "training", 3)
+    (tmp_path / "test" / "images").mkdir(parents=True)
+    (tmp_path / "test" / "1st_manual").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"test is read as the test split, but .*test/masks does not exist.*"
+                       r"data.test_images=\.\.\. data.test_masks=\.\.\."):  # fmt: skip
+        folder(tmp_path, train_images="training/images", train_masks="training/masks")
+
+
 def test_explicit_stems(tmp_path):
     write_pairs(tmp_path, 6)
     dm = folder(tmp_path, val_stems=["01", "02"], test_stems=["05"])

@@ -55,7 +55,7 @@ def find_split_dirs(
                 resolve(masks, root) if masks is not None else (home or root) / "masks",
             )
         elif own is not None:
-            dirs[split] = (own / "images", own / "masks")
+            dirs[split] = split_folders(own, split, annotated)
     if "train" not in dirs and (root / "images").is_dir():
         dirs["train"] = (root / "images", root / "masks")
     if "train" not in dirs:
@@ -65,6 +65,19 @@ def find_split_dirs(
             "(val_*, test_*) keys"
         )
     return dirs
+
+
+def split_folders(own: Path, split: str, annotated: bool) -> tuple[Path, Path]:
+    """``own/images`` and ``own/masks`` of a split's own folder; a missing one is named with the keys
+    that point the split elsewhere (a data set whose ``test/`` holds other folder names)."""
+    needed = ("images",) if annotated else ("images", "masks")
+    missing = [own / name for name in needed if not (own / name).is_dir()]
+    if missing:
+        raise DataNotFoundError(
+            f"{own} is read as the {split} split, but {missing[0]} does not exist: put images/ and masks/ "
+            f"there, or name its folders with data.{split}_images=... data.{split}_masks=..."
+        )
+    return own / "images", own / "masks"
 
 
 def locate_folders(

@@ -36,12 +36,22 @@ MISSING_IN_INTERPOLATION = re.compile(r"Missing mandatory value: ?([\w.\[\]]+)")
 OMEGACONF_DETAILS = "\n    full_key:"
 
 
+def quoting_hint(override: str) -> str:
+    """How to type a value that holds braces or parentheses (a pattern such as ``{id}_manual1``), which
+    Hydra's grammar reads as a dictionary or an interpolation unless quoted."""
+    key, _, value = override.partition("=")
+    if not any(char in value for char in "{}()$") or value[:1] in "'\"":
+        return ""
+    return f"; quote such a value for Hydra and the shell: '{key}=\"{value}\"'"
+
+
 def composition_error_line(error: Exception) -> str:
     """The mistake Hydra found while composing the config from the command line, as one line."""
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
         return missing_option_line(error.missing_cfg_file, error.options)
     if isinstance(error, OverrideParseException):
-        return f"cannot parse the command line argument {error.override!r}: {one_line(error.message)}"
+        line = f"cannot parse the command line argument {error.override!r}: {one_line(error.message)}"
+        return line + quoting_hint(error.override)
     cause = error.__cause__
     if isinstance(error, ConfigCompositionException) and isinstance(
         cause, ConfigKeyError | ConfigAttributeError
