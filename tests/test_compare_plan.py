@@ -125,8 +125,8 @@ def test_a_variant_with_overrides_trains_its_runs_with_them(tmp_path):
 def test_variants_can_differ_in_the_upsampling_factor_and_depth(tmp_path):
     """x4 twice against x2 four times: the same total downsampling, the factor a variant's override."""
     variants = {
-        "x4": {"upsample": "bilinear", "overrides": {"model.net.scale": 4, "model.net.depth": 2}},
-        "x4_x2": {"upsample": "bilinear", "overrides": {"model.net.scale": [4, 2, 2], "model.net.depth": 3}},
+        "x4": {"upsample": "bilinear", "overrides": ["model.net.scale=4", "model.net.depth=2"]},
+        "x4_x2": {"upsample": "bilinear", "overrides": ["model.net.scale=[4,2,2]", "model.net.depth=3"]},
     }
     specs = method_specs(["bilinear", "x4", "x4_x2"], variants)
     plan = {"methods": list(specs), "variants": {name: specs[name] for name in variants}, "seeds": [0],
