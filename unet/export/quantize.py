@@ -59,7 +59,8 @@ def quantize_dynamic(source: Path, target: Path, calibration: Calibration) -> di
 def quantize_static(source: Path, target: Path, calibration: Calibration) -> dict[str, Any]:
     """onnxruntime's ``quantize_static`` in QDQ form: int8 weights per output channel and uint8
     activations whose ranges (min-max) come from the calibration images, after onnxruntime's
-    pre-processing (shape inference and graph optimisation), as its documentation asks."""
+    pre-processing (ONNX shape inference and graph optimisation), as its documentation asks; its
+    symbolic shape inference is skipped: it gives up on the dynamic sizes of deeper U-Nets."""
     with requires_extra("export"):
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
         from onnxruntime.quantization import quantize_static as ort_quantize_static
@@ -76,7 +77,7 @@ def quantize_static(source: Path, target: Path, calibration: Calibration) -> dic
             return None if image is None else {"images": image}
 
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
-    quant_pre_process(str(source), str(prepared))
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     try:
         ort_quantize_static(
             prepared, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
