@@ -187,3 +187,43 @@ def test_auto_runs_an_unmeasured_model_as_given_and_given_skips_the_choice(tmp_p
     assert model_to_run(OmegaConf.merge(cfg, {"runtime": "given"})) == str(model)
     with pytest.raises(ConfigError, match="runtime=fastest: expected one of auto, given"):
         model_to_run(OmegaConf.merge(cfg, {"runtime": "fastest"}))
+
+
+def test_unet_export_measures_and_unet_predict_runs_the_choice(checkpoint, tmp_path, monkeypatch, capsys):
+    """The commands end to end: unet-export writes quality and speed (measure.* keys), unet-predict's
+    default runtime=auto picks among the checkpoint and its export and says so in one line.
+    Slow: an ONNX export, its quality and speed measured, and a prediction, as the commands run them."""
+    from conftest import run_in_process
+    from PIL import Image
+
+    model = tmp_path / "best.ckpt"
+    model.write_bytes(checkpoint.read_bytes())
+    measure = [
+        "measure.image_size=48",
+        "measure.tile_size=32",
+        "measure.batch_sizes=[1,2]",
+        "measure.rounds=1",
+    ]
+    exported = run_in_process(
+        "unet-export",
+        f"ckpt_path={model}",
+        "format=onnx",
+        *measure,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert exported.returncode == 0, exported.stderr
+    sidecar = read_sidecar(tmp_path / "best.onnx")
+    assert sidecar["speed"]["best_batch"] in (1, 2) and sidecar["quality"]["images"] == 4
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36), dtype=np.uint8)).save(
+        tmp_path / "a.png"
+    )
+    predicted = run_in_process(
+        "unet-predict", f"model={model}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out'}",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    (line,) = [line for line in (predicted.stdout + predicted.stderr).splitlines() if "runtime=auto:" in line]
+    assert "is the fastest here within 0.005 mIoU of the checkpoint" in line
+    assert (tmp_path / "out" / "a_mask.png").is_file()
