@@ -23,6 +23,7 @@ from unet.profiling.machine import cpu_model
 from unet.training.checkpoint import RUN_CONFIG_KEY
 from unet.training.module import SegmentationModule
 from unet.utils.errors import ConfigError
+from unet.utils.extras import MissingExtraError
 
 pytest.importorskip("onnxruntime", reason="the exports are checked and run with onnxruntime")
 TINY_SPEED = SpeedSettings(image_size=48, tile_size=32, overlap=0.25, batch_sizes=(1, 2), rounds=1)
@@ -71,6 +72,28 @@ def test_openvino_ir_gives_the_checkpoints_logits_and_records_its_precision(chec
     # quality against the checkpoint on the validation split: an exact copy changes nothing
     quality = metadata["quality"]
     assert quality["images"] == 4 and quality["miou"] == pytest.approx(quality["miou_checkpoint"], abs=1e-3)
+
+
+def test_without_openvino_its_export_and_its_files_say_which_extra_to_install(
+    checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(MissingExtraError, match=r'openvino is not installed: pip install "unet\[openvino\]"'):
+        export_checkpoint(checkpoint, "openvino", tmp_path / "out" / "model.xml")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "model.xml").write_text("<net/>")
+    (tmp_path / "model.bin").write_bytes(b"")
+    (tmp_path / "model.xml.json").write_text(json.dumps(minimal_sidecar()))
+    with pytest.raises(MissingExtraError, match="openvino is not installed"):
+        load_predictor(tmp_path / "model.xml")
+
+
+def minimal_sidecar() -> dict:
+    """The keys every sidecar holds (what read_sidecar checks), for a hand-made IR file."""
+    return {
+        "format": "openvino", "in_channels": 1, "num_classes": 4, "class_names": ["a", "b", "c", "d"],
+        "mean": [0.5], "std": [0.25], "min_size": 2, "net": {"_target_": "unet.models.UNet"},
+    }  # fmt: skip
 
 
 def test_static_int8_is_qdq_loadable_and_records_its_quality_change(checkpoint, tmp_path):
