@@ -214,8 +214,7 @@ def test_auto_runs_an_unmeasured_model_as_given_and_given_skips_the_choice(tmp_p
 
 def test_unet_export_measures_and_unet_predict_runs_the_choice(checkpoint, tmp_path, monkeypatch, capsys):
     """The commands end to end: unet-export writes quality and speed (measure.* keys), unet-predict's
-    default runtime=auto picks among the checkpoint and its export and says so in one line.
-    Slow: an ONNX export, its quality and speed measured, and a prediction, as the commands run them."""
+    default runtime=auto picks among the checkpoint and its export and says so in one line."""
     from conftest import run_in_process
     from PIL import Image
 
