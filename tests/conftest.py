@@ -87,6 +87,17 @@ def _seed_everything():
 
 
 @pytest.fixture(autouse=True)
+def _absl_log_stream_outside_capture():
+    """``import openvino`` imports absl, whose log handler keeps the ``sys.stderr`` of that moment (pytest's
+    capture) and closes it when a later in-process command's Hydra reconfigures logging, which breaks the
+    session's output; after each test it writes to the real stderr instead (one absl leaves open)."""
+    yield
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+@pytest.fixture(autouse=True)
 def _private_cache_dir(tmp_path_factory, monkeypatch):
     """Data fingerprints of test data go to a temporary cache, never the user's ~/.cache/unet."""
     monkeypatch.setenv("UNET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "unet-cache"))

@@ -193,7 +193,7 @@ def test_predict_files_writes_the_masks_predict_returns(model, tmp_path):
 
 def test_export_to_onnx_predicts_as_the_checkpoint(model, tmp_path):
     """Slow: torch's ONNX exporter traces the network, and the export is checked in onnxruntime."""
-    path = model.export(tmp_path / "model.onnx")
+    path = model.export(tmp_path / "model.onnx", **{"measure.speed": False})  # timed: test_export_runtimes
     assert path == tmp_path / "model.onnx" and (tmp_path / "model.onnx.json").is_file()
     exported = unet.load(path)
     assert exported.format == "onnx" and exported.classes == model.classes

@@ -166,9 +166,9 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
     report = read_sidecar(quantized)["quantization"]
     assert report["method"] == "dynamic" and report["file"] == "best.int8.onnx"
     assert report["bytes"] == {"float32": path.stat().st_size, "int8": quantized.stat().st_size}
-    validation = report["validation"]
-    assert validation["split"] == "val" and validation["images"] == 6
-    assert validation["miou_change"] == pytest.approx(validation["miou_int8"] - validation["miou_float32"])
+    quality = read_sidecar(quantized)["quality"]
+    assert quality["split"] == "val" and quality["images"] == 6
+    assert quality["miou_change"] == pytest.approx(quality["miou"] - quality["miou_checkpoint"])
     assert 0 <= report["max_abs_logit_diff"] < 1.0
     assert json.loads(sidecar.read_text())["quantized_copy"] == report
     images = np.random.default_rng(0).standard_normal((1, 1, 32, 40)).astype(np.float32)
@@ -178,8 +178,8 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
 def test_quantisation_says_why_without_the_validation_data(checkpoint, tmp_path):
     pytest.importorskip("onnxruntime.quantization", reason="quantize=dynamic needs onnxruntime.quantization")
     path, _ = export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx", quantize="dynamic")
-    validation = read_sidecar(tmp_path / "m.int8.onnx")["quantization"]["validation"]
-    assert "does not record its training data" in validation["skipped"]
+    quality = read_sidecar(tmp_path / "m.int8.onnx")["quality"]
+    assert "does not record its training data" in quality["skipped"]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_quantisation_says_why_without_the_validation_data(checkpoint, tmp_path)
         ({"embed": True, "export_format": "torchscript"}, "embed_preprocessing=true: format=torchscript"),
         ({"outputs": "mask"}, "outputs=mask needs embed_preprocessing=true"),
         ({"embed": True, "input_layout": "hwc"}, "input_layout=hwc: expected one of bhwc, bchw"),
-        ({"quantize": "static"}, "quantize=static: expected null or one of dynamic"),
+        ({"quantize": "int4"}, "quantize=int4: expected null or one of dynamic, static"),
         ({"quantize": "dynamic", "export_format": "pt2"}, "quantize=dynamic: only format=onnx"),
     ],
 )

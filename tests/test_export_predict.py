@@ -141,6 +141,7 @@ def test_export_cli_writes_beside_the_checkpoint_and_sweeps_formats(checkpoints,
     checkpoint = checkpoints["dysample"]
     result = run_cli(
         "unet-export", "-m", f"ckpt_path={checkpoint}", "format=torchscript,weights",
+        "measure.speed=false",  # timing the forms is tested in test_export_runtimes.py
         f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

@@ -49,7 +49,7 @@ def test_help_config_errors_and_missing_inputs_load_neither_torch_nor_lightning(
     ]
     missing, logs = tmp_path / "missing.ckpt", f"hydra.run.dir={tmp_path / 'logs'}"
     cases += [
-        ("predict", [f"model={missing}", "input=x", "output=y", logs]),
+        ("predict", [f"ckpt_path={missing}", "input=x", "output=y", logs]),
         ("export", [f"ckpt_path={missing}", "format=onnx", logs]),
         ("evaluate", [f"ckpt_path={missing}", logs]),
     ]

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
 from unet.inference.files import collect_inputs, find_rois
+from unet.inference.runtimes import check_runtime, choose_runtime
+from unet.inference.speed import SpeedSettings, measure_speed
 from unet.profiling.machine import default_device
 from unet.serving import TilingSettings, load_models
 from unet.serving.limits import ServingLimits
+
+log = logging.getLogger(__name__)
 
 
 def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
@@ -28,14 +34,35 @@ def export_from_config(cfg: DictConfig) -> tuple[Path, Path]:
         input_layout=cfg.input_layout,
         outputs=cfg.outputs,
         quantize=cfg.quantize,
+        openvino_precision=cfg.openvino_precision,
+        calibration_count=cfg.calibration_images,
+        measure_speed=speed_measure(cfg.measure),
     )
+
+
+def speed_measure(cfg: DictConfig):
+    """``measure`` of ``export.yaml``: the function that times an exported file, or None (``speed=false``)."""
+    if not cfg.speed:
+        return None
+    settings = {key: value for key, value in cfg.items() if key != "speed"}
+    return partial(measure_speed, settings=SpeedSettings(**settings))
+
+
+def model_to_run(cfg: DictConfig) -> str | Path:
+    """``cfg.ckpt_path``, or with ``runtime_choice=auto`` the fastest measured form of it here (said in one line)."""
+    check_runtime(cfg.runtime_choice, cfg.runtime_tolerance)
+    if cfg.runtime_choice == "given":
+        return cfg.ckpt_path
+    chosen, reason = choose_runtime(cfg.ckpt_path, cfg.runtime_tolerance)
+    log.info(reason)
+    return chosen
 
 
 def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> dict[str, Any]:
     """Segment ``cfg.input`` into ``cfg.output`` as ``configs/predict.yaml``'s keys say, with
     ``predictor`` (already loaded) or ``cfg.ckpt_path`` loaded on ``cfg.device``; returns :func:`~unet.inference.predict_files`'
     summary."""
-    predictor = predictor or load_predictor(cfg.ckpt_path, default_device(cfg.device), cfg.memory_format)
+    predictor = predictor or load_predictor(model_to_run(cfg), default_device(cfg.device), cfg.memory_format)
     inputs = collect_inputs(str(cfg.input))
     rois = None if cfg.get("roi") is None else find_rois(inputs, cfg.roi, cfg.get("roi_pattern"))
     return predict_files(

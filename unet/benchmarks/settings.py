@@ -16,7 +16,14 @@ from unet.utils.errors import ConfigError
 # What ``quick`` sets: tiny sizes and one step, to check that everything runs.
 QUICK = {"size": 32, "batch_size": 2, "warmup": 1, "repeats": 1, "rounds": 1, "net_options": {"depth": 2, "base_channels": 8}, "scaling_sizes": (32, 64)}  # fmt: skip
 # What ``quick`` sets for tiled inference: a few tiles of a small image, one round.
-QUICK_TILED = {"size": 160, "tile_size": 64, "batch_size": 2, "rounds": 1}
+QUICK_TILED = {
+    "size": 160,
+    "tile_size": 64,
+    "batch_size": 2,
+    "rounds": 1,
+    "small_images": 4,
+    "small_size": (36, 48),
+}
 # The sides (pixels) the scaling measures by default: each doubles the last, so memory grows about 4x a row.
 SCALING_SIZES = (256, 512, 1024, 2048)
 
@@ -87,12 +94,18 @@ class TiledSettings:
     in_channels: int = 1
     num_classes: int = 2
     onnx: bool = True
+    int8: bool = True  # static int8 (QDQ) of the ONNX export in onnxruntime, calibrated on other tiles
+    openvino: bool = True  # the OpenVINO IR, f32 (and bf16 where the CPU has it)
     tolerance: float = 1e-4
     rounds: int = 3
     seed: int = 0
+    small_images: int = 32  # many small photos, segmented one by one and batched
+    small_size: tuple[int, int] = (360, 480)
+    small_batch_size: int = 8
     quick: bool = False
 
     def __post_init__(self) -> None:
+        self.small_size = tuple(self.small_size)
         if self.quick:
             for key, value in QUICK_TILED.items():
                 setattr(self, key, value)

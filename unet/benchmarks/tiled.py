@@ -6,7 +6,13 @@ Both run the same network on the same image with the same tiles, overlap and Gau
 image normalised as one tensor, as its users call it; ours cuts tiles from the pixels as read and
 streams them into the class map (:func:`~unet.inference.tiling.segment_tiled`). Equal output is checked
 on a crop of 2.5 tiles a side (every kind of overlap, edge and corner): probabilities within
-``tolerance``; on the whole image the class maps are compared pixel by pixel.
+``tolerance``; on the whole image the class maps are compared pixel by pixel. The deployment forms
+``unet-export`` writes run beside them (onnxruntime, its static int8 copy, OpenVINO): for them the
+probability difference and the pixels whose class differs from MONAI's are the quality change.
+
+Many small photos are measured apart (:func:`measure_small_images`): images/s segmenting them one by
+one, as ``unet-predict`` does, and ``small_batch_size`` images per forward pass
+(:func:`~unet.inference.files.segment_images`).
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ import torch
 from torch import nn
 
 from unet.benchmarks.settings import TiledSettings
+from unet.export.exporters import export_onnx
+from unet.export.openvino_ir import compile_ir, convert_onnx, cpu_has_bf16
+from unet.export.quantize import quantize_static
+from unet.inference.files import segment_images
 from unet.inference.predictors import Predictor, TorchRunner, onnx_runner
 from unet.inference.tiling import segment_tiled
 from unet.profiling.costs import peak_memory_bytes
 from unet.profiling.machine import cpu_flags, machine_name
-from unet.utils.extras import requires_extra
+from unet.utils.extras import MissingExtraError, requires_extra
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
@@ -99,21 +109,49 @@ def timed(fn: Callable[[], np.ndarray], device: str) -> dict[str, Any]:
     return result
 
 
+def calibration_tiles(settings: TiledSettings) -> list[np.ndarray]:
+    """Four tiles ``(1, C, T, T)`` of another synthetic image: what static int8 calibrates on."""
+    size = settings.tile_size
+    image = synthetic_scan(2 * size, settings.in_channels, settings.seed + 1)
+    return [normalised(image[y : y + size, x : x + size])[None] for y in (0, size) for x in (0, size)]
+
+
+def exported_runners(model: nn.Module, settings: TiledSettings, workdir: Path) -> dict[str, Callable]:
+    """The deployment forms ``unet-export`` writes, run on the CPU: the ONNX export in onnxruntime, its
+    static int8 (QDQ) copy, and the OpenVINO IR in f32 (and bf16 where the CPU has it natively)."""
+    metadata = {"in_channels": settings.in_channels, "num_classes": settings.num_classes, "min_size": 32}
+    path = workdir / "model.onnx"
+    export_onnx(model, path, dict(metadata), tolerance=1e-3)
+    found = {"onnxruntime": onnx_runner(path, "cpu")}
+    if settings.int8:
+        quantize_static(path, workdir / "model.int8.onnx", lambda: calibration_tiles(settings))
+        found["onnxruntime, static int8"] = onnx_runner(workdir / "model.int8.onnx", "cpu")
+    if settings.openvino:
+        try:
+            convert_onnx(path, workdir / "model.xml")  # checked below, as every runner, against MONAI
+        except MissingExtraError as error:
+            log.warning("OpenVINO left out: %s", error)
+            return found
+        found["openvino"] = compile_ir(workdir / "model.xml", "f32")
+        if cpu_has_bf16():
+            found["openvino, bf16"] = compile_ir(workdir / "model.xml", "bf16")
+    return found
+
+
 def predictors(model: nn.Module, settings: TiledSettings, device: str, workdir: Path) -> dict[str, Predictor]:
     """Our ways of running ``model``: PyTorch as loaded (MONAI's network exactly), the inference form
-    checkpoints run in (conv-BatchNorm folded, the faster memory layout here), and its ONNX export in
-    onnxruntime."""
-    metadata = {"in_channels": settings.in_channels, "num_classes": settings.num_classes, "min_size": 1}
+    checkpoints run in (conv-BatchNorm folded, the faster memory layout here), and on the CPU its
+    exported forms (:func:`exported_runners`)."""
+    channels = settings.in_channels
+    # mean 0, std 1: prepare divides by 255 alone, as normalised() does for MONAI
+    metadata = {"in_channels": channels, "num_classes": settings.num_classes, "min_size": 1, "mean": [0.0] * channels, "std": [1.0] * channels}  # fmt: skip
     found = {
         "pytorch, as loaded": Predictor(TorchRunner(model, device), metadata, workdir),
         "pytorch, inference form": Predictor(TorchRunner(model, device, True, "auto"), metadata, workdir),
     }
     if settings.onnx and device == "cpu":
-        from unet.export.exporters import export_onnx
-
-        path = workdir / "model.onnx"
-        export_onnx(model, path, {**metadata, "min_size": 32}, tolerance=1e-3)
-        found["onnxruntime"] = Predictor(onnx_runner(path, device), metadata, path)
+        for name, run in exported_runners(model, settings, workdir).items():
+            found[name] = Predictor(run, metadata, workdir)
     return found
 
 
@@ -146,6 +184,7 @@ def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: s
         for _ in range(settings.rounds):
             for name, call in calls.items():
                 samples[name].append(timed(call, device))
+        small_images = measure_small_images(model, runners, settings, device)
     monai_mask = samples["MONAI sliding_window_inference"][-1]["mask"]
     for name, row in rows.items():
         row["seconds"] = statistics.median(sample["seconds"] for sample in samples[name])
@@ -161,6 +200,53 @@ def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: s
     return {
         "image": [settings.size, settings.size, settings.in_channels],
         "megapixels": megapixels,
+        "rows": rows,
+        "small_images": small_images,
+    }
+
+
+def measure_small_images(
+    model: nn.Module, runners: dict[str, Predictor], settings: TiledSettings, device: str
+) -> dict[str, Any]:
+    """Images/s of ``settings.small_images`` photos of ``small_size``: MONAI's sliding window and each of
+    our runners one image at a time (as ``unet-predict`` segments files today), and each runner with
+    ``small_batch_size`` images per forward pass; pixels whose class agrees with MONAI's. Median of
+    ``settings.rounds`` runs taken in turn (the first pays the warm-up of the new shapes)."""
+    height, width = settings.small_size
+    images = [
+        synthetic_scan(max(height, width), settings.in_channels, settings.seed + 2 + index)[:height, :width]
+        for index in range(settings.small_images)
+    ]
+    monai = "MONAI sliding_window_inference, one by one"
+    calls = {monai: lambda: [monai_masks(model, image, settings, device)[0] for image in images]}
+    for name, predictor in runners.items():
+        calls[f"{name}, one by one"] = lambda p=predictor: [ours(p, image, settings) for image in images]
+        calls[f"{name}, batched"] = lambda p=predictor: segment_images(p, images, settings.small_batch_size)
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    masks: dict[str, list[np.ndarray]] = {}
+    for _ in range(settings.rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            masks[name] = call()
+            seconds[name].append(time.perf_counter() - start)
+    rows = [
+        {
+            "runner": name,
+            "seconds": statistics.median(seconds[name]),
+            "images_per_s": len(images) / statistics.median(seconds[name]),
+            "mask_agreement": float(
+                np.mean([(a == b).mean() for a, b in zip(masks[name], masks[monai], strict=True)])
+            ),
+        }
+        for name in calls
+    ]
+    today = next(row for row in rows if row["runner"] == "pytorch, inference form, one by one")
+    for row in rows:
+        row["vs_today"] = row["images_per_s"] / today["images_per_s"]
+    return {
+        "count": len(images),
+        "size": [height, width],
+        "batch_size": settings.small_batch_size,
         "rows": rows,
     }
 
@@ -193,4 +279,22 @@ def format_tiled(report: Mapping[str, Any], settings: TiledSettings) -> str:
         f"median of {settings.rounds} rounds taken in turn"
     )
     machine = f"{report['machine']} ({report['cpu_flags']})"
-    return f"{machine}\n{head}\n{text_table(columns, report['rows'], rule=True)}"
+    return f"{machine}\n{head}\n{text_table(columns, report['rows'], rule=True)}\n\n{format_small(report)}"
+
+
+def format_small(report: Mapping[str, Any]) -> str:
+    """The many-small-images table: images/s one by one and batched."""
+    small = report["small_images"]
+    height, width = small["size"]
+    columns = [
+        ("runner", "runner", "{}"),
+        ("seconds", "seconds", "{:.1f}"),
+        ("images/s", "images_per_s", "{:.2f}"),
+        ("vs today", "vs_today", "{:.2f}x"),
+        ("equal masks", "mask_agreement", "{:.4%}"),
+    ]
+    head = (
+        f"{small['count']} images of {height}x{width}, one by one (today's unet-predict) or "
+        f"{small['batch_size']} per forward pass; 'today' is pytorch, inference form, one by one"
+    )
+    return f"{head}\n{text_table(columns, small['rows'], rule=True)}"

@@ -1,8 +1,10 @@
-"""One exporter per format, registered by name; each writes the file, checks it, and writes the sidecar.
+"""One exporter per format, registered by name; each writes the file, checks it, and returns it loaded
+back as a runner; the sidecar is written beside it.
 
-ONNX, TorchScript and ``torch.export`` (pt2) files are checked after writing: the exported model runs
-on a random input of another size than the one it was exported at and must match PyTorch's logits
-within ``tolerance``, or the export fails.
+ONNX, OpenVINO IR, TorchScript and ``torch.export`` (pt2) files are checked after writing: the exported
+model runs on a random input of another size than the one it was exported at and must match PyTorch's
+logits within ``tolerance``, or the export fails. Every form's sidecar records its quality change on the
+validation split (:mod:`unet.export.quality`) and, when the caller measures it, its speed here.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import torch
 from torch import nn
 
 from unet.export.metadata import model_metadata, write_metadata
+from unet.export.openvino_ir import compile_ir, convert_onnx, inference_precision, weights_file
 from unet.export.preprocessing import check_embedding_options, embed_preprocessing, example_input
-from unet.export.quantize import QUANTIZERS, describe_quantization, quantize_onnx, quantized_path
+from unet.export.quality import Runner, calibration_images, describe_quality, validation_quality
+from unet.export.quantize import QUANTIZERS, describe_quantization, onnx_logits, quantize_onnx, quantized_path
 from unet.models.loading import LoadedModel, load_checkpoint, sidecar_path
 from unet.utils.errors import ConfigError, OutputExistsError
 from unet.utils.extras import requires_extra
@@ -29,7 +33,8 @@ from unet.utils.files import publish_new, read_json
 
 log = logging.getLogger(__name__)
 
-EXPORTERS: dict[str, Callable[[nn.Module, Path, dict[str, Any], float], None]] = {}
+# (model, path, sidecar, tolerance) -> the written file loaded back, as a runner of its inputs.
+EXPORTERS: dict[str, Callable[[nn.Module, Path, dict[str, Any], float], Runner]] = {}
 DEFAULT_SUFFIXES: dict[str, str] = {}
 # Formats whose graph can hold the uint8 normalisation and the argmax (embed_preprocessing=true).
 EMBEDDING_FORMATS: set[str] = set()
@@ -117,7 +122,7 @@ def record_parity(
 
 
 @register_exporter("onnx", ".onnx", embeds_preprocessing=True)
-def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
+def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> Runner:
     """ONNX (opset 18) through ``torch.export`` (the dynamo exporter, which handles ``max_unpool2d``),
     with dynamic batch, height and width; checked with onnxruntime."""
     with requires_extra("export"):
@@ -145,6 +150,28 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any], toleranc
         tolerance,
     )
     metadata["opset"] = ONNX_OPSET
+    return lambda images: session.run([output_name], {"images": images})[0]
+
+
+@register_exporter("openvino", ".xml", embeds_preprocessing=True)
+def export_openvino(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> Runner:
+    """OpenVINO IR (``best.xml`` + ``best.bin``), converted from the ONNX export with its dynamic batch,
+    height and width; checked in float32, then run at the sidecar's ``openvino.inference_precision``
+    (bf16 where the CPU has it: its logit difference is recorded, its effect is the quality change)."""
+    onnx_path = path.with_suffix(".onnx")
+    export_onnx(model, onnx_path, dict(metadata), tolerance)
+    convert_onnx(onnx_path, path)
+    onnx_path.unlink()
+    exact = compile_ir(path)
+    record_parity(model, lambda images: exact(images.numpy()), metadata, f"OpenVINO {path.name}", tolerance)
+    precision = metadata["openvino"]["inference_precision"]
+    run = compile_ir(path, precision)
+    if precision != "f32":
+        images = example_input(metadata, check=True)
+        with torch.inference_mode():
+            reference = model(images).numpy()
+        metadata["openvino"]["max_abs_logit_diff"] = float(np.abs(run(images.numpy()) - reference).max())
+    return run
 
 
 def export_program(model: nn.Module, metadata: dict[str, Any]) -> torch.export.ExportedProgram:
@@ -175,16 +202,17 @@ def export_program(model: nn.Module, metadata: dict[str, Any]) -> torch.export.E
 
 
 @register_exporter("pt2", ".pt2", embeds_preprocessing=True)
-def export_pt2(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
+def export_pt2(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> Runner:
     """A ``torch.export`` program (``torch.export.load(path).module()`` runs it; TorchScript's successor
     upstream), with dynamic batch, height and width; loaded back and checked at another size."""
     torch.export.save(export_program(model, metadata), str(path))
     loaded = torch.export.load(str(path)).module()
     record_parity(model, loaded, metadata, f"torch.export program {path.name}", tolerance)
+    return torch_runner(loaded)
 
 
 @register_exporter("torchscript", ".pt")
-def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
+def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> Runner:
     """TorchScript by tracing (shape arithmetic is recorded, so other sizes work); checked on a new size."""
     example = example_input(metadata)
     with warnings.catch_warnings():
@@ -195,10 +223,11 @@ def export_torchscript(model: nn.Module, path: Path, metadata: dict[str, Any], t
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path), map_location="cpu")
     record_parity(model, loaded, metadata, f"TorchScript {path.name}", tolerance)
+    return torch_runner(loaded)
 
 
 @register_exporter("weights", ".weights.pt")
-def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> None:
+def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], tolerance: float) -> Runner:
     """The network's state dict alone (tensors only: loads with ``torch.load(weights_only=True)``).
 
     ``unet.models.load_model`` loads it back (rebuilt with ``unet.models.build_network(metadata["net"])``
@@ -208,6 +237,17 @@ def export_weights(model: nn.Module, path: Path, metadata: dict[str, Any], toler
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.keys() != model.state_dict().keys():
         raise ExportError(f"{path} does not hold the model's parameters")
+    return torch_runner(model)
+
+
+def torch_runner(model: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
+    """Arrays in, arrays out, of a PyTorch model or program."""
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(images)).numpy()
+
+    return run
 
 
 def training_metrics(ckpt_path: Path) -> dict[str, Any]:
@@ -240,6 +280,11 @@ def check_options(
     return check_embedding_options(embed, input_layout, outputs)
 
 
+def companions(path: Path) -> list[Path]:
+    """``path`` and the files it needs beside it (an OpenVINO IR's weights)."""
+    return [path, weights_file(path)] if path.suffix == DEFAULT_SUFFIXES["openvino"] else [path]
+
+
 def publish_all(pairs: list[tuple[Path, Path]]) -> None:
     """Move each staged file to its place (none may exist); a failure takes back the ones already moved."""
     published: list[Path] = []
@@ -252,6 +297,72 @@ def publish_all(pairs: list[tuple[Path, Path]]) -> None:
         raise
 
 
+def refuse_existing(targets: list[Path]) -> None:
+    """An existing output, companion or sidecar is an error before anything is written."""
+    existing = [str(path) for target in targets for path in [*companions(target), sidecar_path(target)]]
+    existing = [path for path in existing if Path(path).exists()]
+    if existing:
+        raise OutputExistsError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+            "choose another output= (nothing was written)"
+        )
+
+
+def read_calibration(
+    quantize: str | None, metadata: dict[str, Any], checkpoint: dict[str, Any], ckpt_path: Path, count: int
+) -> list[np.ndarray]:
+    """The training images static quantisation calibrates on, read before anything is exported."""
+    if quantize != "static":
+        return []
+    try:
+        return list(calibration_images(metadata, checkpoint, ckpt_path, count))
+    except Exception as error:  # noqa: BLE001 -- whatever keeps the data from being read, said in one line
+        raise ConfigError(
+            f"quantize=static calibrates on the run's training images, which cannot be read here: "
+            f"{type(error).__name__}: {error}; use quantize=dynamic"
+        ) from None
+
+
+def stage_forms(
+    model: nn.Module,
+    staged: list[Path],
+    metadata: dict[str, Any],
+    tolerance: float,
+    quantize: str | None,
+    calibration: list[np.ndarray],
+) -> dict[Path, tuple[dict[str, Any], Runner]]:
+    """Export to ``staged[0]`` (and quantise into ``staged[1]``); each file's sidecar and runner."""
+    forms = {staged[0]: (metadata, EXPORTERS[metadata["format"]](model, staged[0], metadata, tolerance))}
+    if quantize:
+        report = quantize_onnx(quantize, staged[0], staged[1], metadata, lambda: calibration)
+        log.info("quantised copy %s: %s", staged[1].name, describe_quantization(report))
+        quantized = {key: value for key, value in metadata.items() if key != "check_max_abs_diff"}
+        forms[staged[1]] = ({**quantized, "quantization": report}, onnx_logits(staged[1]))
+        metadata["quantized_copy"] = report
+    return forms
+
+
+def record_quality(
+    forms: dict[Path, tuple[dict[str, Any], Runner]],
+    network: nn.Module,
+    checkpoint: dict[str, Any],
+    ckpt_path: Path,
+) -> None:
+    """Each form's ``quality`` on the validation split against the checkpoint's network."""
+    metadata = next(iter(forms.values()))[0]
+    if metadata["embed_preprocessing"]:
+        for sidecar, _ in forms.values():
+            sidecar["quality"] = {
+                "skipped": "takes uint8 pixels: measure a plain export (embed_preprocessing=false)"
+            }
+        return
+    runs = {path.name: run for path, (_, run) in forms.items()}
+    qualities = validation_quality(runs, torch_runner(network), metadata, checkpoint, ckpt_path)
+    for path, (sidecar, _) in forms.items():
+        sidecar["quality"] = qualities[path.name]
+        log.info("%s: %s", path.name, describe_quality(sidecar["quality"]))
+
+
 def export_checkpoint(
     ckpt_path: str | Path,
     export_format: str,
@@ -261,13 +372,19 @@ def export_checkpoint(
     input_layout: str | None = None,
     outputs: str = "logits",
     quantize: str | None = None,
+    openvino_precision: str = "auto",
+    calibration_count: int = 32,
+    measure_speed: Callable[[Path], dict[str, Any]] | None = None,
 ) -> tuple[Path, Path]:
     """Export a training checkpoint; returns the written file and its JSON sidecar.
 
     ``embed`` (``embed_preprocessing``) exports the network behind the uint8 normalisation
     (:mod:`unet.export.preprocessing`; ``input_layout`` ``bhwc``/``bchw``, ``outputs`` ``logits``/``mask``).
-    ``quantize`` (ONNX only) also writes an int8 copy beside it (``best.int8.onnx``, with its own sidecar),
-    measured against the float file (:mod:`unet.export.quantize`).
+    ``quantize`` (ONNX only) also writes an int8 copy beside it (``best.int8.onnx``, with its own sidecar;
+    ``static`` calibrates on ``calibration_count`` training images) (:mod:`unet.export.quantize`).
+    ``openvino_precision`` (OpenVINO only) is the inference precision its sidecar asks for.
+    Every sidecar records its ``quality`` on the validation split, and with ``measure_speed`` (a file ->
+    its speed record, given the staged file with its sidecar) its ``speed``, and the checkpoint's.
 
     Nothing existing is overwritten: an existing ``output`` or sidecar is an error before anything is
     written. The files are exported and checked in a temporary folder beside ``output`` and only then
@@ -277,35 +394,45 @@ def export_checkpoint(
     ckpt_path = Path(ckpt_path)
     output = Path(output) if output else ckpt_path.with_suffix(DEFAULT_SUFFIXES[export_format])
     targets = [output, *([quantized_path(output)] if quantize else [])]
-    existing = [str(path) for target in targets for path in (target, sidecar_path(target)) if path.exists()]
-    if existing:
-        raise OutputExistsError(
-            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-            "choose another output= (nothing was written)"
-        )
+    refuse_existing(targets)
     checkpoint = load_checkpoint(ckpt_path)  # exports are made from training checkpoints only
     loaded = LoadedModel.from_checkpoint(checkpoint, ckpt_path)
-    model = loaded.network
     metadata = model_metadata(loaded, training_metrics(ckpt_path), export_format)
     metadata["checkpoint"] = str(ckpt_path.resolve())
-    if embed:
-        model = embed_preprocessing(model, metadata, layout, outputs)
+    if export_format == "openvino":
+        metadata["openvino"] = {"inference_precision": inference_precision(openvino_precision)}
+    calibration = read_calibration(quantize, metadata, checkpoint, ckpt_path, calibration_count)
+    model = embed_preprocessing(loaded.network, metadata, layout, outputs) if embed else loaded.network
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.export-"))
     try:
         staged = [staging / target.name for target in targets]
-        EXPORTERS[export_format](model, staged[0], metadata, tolerance)
-        if quantize:
-            report = quantize_onnx(quantize, staged[0], staged[1], metadata, checkpoint, ckpt_path)
-            log.info("quantised copy %s: %s", targets[1], describe_quantization(report))
-            quantized = {key: value for key, value in metadata.items() if key != "check_max_abs_diff"}
-            write_metadata(staged[1], {**quantized, "quantization": report})
-            metadata["quantized_copy"] = report
-        write_metadata(staged[0], metadata)
+        forms = stage_forms(model, staged, metadata, tolerance, quantize, calibration)
+        record_quality(forms, loaded.network, checkpoint, ckpt_path)
+        if measure_speed is not None:
+            record_speed(forms, measure_speed, ckpt_path)
+        for path, (sidecar, _) in forms.items():
+            write_metadata(path, sidecar)
         publish_all(
             [(sidecar_path(path), sidecar_path(target)) for path, target in zip(staged, targets, strict=True)]
-            + list(zip(staged, targets, strict=True))
+            + [
+                pair
+                for path, target in zip(staged, targets, strict=True)
+                for pair in zip(companions(path), companions(target), strict=True)
+            ]
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output, sidecar_path(output)
+
+
+def record_speed(
+    forms: dict[Path, tuple[dict[str, Any], Runner]],
+    measure_speed: Callable[[Path], dict[str, Any]],
+    ckpt_path: Path,
+) -> None:
+    """Each form's ``speed`` here, with the checkpoint's beside it (what ``runtime_choice=auto`` compares)."""
+    checkpoint_speed = measure_speed(ckpt_path)
+    for path, (sidecar, _) in forms.items():
+        write_metadata(path, sidecar)  # the predictor that is timed reads it
+        sidecar["speed"] = {**measure_speed(path), "checkpoint": checkpoint_speed}

@@ -28,7 +28,7 @@ from unet.data.pairing import make_rule, pair_by_rule
 from unet.data.sources import read_roi
 from unet.data.stacks import stack_pages
 from unet.inference.predictors import Predictor
-from unet.inference.tiling import segment_tiled
+from unet.inference.tiling import pad_to_minimum, segment_tiled
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import atomic_write
 from unet.utils.runtime import peak_resident_bytes
@@ -213,6 +213,26 @@ def segment_image(
         prepare=lambda tile: predictor.prepare(tile.transpose(1, 2, 0)),
         probabilities=probabilities,
     )
+
+
+def segment_images(
+    predictor: Predictor, images: Sequence[np.ndarray], batch_size: int = 8
+) -> list[np.ndarray]:
+    """The class maps ``(H, W)`` of many images of one shape ``(H, W, C)``, ``batch_size`` images per
+    forward pass: for many small photos, each no larger than a tile, batching images is what fills
+    the forward pass that tiling cannot (each image is a single tile)."""
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(f"segment_images batches images of one shape; got {sorted(shapes)}")
+    masks: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        prepared = [predictor.prepare(image) for image in images[start : start + batch_size]]
+        padded = [pad_to_minimum(array, predictor.metadata["min_size"])[0] for array in prepared]
+        logits = torch.as_tensor(predictor.logits(np.stack(padded)))
+        height, width = images[start].shape[:2]
+        classes = logits[:, :, :height, :width].argmax(dim=1).cpu().numpy()
+        masks.extend(classes.astype(np.uint8 if predictor.metadata["num_classes"] <= 256 else np.uint16))
+    return masks
 
 
 def segment_file(

@@ -1,5 +1,5 @@
-"""Run a trained model from any of its forms: training checkpoint, ONNX, TorchScript, ``torch.export``
-program (pt2) or plain weights.
+"""Run a trained model from any of its forms: training checkpoint, ONNX, OpenVINO IR, TorchScript,
+``torch.export`` program (pt2) or plain weights.
 
 Every predictor prepares an image as read into its model's input (:meth:`Predictor.prepare`) and maps
 such inputs ``(B, C, H, W)`` to logits ``(B, K, H, W)``; it carries the metadata (channels,
@@ -20,6 +20,7 @@ import torch
 
 from unet.data.transforms import normalize_image
 from unet.export.metadata import model_metadata
+from unet.export.openvino_ir import compile_ir, weights_file
 from unet.models.batchnorm_folding import fold_batch_norms
 from unet.models.loading import load_model, read_sidecar
 from unet.models.safe_loading import CheckpointError, inspect_file, wrong_kind
@@ -220,17 +221,32 @@ def check_onnx_weights(path: Path) -> None:
             )
 
 
+def from_openvino(path: Path, device: str, memory_format: str = "auto") -> Predictor:
+    """An OpenVINO IR (``.xml`` and its ``.bin``) compiled for the CPU at the inference precision its
+    sidecar records (``memory_format`` is OpenVINO's own choice)."""
+    if device != "cpu":
+        raise ConfigError(f"device={device}: {path} is an OpenVINO IR, run here on the CPU; use device=cpu")
+    if not weights_file(path).is_file():
+        raise InputNotFoundError(f"{path} is an OpenVINO IR without its weights {weights_file(path).name}")
+    metadata = read_sidecar(path)
+    precision = metadata.get("openvino", {}).get("inference_precision", "f32")
+    return Predictor(compile_ir(path, precision), metadata, path)
+
+
+# Model files by suffix whose loader is not unet.models.load_model's (checkpoints, programs, weights).
+LOADERS: dict[str, Callable[[Path, str, str], Predictor]] = {".onnx": from_onnx, ".xml": from_openvino}
+
+
 def load_predictor(path: str | Path, device: str = "cpu", memory_format: str = "auto") -> Predictor:
-    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` export, a ``.pt2`` torch.export program or a
-    ``.pt`` TorchScript/weights export. ``memory_format`` (``auto``: the faster here, timed on the first
-    batch; ``contiguous``; ``channels_last``) applies to the networks rebuilt from weights (checkpoints
-    and weights exports); the other forms run as they were exported."""
+    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` export, an ``.xml`` OpenVINO IR, a ``.pt2``
+    torch.export program or a ``.pt`` TorchScript/weights export. ``memory_format`` (``auto``: the faster
+    here, timed on the first batch; ``contiguous``; ``channels_last``) applies to the networks rebuilt from
+    weights (checkpoints and weights exports); the other forms run as they were exported."""
     check_memory_format(memory_format)
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"model not found: {path}")
-    loader = from_onnx if path.suffix.lower() == ".onnx" else from_model_file
-    return loader(path, device, memory_format)
+    return LOADERS.get(path.suffix.lower(), from_model_file)(path, device, memory_format)
 
 
 def check_memory_format(memory_format: str) -> None:
