@@ -300,6 +300,8 @@ def test_a_streamed_upload_over_the_limit_gets_413(checkpoints):
     app = create_app(load_models(checkpoints["nearest"]), TILING, ServingLimits(max_upload_mb=0.05))
 
     def chunks():  # no Content-Length: the server counts as the body streams in
+        # A well-formed start of the image field, so only the size (not the form's syntax) can end it.
+        yield b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
         for _ in range(20):
             yield bytes(8192)
 
