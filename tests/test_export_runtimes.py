@@ -215,10 +215,17 @@ def test_auto_runs_an_unmeasured_model_as_given_and_given_skips_the_choice(tmp_p
         model_to_run(OmegaConf.merge(cfg, {"runtime_choice": "fastest"}))
 
 
-def test_unet_export_measures_and_unet_predict_runs_the_choice(checkpoint, tmp_path, monkeypatch, capsys):
+def test_unet_export_measures_and_unet_predict_runs_the_choice(checkpoint, tmp_path):
     """The commands end to end: unet-export writes quality and speed (measure.* keys), unet-predict's
-    default runtime_choice=auto picks among the checkpoint and its export and says so in one line."""
-    from conftest import run_in_process
+    default runtime_choice=auto picks among the checkpoint and its export and says so in one line.
+
+    As installed, each in a process of its own: the commands load onnxruntime (and look for OpenVINO) beside
+    torch, which a long-lived test worker that already ran hundreds of tests need not share (run in-process,
+    a test worker died here once in a full run, not reproduced alone).
+
+    Slow: two command starts, the export's parity check, quality and speed measurement, then the prediction.
+    """
+    from conftest import run_cli
     from PIL import Image
 
     model = tmp_path / "best.ckpt"
@@ -229,24 +236,16 @@ def test_unet_export_measures_and_unet_predict_runs_the_choice(checkpoint, tmp_p
         "measure.batch_sizes=[1,2]",
         "measure.rounds=1",
     ]
-    exported = run_in_process(
-        "unet-export",
-        f"ckpt_path={model}",
-        "format=onnx",
-        *measure,
-        cwd=tmp_path,
-        monkeypatch=monkeypatch,
-        capsys=capsys,
-    )
+    exported = run_cli("unet-export", f"ckpt_path={model}", "format=onnx", *measure, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     sidecar = read_sidecar(tmp_path / "best.onnx")
     assert sidecar["speed"]["best_batch"] in (1, 2) and sidecar["quality"]["images"] == 4
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36), dtype=np.uint8)).save(
         tmp_path / "a.png"
     )
-    predicted = run_in_process(
+    predicted = run_cli(
         "unet-predict", f"ckpt_path={model}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out'}",
-        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+        cwd=tmp_path,
     )  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     (line,) = [
