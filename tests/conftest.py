@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from unet.utils.config import compose_config as compose
+from unet.utils.runtime import release_freed_memory, reuse_freed_memory
 
 
 def find_isbi_root() -> Path:
@@ -95,6 +96,17 @@ def _absl_log_stream_outside_capture():
     absl_logging = sys.modules.get("absl.logging")
     if absl_logging is not None:
         absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+@pytest.fixture(autouse=True)
+def _glibc_defaults_after_each_test():
+    """A command run in the test process turns freed-memory reuse on (``runtime.reuse_freed_memory``):
+    glibc then keeps every freed block for reuse. Right for one command, wrong for a test worker that runs
+    hundreds of them: it would hold the high-water mark of all of them while the next test's subprocesses
+    allocate theirs. Back to glibc's defaults, and the free memory handed back, after each test."""
+    yield
+    reuse_freed_memory(False)
+    release_freed_memory()
 
 
 @pytest.fixture(autouse=True)
