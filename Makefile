@@ -29,8 +29,10 @@ train: $(STAMP)
 # One test process per core (pytest-xdist), each with its share of the threads (tests/conftest.py):
 # the suite's CLI runs spend much of their time importing, which one process cannot overlap.
 # --durations: the 15 slowest tests are shown on every run; a test over 20 s gives its reason ("Slow: ...").
+# The tests marked own_process (OpenVINO in the test process, see pyproject.toml) then run on their own.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --durations=15
+	$(BIN)/python -m pytest -q -n auto --durations=15 -m "not own_process"
+	$(BIN)/python -m pytest -q --durations=5 -m own_process
 
 # The suite under coverage (slower: not what CI runs); the figure is reported in docs/results/tests.md.
 coverage: $(STAMP)

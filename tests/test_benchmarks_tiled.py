@@ -6,6 +6,9 @@ import torch
 from unet.benchmarks import TiledSettings, format_tiled, run_tiled
 from unet.models import UNet
 
+# OpenVINO in the test process: run apart from the parallel suite (pyproject.toml, own_process).
+pytestmark = pytest.mark.own_process
+
 
 def test_tiled_inference_equals_monais_sliding_window_and_reports_speed_and_memory():
     """mode=tiled's measurement on a small scan: every runner of ours gives MONAI's probabilities

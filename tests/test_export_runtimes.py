@@ -25,6 +25,9 @@ from unet.training.module import SegmentationModule
 from unet.utils.errors import ConfigError
 from unet.utils.extras import MissingExtraError
 
+# OpenVINO in the test process: run apart from the parallel suite (pyproject.toml, own_process).
+pytestmark = pytest.mark.own_process
+
 pytest.importorskip("onnxruntime", reason="the exports are checked and run with onnxruntime")
 TINY_SPEED = SpeedSettings(image_size=48, tile_size=32, overlap=0.25, batch_sizes=(1, 2), rounds=1)
 
