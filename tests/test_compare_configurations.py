@@ -29,8 +29,8 @@ def test_the_report_names_each_variants_factor_and_the_overlap_as_the_checkerboa
     rows = {row["method"]: row for row in configuration_rows(records)}
     assert rows["x2_depth4"]["factor"] == "x2" and rows["x4_depth2"]["factor"] == "x4"
     assert rows["mixed"]["factor"] == "x4, x2" and rows["mixed"]["artefact"] == "—"
-    assert rows["x2_depth4"]["artefact"].startswith("uneven overlap: kernel 3 is not a multiple of stride 2")
-    assert rows["x4_depth2"]["artefact"].startswith("no overlap: kernel 4 = stride 4")
+    assert rows["x2_depth4"]["artefact"].startswith("uneven overlap (kernel 3, stride 2, padding 1")
+    assert rows["x4_depth2"]["artefact"].startswith("no overlap (kernel 4, stride 4, padding 0)")
     written = write_report(records, {}, tmp_path / "report", "unet-compare ...", {})
     markdown = written["markdown"].read_text()
     section = markdown.split("## Configurations")[1].split("## Failed runs")[0]

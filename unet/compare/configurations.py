@@ -71,7 +71,9 @@ def configuration_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, A
 CONFIGURATION_HEADER = ("method", "upsample", "options", "factor", "depth", "known artefact cause")
 NOTE = (
     "Each network's upsampling factor per level (shallowest first) and depth, and the known cause of its "
-    "method's artefact (the measured checkerboard score is in the metrics table)."
+    "method's artefact: for a transposed convolution its kernel, stride and padding and whether the "
+    "blocks overlap. The measured checkerboard score is in the metrics table, at the period of each "
+    "network's shallowest factor (the last upsampling's stride)."
 )
 
 

@@ -53,22 +53,25 @@ def image_scores(
     class_names: Sequence[str],
     ignore_index: int | None = None,
     boundary_tolerance: int = 2,
+    checkerboard_period: int = 2,
 ) -> list[dict[str, float]]:
     """Every score column of each image of a batch: logits ``(B, K, H, W)``, target ``(B, H, W)``.
 
     The predictions are the logits' argmax, as the epoch metrics take them, so per-image and epoch
-    scores describe the same predictions.
+    scores describe the same predictions; the checkerboard is measured at ``checkerboard_period``.
     """
     preds = logits.argmax(dim=1)
     num_classes = len(class_names)
     confusion = confusion_per_image(preds, target, num_classes, ignore_index).cpu()
     boundary = boundary_counts_per_image(preds, target, num_classes, boundary_tolerance, ignore_index).cpu()
-    nyquist, total = (energy.cpu() for energy in checkerboard_energies_per_image(logits))
+    periodic, total = (
+        energy.cpu() for energy in checkerboard_energies_per_image(logits, checkerboard_period)
+    )
     rows = []
     for index in range(len(preds)):
         scores = scores_from_confusion(confusion[index], class_names)
         scores["boundary_f1"] = f1_from_counts(boundary[index]) if confusion[index].sum() > 0 else math.nan
-        scores["checkerboard"] = score_from_energies(nyquist[index], total[index])
+        scores["checkerboard"] = score_from_energies(periodic[index], total[index])
         rows.append(scores)
     return rows
 

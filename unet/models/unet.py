@@ -79,9 +79,11 @@ def buffers_kept(module: nn.Module) -> Iterator[None]:
 class DecoderStage(nn.Module):
     """Upsample by ``scale`` to the skip's size and width, fuse with the skip, then a conv block to ``out_channels``.
 
-    The upsampler always produces the skip's channel count (max-unpooling needs it, and so does
-    ``add``); ``out_channels`` is the stage's own width, which ``decoder_width`` scales. A stage
-    without skip (``skip_channels=None``: above an encoder's first feature) upsamples to its own width.
+    The upsampler is asked for the skip's channel count (max-unpooling needs it, and so does ``add``);
+    one whose width follows from its input (``bilinear_additive``) is concatenated at its own width,
+    and refused with ``add``. ``out_channels`` is the stage's own width, which ``decoder_width``
+    scales. A stage without skip (``skip_channels=None``: above an encoder's first feature) upsamples
+    to its own width.
     """
 
     def __init__(
@@ -103,7 +105,13 @@ class DecoderStage(nn.Module):
         if "scale" in upsample_options:
             raise ConfigError("the upsampling factor is model.net.scale, not model.upsample_options.scale")
         self.upsample = get_upsampler(upsample)(in_channels, up_channels, scale=scale, **upsample_options)
-        block_in = 2 * up_channels if self.fuse == "concat" else up_channels
+        produced = self.upsample.out_channels
+        if self.fuse == "add" and produced != skip_channels:
+            raise ConfigError(
+                f"model.upsample={upsample} at x{scale} gives {produced} channels from {in_channels}, the skip "
+                f"has {skip_channels}: model.net.fuse=add needs them equal; use model.net.fuse=concat"
+            )
+        block_in = produced + skip_channels if self.fuse == "concat" else produced
         self.block = ConvBlock(block_in, out_channels, **block_options)
 
     def forward(
@@ -243,6 +251,12 @@ class UNet(nn.Module):
             in_width = width
         self.decoder = nn.ModuleList(stages)
         self.head = nn.Conv2d(in_width, num_classes, kernel_size=1)
+
+    @property
+    def output_factor(self) -> int:
+        """The factor of the last upsampling: the period of the pattern its stride leaves in the logits
+        (what the checkerboard score measures)."""
+        return self.decoder[-1].upsample.scale
 
     @property
     def min_size(self) -> int:

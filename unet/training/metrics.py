@@ -35,8 +35,9 @@ class SegmentationScores(MulticlassConfusionMatrix):
 class SplitMetrics(nn.Module):
     """Every epoch metric of one split: loss and class scores, and for evaluation splits boundary F1 and checkerboard.
 
-    Boundary F1 (within ``boundary_tolerance`` pixels) and the checkerboard score of the logits tell
-    upsampling methods apart where mIoU barely moves: edge placement and stride-2 artefacts.
+    Boundary F1 (within ``boundary_tolerance`` pixels) and the checkerboard score of the logits (at
+    ``checkerboard_period``, the last upsampling's factor) tell upsampling methods apart where mIoU
+    barely moves: edge placement and stride artefacts.
     They are left out of training, where they would only cost time. Every value is a metric state that
     synchronises across processes, so a distributed evaluation scores exactly like a single process.
 
@@ -51,6 +52,7 @@ class SplitMetrics(nn.Module):
         ignore_index: int | None = None,
         evaluation: bool = True,
         boundary_tolerance: int = 2,
+        checkerboard_period: int = 2,
     ) -> None:
         super().__init__()
         self.loss = MeanMetric()
@@ -59,10 +61,11 @@ class SplitMetrics(nn.Module):
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
         self.boundary_tolerance = boundary_tolerance
+        self.checkerboard_period = checkerboard_period
         self.per_image: list[dict[str, float]] | None = None
         if evaluation:
             self.boundary_f1 = BoundaryF1(len(class_names), boundary_tolerance, ignore_index)
-            self.checkerboard = CheckerboardScore()
+            self.checkerboard = CheckerboardScore(checkerboard_period)
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, loss: torch.Tensor) -> None:
         """Add a batch: logits ``(B, K, H, W)``, masks ``(B, H, W)`` and the batch's mean loss."""
@@ -74,7 +77,12 @@ class SplitMetrics(nn.Module):
             self.checkerboard.update(logits)
             if self.per_image is not None:
                 self.per_image += image_scores(
-                    logits, masks, self.class_names, self.ignore_index, self.boundary_tolerance
+                    logits,
+                    masks,
+                    self.class_names,
+                    self.ignore_index,
+                    self.boundary_tolerance,
+                    self.checkerboard_period,
                 )
 
     def compute_and_reset(self) -> dict[str, float]:

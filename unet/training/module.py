@@ -186,12 +186,16 @@ class SegmentationModule(L.LightningModule):
         self.loss_fn = built_from_config(
             "model.loss", self.hparams.loss, lambda: instantiate(self.hparams.loss, ignore_index=ignore_index)
         )
-        # One set of epoch metrics per split (attributes, since ModuleDict reserves the key "train").
+        # One set of epoch metrics per split (attributes, since ModuleDict reserves the key "train"); the
+        # checkerboard repeats at the last upsampling's factor (2 for networks that do not say).
+        period = getattr(getattr(self.net, "inner", self.net), "output_factor", 2)
         for split in SPLITS:
             setattr(
                 self,
                 f"{split}_metrics",
-                SplitMetrics(class_names, ignore_index, evaluation=split != "train"),
+                SplitMetrics(
+                    class_names, ignore_index, evaluation=split != "train", checkerboard_period=period
+                ),
             )
         self.recording_per_image = False
         self.per_image_rows: dict[str, list[Row]] = {}

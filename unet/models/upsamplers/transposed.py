@@ -52,21 +52,26 @@ def transposed_padding(
     )
 
 
-def overlap_cause(kernel_size: int, stride: int) -> str:
-    """Why a transposed conv of this kernel and stride paints a periodic pattern (or that it need not).
+def overlap_cause(
+    kernel_size: int, stride: int, padding: int | None = None, output_padding: int | None = None
+) -> str:
+    """Whether a transposed conv of this kernel, stride and padding overlaps, named with the three, and
+    why that paints a periodic pattern (or that it need not).
 
     Odena et al. (2016): where ``k`` is not a multiple of ``s``, output pixels receive uneven numbers
     of contributions (the checkerboard's known cause); ``k > s`` overlaps evenly but the kernel's
     ``s*s`` phases still have to be balanced by training; ``k < s`` leaves pixels that nothing writes.
+    The padding only crops the border, so it does not change which.
     """
+    padding, output_padding = transposed_padding(kernel_size, stride, padding, output_padding)
+    shape = f"kernel {kernel_size}, stride {stride}, padding {padding}"
+    shape += f", output_padding {output_padding}" if output_padding else ""
     if kernel_size % stride:
         kind = "uneven overlap" if kernel_size > stride else "gaps"
-        return f"{kind}: kernel {kernel_size} is not a multiple of stride {stride} (the known checkerboard cause)"
+        return f"{kind} ({shape}): the kernel is not a multiple of the stride, the known checkerboard cause"
     if kernel_size > stride:
-        return (
-            f"even overlap: kernel {kernel_size} > stride {stride} (a checkerboard only if the phases differ)"
-        )
-    return f"no overlap: kernel {kernel_size} = stride {stride} tiles the output"
+        return f"even overlap ({shape}): a checkerboard only if the kernel's {stride}x{stride} phases differ"
+    return f"no overlap ({shape}): the blocks tile the output"
 
 
 def contribution_counts(kernel_size: int, stride: int, size: int, padding: int | None = None) -> torch.Tensor:
@@ -118,11 +123,14 @@ class TransposedConvUpsampler(Upsampler):
     @property
     def overlap(self) -> str:
         """This configuration's overlap, the known cause of a checkerboard (:func:`overlap_cause`)."""
-        return overlap_cause(self.kernel_size, self.scale)
+        return overlap_cause(
+            self.kernel_size, self.scale, self.deconv.padding[0], self.deconv.output_padding[0]
+        )
 
     @classmethod
     def artefact_cause(cls, options: Mapping[str, Any], scale: int) -> str | None:
-        return overlap_cause(options.get("kernel_size") or scale, scale)
+        kernel_size = options.get("kernel_size") or scale
+        return overlap_cause(kernel_size, scale, options.get("padding"), options.get("output_padding"))
 
     def forward(
         self, x: torch.Tensor, size: tuple[int, int], indices: torch.Tensor | None = None
