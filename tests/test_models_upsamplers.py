@@ -18,6 +18,51 @@ def identity_projection(upsampler) -> None:
         upsampler.project.bias.zero_()
 
 
+class UpsamplerAlone(torch.nn.Module):
+    """The smallest network that runs an upsampler as a decoder stage does: ``(B, C, H, W)`` is max-pooled
+    ``f x f`` (the encoder's step, with its indices), widened to ``2C`` and upsampled back to ``(H, W)``."""
+
+    def __init__(self, name: str, scale: int, channels: int = 8, **options) -> None:
+        super().__init__()
+        self.scale = scale
+        self.upsample = make(name, 2 * channels, channels, scale=scale, **options)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pooled, indices = F.max_pool2d(image, self.scale, self.scale, return_indices=True)
+        widened = torch.cat([pooled, pooled.square()], dim=1)
+        return self.upsample(widened, (image.shape[-2], image.shape[-1]), indices)
+
+
+def export_with_parity(model: UpsamplerAlone, export_format: str, path) -> None:
+    """Export with dynamic sizes and check the file against PyTorch at two sizes it was not traced at:
+    the exporter's own check (``(3f + 1, 2f + 6)``: odd rows) and ``(4f, 5f - 1)`` (rows a multiple of
+    ``f``, the most columns an ``f x f`` floor pool leaves over)."""
+    from unet.export.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    model.eval()
+    metadata = {"in_channels": 8, "min_size": model.scale}
+    run = EXPORTERS[export_format](model, path, metadata, 1e-4)
+    assert metadata["check_max_abs_diff"] <= 1e-4
+    images = torch.randn(1, 8, 4 * model.scale, 5 * model.scale - 1)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert abs(run(images.numpy()) - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(UPSAMPLERS))
+@pytest.mark.parametrize("scale", [2, 4])
+def test_every_method_exports_to_onnx_with_parity_at_odd_and_even_sizes(name, scale, tmp_path):
+    """The registry-wide export test: every method at x2 and x4, one ONNX export each (tracing is most of
+    its time, so the method runs alone, without the U-Net's conv blocks around it)."""
+    export_with_parity(UpsamplerAlone(name, scale), "onnx", tmp_path / "model.onnx")
+
+
+def test_maxunpool_at_x4_exports_to_pt2_with_parity(tmp_path):
+    """4x4 pool indices through ``torch.export``'s own format (the ONNX test above covers every method)."""
+    export_with_parity(UpsamplerAlone("maxunpool", 4), "pt2", tmp_path / "model.pt2")
+
+
 @pytest.mark.parametrize("name", sorted(UPSAMPLERS))
 @pytest.mark.parametrize(
     ("scale", "extra"), [(2, (0, 0)), (2, (1, 1)), (2, (0, 1)), (4, (0, 0)), (4, (1, 3)), (4, (3, 2))]
@@ -135,22 +180,35 @@ def test_pixelshuffle_is_constant_within_each_cell_at_init(kernel_size, scale):
     assert out.std() > 0
 
 
-def test_bilinear_additive_sums_channel_groups_of_bilinear_upsampling():
-    upsampler = make("bilinear_additive", 6, 2)
-    x = torch.randn(1, 6, 4, 5)
-    up = F.interpolate(x, size=(9, 10), mode="bilinear", align_corners=False)
-    expected = torch.stack([up[:, 0:3].sum(1), up[:, 3:6].sum(1)], dim=1)
-    torch.testing.assert_close(upsampler(x, (9, 10)), expected)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bilinear_additive_sums_groups_of_f_squared_channels_of_bilinear_upsampling(scale):
+    """Wojna et al.: ``f**2`` times the pixels, ``f**2`` times fewer channels, whatever the skip's width."""
+    upsampler = make("bilinear_additive", 2 * scale**2, 7, scale=scale)
+    assert upsampler.out_channels == 2
+    x = torch.randn(1, 2 * scale**2, 4, 5)
+    size = (4 * scale + 1, 5 * scale)
+    up = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    expected = torch.stack([up[:, : scale**2].sum(1), up[:, scale**2 :].sum(1)], dim=1)
+    torch.testing.assert_close(upsampler(x, size), expected)
     assert sum(p.numel() for p in upsampler.parameters()) == 0
-    with pytest.raises(ValueError, match="in_channels >= out_channels"):
-        make("bilinear_additive", 4, 6)
 
 
-def test_bilinear_additive_sums_near_equal_runs_when_widths_do_not_divide():
-    upsampler = make("bilinear_additive", 5, 2)
-    x = torch.randn(1, 5, 4, 4)
+@pytest.mark.parametrize(("in_channels", "runs"), [(10, [(0, 5), (5, 10)]), (3, [(0, 3)])])
+def test_bilinear_additive_rounds_the_group_count_down_when_f_squared_does_not_divide(in_channels, runs):
+    """``C_in // 4`` near-equal runs at x2 (10 channels: two runs of 5), and at least one channel."""
+    upsampler = make("bilinear_additive", in_channels, 4)
+    x = torch.randn(1, in_channels, 4, 4)
     sums = upsampler(x, (4, 4))  # same size: interpolation is the identity
-    torch.testing.assert_close(sums, torch.stack([x[:, 0:2].sum(1), x[:, 2:5].sum(1)], dim=1))
+    torch.testing.assert_close(sums, torch.stack([x[:, a:b].sum(1) for a, b in runs], dim=1))
+
+
+def test_bilinear_additive_in_the_unet_concatenates_its_narrower_output_and_refuses_add():
+    model = UNet(1, 2, upsample="bilinear_additive", depth=2, base_channels=8, scale=4)
+    assert [stage.upsample.out_channels for stage in model.decoder] == [32 // 16, 16 // 16]
+    assert [stage.block[0].in_channels for stage in model.decoder] == [2 + 16, 1 + 8]
+    assert model(torch.randn(1, 1, 37, 45)).shape == (1, 2, 37, 45)
+    with pytest.raises(ValueError, match="gives 8 channels from 32, the skip has 16: model.net.fuse=add"):
+        UNet(1, 2, upsample="bilinear_additive", depth=2, base_channels=8, fuse="add")
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -192,8 +250,11 @@ def test_parameter_counts_differ_exactly_where_methods_learn():
     assert (
         counts["pixelshuffle"] - counts["nearest"] == sum(4 * i * o + 4 * o for i, o in widths) - projection
     )
-    # Parameter-free channel summation instead of a projection.
-    assert counts["nearest"] - counts["bilinear_additive"] == projection
+    # Parameter-free channel summation instead of a projection, to C_in / 4 channels: the conv block
+    # after the concatenation takes o / 2 inputs fewer (a 3x3 conv of o outputs).
+    assert counts["nearest"] - counts["bilinear_additive"] == projection + sum(
+        9 * o // 2 * o for _, o in widths
+    )
     # DySample adds an offset predictor (2 * groups * 4 outputs per stage) to the projection.
     assert counts["dysample"] - counts["nearest"] == sum(i * 32 + 32 for i, _ in widths)
     # Resize-convolution: a 3x3 conv instead of the 1x1 projection.
@@ -348,15 +409,8 @@ def test_carafe_rejects_bad_options(options, message):
 )
 @pytest.mark.parametrize("export_format", ["onnx", "torchscript"])
 def test_method_options_export_with_parity_at_new_sizes(method, options, export_format, tmp_path):
-    """The registry-wide export test covers default options; these change padding, modes and kernels.
-    One upsampling stage (depth 1) shows them: export time grows with every stage."""
-    from unet.export.exporters import EXPORTERS
-
-    torch.manual_seed(0)
-    model = UNet(1, 3, upsample=method, depth=1, base_channels=8, upsample_options=options).eval()
-    metadata = {"in_channels": 1, "min_size": model.min_size}
-    EXPORTERS[export_format](model, tmp_path / "model", metadata, 1e-4)
-    assert metadata["check_max_abs_diff"] <= 1e-4
+    """The registry-wide export test covers default options; these change padding, modes and kernels."""
+    export_with_parity(UpsamplerAlone(method, 2, **options), export_format, tmp_path / "model")
 
 
 @pytest.mark.parametrize(
@@ -413,15 +467,3 @@ def test_transposed_names_its_overlap_and_counts_where_contributions_meet(kernel
     interior = contribution_counts(kernel_size, stride, size=6)[stride:-stride, stride:-stride]
     uniform = bool((interior == interior[0, 0]).all())
     assert uniform == (kernel_size % stride == 0)
-
-
-@pytest.mark.parametrize(("method", "export_format"), [("transposed", "onnx"), ("maxunpool", "pt2")])
-def test_x4_levels_export_with_parity_at_sizes_that_are_not_multiples_of_4(method, export_format, tmp_path):
-    """4x4 pool indices and a stride-4 kernel, exported with dynamic sizes: the exporter traces one size
-    and checks another, neither a multiple of 4 (one x4 stage: export time grows with every stage)."""
-    from unet.export.exporters import EXPORTERS
-
-    model = UNet(1, 3, upsample=method, depth=1, base_channels=8, scale=4).eval()
-    metadata = {"in_channels": 1, "min_size": model.min_size}
-    EXPORTERS[export_format](model, tmp_path / "model", metadata, 1e-4)
-    assert metadata["check_max_abs_diff"] <= 1e-4

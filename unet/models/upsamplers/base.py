@@ -55,7 +55,9 @@ class Upsampler(nn.Module):
     rounded down, so ``H`` is ``f * h`` up to ``f * h + f - 1`` (a padded stride-2 conv rounds up:
     ``2h - 1``), and every method must produce sizes other than an exact multiple.
     Methods that need the encoder's max-pool indices set ``needs_pool_indices``; the encoder then
-    saves them (and only then).
+    saves them (and only then). ``C_out`` is ``out_channels`` (the skip's width) unless the method's
+    width follows from its input (``bilinear_additive``: ``C_in / f**2``); ``self.out_channels`` is the
+    width produced, which the decoder stage fuses.
     """
 
     name: ClassVar[str] = ""

@@ -6,14 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from unet.models.upsamplers.base import Upsampler, register_upsampler
-from unet.utils.errors import ConfigError
 
 
 def channel_groups(in_channels: int, out_channels: int) -> torch.Tensor:
     """A fixed ``(out, in)`` 0/1 matrix: output ``j`` sums a contiguous run of about ``in / out`` inputs.
 
-    With ``in`` a multiple of ``out`` the runs are the paper's equal groups of ``in / out`` channels;
-    otherwise their lengths differ by at most one, so any decoder width works.
+    With ``in`` a multiple of ``out`` the runs are equal groups of ``in / out`` channels; otherwise
+    their lengths differ by at most one.
     """
     bounds = [round(j * in_channels / out_channels) for j in range(out_channels + 1)]
     groups = torch.zeros(out_channels, in_channels)
@@ -22,26 +21,29 @@ def channel_groups(in_channels: int, out_channels: int) -> torch.Tensor:
     return groups
 
 
+def reduced_channels(in_channels: int, scale: int) -> int:
+    """The paper's output width at factor ``f``: ``C_in / f**2`` (so ``f**2`` times the pixels keep the
+    tensor's size), rounded down, and at least one channel."""
+    return max(1, in_channels // scale**2)
+
+
 @register_upsampler("bilinear_additive")
 class BilinearAdditiveUpsampler(Upsampler):
-    """Bilinear upsampling, then each output channel is the sum of ``C_in / C_out`` consecutive channels.
+    """Bilinear upsampling by ``f``, then each output channel is the sum of ``f**2`` consecutive channels.
 
-    Parameter-free: the channel reduction a learned method would do with weights is a fixed sum.
-    The paper sums groups of ``f**2`` channels at factor ``f`` (``f**2`` times the pixels, ``f**2``
-    times fewer channels); here the skip fixes ``C_out``, so the groups are ``C_in / C_out`` wide
-    whatever the factor, which only enters the interpolation.
+    Parameter-free: the channel reduction a learned method would do with weights is a fixed sum, by
+    ``f**2`` as in the paper (4 at x2, 16 at x4), so the output has ``C_in // f**2`` channels whatever
+    ``out_channels`` asks: the decoder stage concatenates that width with the skip. Where ``C_in`` is
+    not a multiple of ``f**2`` the ``C_in // f**2`` groups (at least one) are near-equal runs, one
+    channel longer where needed (:func:`channel_groups`).
     Summing first and interpolating second gives the same numbers (both are linear) on fewer pixels.
     """
 
     def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
         super().__init__(in_channels, out_channels, scale)
-        if in_channels < out_channels:
-            raise ConfigError(
-                "bilinear_additive sums groups of channels, so it needs in_channels >= out_channels; "
-                f"got in_channels={in_channels}, out_channels={out_channels}"
-            )
+        self.out_channels = reduced_channels(in_channels, self.scale)
         self.register_buffer(
-            "groups", channel_groups(in_channels, out_channels)[:, :, None, None], persistent=False
+            "groups", channel_groups(in_channels, self.out_channels)[:, :, None, None], persistent=False
         )
 
     def forward(
