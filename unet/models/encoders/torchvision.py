@@ -207,9 +207,7 @@ def adapt_statistics(
 
 def backbone_decoder_channels(channels: Sequence[int]) -> tuple[int, ...]:
     """A backbone's decoder stage widths: each skip's width capped at :data:`MAX_DECODER_CHANNELS`, but
-    never narrower than the next shallower skip, so the decoder narrows towards the input and every
-    upsampler fits (``bilinear_additive`` sums channel groups: its input must be at least as wide as
-    its output)."""
+    never narrower than the next shallower skip, so the decoder narrows towards the input."""
     return tuple(
         max(min(width, MAX_DECODER_CHANNELS), channels[level - 1] if level else 1)
         for level, width in enumerate(channels[:-1])
