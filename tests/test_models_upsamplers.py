@@ -18,49 +18,59 @@ def identity_projection(upsampler) -> None:
         upsampler.project.bias.zero_()
 
 
-class UpsamplerAlone(torch.nn.Module):
-    """The smallest network that runs an upsampler as a decoder stage does: ``(B, C, H, W)`` is max-pooled
-    ``f x f`` (the encoder's step, with its indices), widened to ``2C`` and upsampled back to ``(H, W)``."""
+class UpsamplersAlone(torch.nn.Module):
+    """The smallest network that runs a method as decoder stages do, at each factor ``f`` of ``scales``:
+    ``(B, C, H, W)`` is max-pooled ``f x f`` (the encoder's step, with its indices), widened to ``2C`` and
+    upsampled back to ``(H, W)``; the factors' outputs are concatenated along the channels."""
 
-    def __init__(self, name: str, scale: int, channels: int = 8, **options) -> None:
+    def __init__(self, name: str, scales: tuple[int, ...], channels: int = 8, **options) -> None:
         super().__init__()
-        self.scale = scale
-        self.upsample = make(name, 2 * channels, channels, scale=scale, **options)
+        self.scales = scales
+        self.upsamplers = torch.nn.ModuleList(
+            make(name, 2 * channels, channels, scale=scale, **options) for scale in scales
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pooled, indices = F.max_pool2d(image, self.scale, self.scale, return_indices=True)
-        widened = torch.cat([pooled, pooled.square()], dim=1)
-        return self.upsample(widened, (image.shape[-2], image.shape[-1]), indices)
+        outputs = []
+        for scale, upsampler in zip(self.scales, self.upsamplers, strict=True):
+            pooled, indices = F.max_pool2d(image, scale, scale, return_indices=True)
+            widened = torch.cat([pooled, pooled.square()], dim=1)
+            outputs.append(upsampler(widened, (image.shape[-2], image.shape[-1]), indices))
+        return torch.cat(outputs, dim=1)
 
 
-def export_with_parity(model: UpsamplerAlone, export_format: str, path) -> None:
-    """Export with dynamic sizes and check the file against PyTorch at two sizes it was not traced at:
-    the exporter's own check (``(3f + 1, 2f + 6)``: odd rows) and ``(4f, 5f - 1)`` (rows a multiple of
-    ``f``, the most columns an ``f x f`` floor pool leaves over)."""
+def export_with_parity(model: UpsamplersAlone, export_format: str, path) -> None:
+    """Export once with dynamic sizes, then check the file against PyTorch, factor by factor, at two
+    sizes it was not traced at: the exporter's own check (``(3f + 1, 2f + 6)`` for the largest ``f``: odd
+    rows) and ``(16, 19)`` (rows a multiple of 2 and 4, the most columns a 4x4 floor pool leaves over)."""
     from unet.export.exporters import EXPORTERS
 
     torch.manual_seed(0)
     model.eval()
-    metadata = {"in_channels": 8, "min_size": model.scale}
+    metadata = {"in_channels": 8, "min_size": max(model.scales)}
     run = EXPORTERS[export_format](model, path, metadata, 1e-4)
     assert metadata["check_max_abs_diff"] <= 1e-4
-    images = torch.randn(1, 8, 4 * model.scale, 5 * model.scale - 1)
+    images = torch.randn(1, 8, 16, 19)
     with torch.no_grad():
-        expected = model(images).numpy()
-    assert abs(run(images.numpy()) - expected).max() <= 1e-4
+        expected = model(images)
+    exported = torch.from_numpy(run(images.numpy()))
+    widths = [upsampler.out_channels for upsampler in model.upsamplers]
+    for scale, mine, theirs in zip(
+        model.scales, expected.split(widths, 1), exported.split(widths, 1), strict=True
+    ):
+        assert (mine - theirs).abs().max() <= 1e-4, f"x{scale}"
 
 
 @pytest.mark.parametrize("name", sorted(UPSAMPLERS))
-@pytest.mark.parametrize("scale", [2, 4])
-def test_every_method_exports_to_onnx_with_parity_at_odd_and_even_sizes(name, scale, tmp_path):
-    """The registry-wide export test: every method at x2 and x4, one ONNX export each (tracing is most of
-    its time, so the method runs alone, without the U-Net's conv blocks around it)."""
-    export_with_parity(UpsamplerAlone(name, scale), "onnx", tmp_path / "model.onnx")
+def test_every_method_exports_to_onnx_with_parity_at_x2_and_x4_on_odd_and_even_sizes(name, tmp_path):
+    """The registry-wide export test: every method at x2 and x4 in one ONNX export (tracing is most of its
+    time, so the method runs alone, without the U-Net's conv blocks around it)."""
+    export_with_parity(UpsamplersAlone(name, (2, 4)), "onnx", tmp_path / "model.onnx")
 
 
 def test_maxunpool_at_x4_exports_to_pt2_with_parity(tmp_path):
     """4x4 pool indices through ``torch.export``'s own format (the ONNX test above covers every method)."""
-    export_with_parity(UpsamplerAlone("maxunpool", 4), "pt2", tmp_path / "model.pt2")
+    export_with_parity(UpsamplersAlone("maxunpool", (4,)), "pt2", tmp_path / "model.pt2")
 
 
 @pytest.mark.parametrize("name", sorted(UPSAMPLERS))
@@ -76,7 +86,8 @@ def test_every_method_reaches_the_target_size(name, scale, extra):
     if upsampler.needs_pool_indices:
         _, indices = F.max_pool2d(torch.randn(2, 8, *size), scale, scale, return_indices=True)
     out = upsampler(x, size, indices)
-    assert out.shape == (2, 8, *size) and torch.isfinite(out).all()
+    width = 16 // scale**2 if name == "bilinear_additive" else 8  # C_in / f**2: the paper's width
+    assert out.shape == (2, width, *size) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("scale", [1, 0, 2.0, True, "4"])
@@ -410,7 +421,7 @@ def test_carafe_rejects_bad_options(options, message):
 @pytest.mark.parametrize("export_format", ["onnx", "torchscript"])
 def test_method_options_export_with_parity_at_new_sizes(method, options, export_format, tmp_path):
     """The registry-wide export test covers default options; these change padding, modes and kernels."""
-    export_with_parity(UpsamplerAlone(method, 2, **options), export_format, tmp_path / "model")
+    export_with_parity(UpsamplersAlone(method, (2,), **options), export_format, tmp_path / "model")
 
 
 @pytest.mark.parametrize(
