@@ -28,6 +28,10 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
 - **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
+- **validation subset** (time budgets only): when scoring every validation image would take more than
+  :data:`VAL_SHARE` of the budget over :data:`MIN_VALIDATIONS` validations, each validation during
+  training scores a fixed, seeded subset of the images that fits (at least :data:`MIN_VAL_SUBSET`);
+  the whole split is scored once at the end.
 - **validation cadence**: validation under :data:`VAL_SHARE` of the time, at least
   :data:`MIN_VALIDATIONS` of them under a time budget. An epoch is one pass when that pass is near
   the steps between validations (or, under an epochs budget, at least :data:`MIN_EPOCH_STEPS` steps);
@@ -67,6 +71,8 @@ MIN_CLASS_WIDTH = 1.5
 VAL_SHARE = 0.10
 MIN_VALIDATIONS = 8
 MAX_VAL_SHARE = 0.25
+# Fewest validation images a subset scored during training holds: enough to choose the best checkpoint.
+MIN_VAL_SUBSET = 16
 # Validation cost of a pixel (forward only) as a share of a training step's (forward, backward, update),
 # and the fixed cost of a validation (loop start, metrics, checkpoint writes): measured, see
 # docs/results/planning.md.
@@ -98,7 +104,8 @@ class PlanInputs:
 
     Attributes:
         fingerprint: the training split's (:mod:`unet.data.fingerprint`).
-        val_images: images in the validation split (scored whole at every validation).
+        val_images: images in the validation split (each scored whole; during training all of them, or
+            the subset ``data.val_subset``).
         device: ``cpu`` or ``cuda``.
         budget_s: ``trainer.max_time`` in seconds, ``None`` when the run is bounded by epochs.
         has_crop: whether the augmentation crops (it has an ``augment.crop`` key).
@@ -307,11 +314,21 @@ class PlanContext:
         data_pixels = (crop if crop not in (None, AUTO) else self.patch / self.scale) ** 2
         return self.batch * (self.patch**2 / self.rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
 
+    def validation_s_of(self, images: int) -> float:
+        """Seconds of a validation scoring ``images`` validation images whole."""
+        pixels = images * self.pixels_per_image
+        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
+
+    @property
+    def validation_images(self) -> int:
+        """Validation images each validation during training scores: the subset's, else all."""
+        subset = self.value("data.val_subset")
+        return self.inputs.val_images if subset in (None, AUTO) else min(subset, self.inputs.val_images)
+
     @property
     def validation_s(self) -> float:
-        """Seconds of one validation: every validation image scored whole."""
-        pixels = self.inputs.val_images * self.pixels_per_image
-        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
+        """Seconds of one validation during training (:attr:`validation_images` scored whole)."""
+        return self.validation_s_of(self.validation_images)
 
     @property
     def total_steps(self) -> int | None:
@@ -339,6 +356,14 @@ class PlanContext:
         epoch_size = self.value("data.epoch_size")
         return self.pass_steps if epoch_size in (None, AUTO) else max(1, epoch_size // self.batch)
 
+    @property
+    def validation_share(self) -> float:
+        """The share of the run's time validation is planned to take: one validation per
+        ``check_val_every_n_epoch`` epochs of :attr:`epoch_steps` steps."""
+        every = self.value("trainer.check_val_every_n_epoch")
+        between = self.steps_between_validations if every in (None, AUTO) else every * self.epoch_steps
+        return self.validation_s / (self.validation_s + between * self.step_s)
+
     def facts(self) -> dict[str, Any]:
         """The numbers behind the plan, for ``plan.json`` and ``unet-plan``'s head line."""
         total, max_epochs = self.total_steps, self.value("trainer.max_epochs")
@@ -353,6 +378,8 @@ class PlanContext:
             else round(self.passes(self.scale), 1),
             "step_s": round(self.step_s, 4),
             "validation_s": round(self.validation_s, 3),
+            "validation_images_per_pass": self.validation_images,
+            "validation_share": round(self.validation_share, 4),
             "estimated_steps": total,
             "steps_between_validations": self.steps_between_validations,
         }
@@ -536,6 +563,26 @@ def num_workers(context: PlanContext) -> tuple[int, str]:
 @rule("model.net.norm")
 def norm(context: PlanContext) -> tuple[str, str]:
     return norm_for(context.batch)
+
+
+@rule("data.val_subset")
+def val_subset(context: PlanContext) -> tuple[int | None, str]:
+    images, budget = context.inputs.val_images, context.inputs.budget_s
+    if budget is None:
+        return None, "budget in epochs: every validation scores all the validation images"
+    allotted = VAL_SHARE * budget / MIN_VALIDATIONS
+    full = context.validation_s_of(images)
+    if full <= allotted or images <= MIN_VAL_SUBSET:
+        return None, f"all {images} validation images: a validation (~{full:.1f} s) fits {allotted:.1f} s"
+    per_image = (full - VAL_OVERHEAD_S) / images
+    size = max(MIN_VAL_SUBSET, int((allotted - VAL_OVERHEAD_S) / per_image))
+    if size >= images:
+        return None, f"all {images} validation images: a subset of {MIN_VAL_SUBSET} would save little"
+    return size, (
+        f"{size} of the {images} validation images (fixed, seeded) at each validation: all of them would "
+        f"take ~{full:.1f} s, over the {allotted:.1f} s of {VAL_SHARE:.0%} of the budget over "
+        f"{MIN_VALIDATIONS} validations; the whole split is scored once at the end"
+    )
 
 
 @rule("data.epoch_size")
