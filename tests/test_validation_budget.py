@@ -9,13 +9,23 @@ import logging
 
 import pytest
 from conftest import TINY_RUN
-from test_planning import fingerprint, machine, plan_for
+from test_planning import ALL_AUTO, fingerprint, machine, plan_for
 from test_run_summary import FakeClock, drive_epoch, fake_trainer
 
 from unet.data import SyntheticDataModule
 from unet.data.errors import DataError
 from unet.evaluation.per_image import read_per_image
-from unet.planning.rules import MIN_VAL_SUBSET, MIN_VALIDATIONS, VAL_SHARE
+from unet.models.networks import network_config
+from unet.planning.rules import (
+    METRICS_S_PER_PIXEL,
+    MIN_VAL_SUBSET,
+    MIN_VALIDATIONS,
+    VAL_OVERHEAD_S,
+    VAL_SHARE,
+    PlanInputs,
+    make_plan,
+)
+from unet.planning.speed import ValidationTiming, validation_seconds
 from unet.training.callbacks.run_summary import RunSummary
 from unet.training.run import train
 
@@ -70,6 +80,40 @@ def test_the_planned_subset_shrinks_when_validation_is_expensive():
     assert plan_for(data, budget_s=None, val_images=400).value("data.val_subset") is None
 
 
+def test_the_plan_prices_validation_from_the_time_it_measured_for_one_image():
+    data = fingerprint(images=300, size=(360, 480), channels=3, fractions=(0.7, 0.3), widths=(30.0, 20.0))
+    inputs = PlanInputs(fingerprint=data, val_images=100, device="cpu", budget_s=1200)
+    asked = []
+
+    def timer(seconds: float):
+        def measured(net_values, scale, precision, layout) -> float:
+            asked.append((scale, precision, layout))
+            return seconds
+
+        return measured
+
+    quick = make_plan(inputs, ALL_AUTO, machine(), timer(0.05))
+    slow = make_plan(inputs, ALL_AUTO, machine(), timer(0.5))
+    assert quick.value("data.val_subset") is None  # 100 images at 0.05 s fit 15 s
+    assert MIN_VAL_SUBSET <= slow.value("data.val_subset") < 100
+    assert slow.facts["validation_image_predict_s"] == 0.5
+    assert slow.facts["validation_s"] == pytest.approx(
+        VAL_OVERHEAD_S + slow.value("data.val_subset") * (0.5 + 360 * 480 * METRICS_S_PER_PIXEL), abs=1e-3
+    )
+    # measured once per plan, at the resolution, precision and layout the run trains with
+    assert (
+        asked
+        == [
+            (
+                slow.value("data.train_scale"),
+                slow.value("trainer.precision"),
+                slow.value("model.memory_format"),
+            )
+        ]
+        * 2
+    )
+
+
 def summary_of(tmp_path, planned_share: float, planned_pass_s: float, val_s: float) -> dict:
     """Two epochs of 3 training steps of 2 s, each followed by a validation of 2 batches of ``val_s``."""
     clock = FakeClock()
@@ -106,3 +150,14 @@ def test_a_validation_share_within_1_5x_of_the_plan_is_not_flagged(tmp_path):
     summary = summary_of(tmp_path, planned_share=0.08, planned_pass_s=0.75, val_s=0.25)
     assert not summary["validation_over_plan"] and "planned" not in summary["text"]
     assert summary["planned_validation_share"] == 0.08
+
+
+def test_a_validation_image_is_timed_once_per_machine_and_network_then_read_from_the_cache(tmp_path):
+    config = network_config(
+        {"_target_": "unet.models.UNet", "base_channels": 4, "depth": 2}, 1, 2, "bilinear"
+    )
+    timing = ValidationTiming({**config, "input_scale": 0.5}, 20, 28, "cpu")
+    seconds, cached = validation_seconds(timing, tmp_path)
+    assert seconds > 0 and not cached
+    assert validation_seconds(timing, tmp_path) == (seconds, True)
+    assert not validation_seconds(ValidationTiming(config, 20, 28, "cpu"), tmp_path)[1]  # another scale

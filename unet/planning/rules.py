@@ -28,6 +28,9 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
 - **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
+- **validation cost**: one whole validation image predicted here (timed once, at the planned
+  resolution and precision), plus :data:`METRICS_S_PER_PIXEL` per pixel to score it; without such a
+  timing, priced from the training speed (:data:`VAL_COST`).
 - **validation subset** (time budgets only): when scoring every validation image would take more than
   :data:`VAL_SHARE` of the budget over :data:`MIN_VALIDATIONS` validations, each validation during
   training scores a fixed, seeded subset of the images that fits (at least :data:`MIN_VAL_SUBSET`);
@@ -126,6 +129,8 @@ class PlanInputs:
 
 # Measured training images/s of the network for ("<precision>/<layout>") at (net values, batch, patch).
 RateFunction = Callable[[Mapping[str, Any], int, int], Mapping[str, float]]
+# Measured seconds to predict one whole validation image at (net values, train scale, precision, layout).
+ValidationTimer = Callable[[Mapping[str, Any], float, str, str], float]
 
 
 def _round_down(value: float, multiple: int) -> int:
@@ -149,10 +154,17 @@ class PlanContext:
     earlier rule; ``None`` for a key the config lacks or not decided yet), the speed measured here, and
     the quantities derived from them."""
 
-    def __init__(self, inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> None:
+    def __init__(
+        self,
+        inputs: PlanInputs,
+        fixed: Mapping[str, Any],
+        rates: RateFunction,
+        validation_timer: ValidationTimer | None = None,
+    ) -> None:
         self.inputs = inputs
         self.fixed = fixed
         self.rates = rates
+        self.validation_timer = validation_timer
         self.values = {key: value for key, value in fixed.items() if value != AUTO}
         self.choices: dict[str, Choice] = {}
 
@@ -314,10 +326,24 @@ class PlanContext:
         data_pixels = (crop if crop not in (None, AUTO) else self.patch / self.scale) ** 2
         return self.batch * (self.patch**2 / self.rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
 
+    @cached_property
+    def measured_validation_image_s(self) -> float | None:
+        """Seconds to predict one whole validation image here, measured once (after the resolution and
+        precision are decided); ``None`` without a timer (the estimate from the training speed stands)."""
+        if self.validation_timer is None:
+            return None
+        return self.validation_timer(self.timed_network, self.scale, self.precision, self.layout)
+
     def validation_s_of(self, images: int) -> float:
-        """Seconds of a validation scoring ``images`` validation images whole."""
+        """Seconds of a validation scoring ``images`` validation images whole: predicting them (measured
+        here, else priced from the training speed) and scoring their pixels."""
         pixels = images * self.pixels_per_image
-        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
+        measured = self.measured_validation_image_s
+        if measured is None:
+            predicting = pixels * self.scale**2 * VAL_COST / self.rate_pixels
+        else:
+            predicting = images * measured
+        return VAL_OVERHEAD_S + predicting + pixels * METRICS_S_PER_PIXEL
 
     @property
     def validation_images(self) -> int:
@@ -378,6 +404,9 @@ class PlanContext:
             else round(self.passes(self.scale), 1),
             "step_s": round(self.step_s, 4),
             "validation_s": round(self.validation_s, 3),
+            "validation_image_predict_s": None
+            if self.measured_validation_image_s is None
+            else round(self.measured_validation_image_s, 4),
             "validation_images_per_pass": self.validation_images,
             "validation_share": round(self.validation_share, 4),
             "estimated_steps": total,
@@ -643,10 +672,16 @@ def rare_class_crop_p(context: PlanContext) -> tuple[float, str]:
 PLANNED_KEYS = tuple(RULES)
 
 
-def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> Plan:
+def make_plan(
+    inputs: PlanInputs,
+    fixed: Mapping[str, Any],
+    rates: RateFunction,
+    validation_timer: ValidationTimer | None = None,
+) -> Plan:
     """The plan for ``fixed`` (the config's current value of each :data:`PLANNED_KEYS` key it has, ``auto``
-    for those to decide), ``inputs`` and the measured ``rates``: every rule in turn, then the numbers."""
-    context = PlanContext(inputs, fixed, rates)
+    for those to decide), ``inputs``, the measured ``rates`` and (when given) the measured time of a
+    validation image: every rule in turn, then the numbers."""
+    context = PlanContext(inputs, fixed, rates, validation_timer)
     for key, decide in RULES.items():
         if CONDITIONS.get(key, lambda _: True)(context):
             context.decide(key, decide)
