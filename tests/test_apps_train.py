@@ -63,7 +63,15 @@ def trained_run(tmp_path_factory) -> Path:
 def test_short_training_reaches_a_good_score_and_writes_metrics(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["val/miou"] >= 0.8, metrics
-    for key in ["val/miou", "val/dice", "val/pixel_acc", "test/miou", "test/dice", "test/pixel_acc"]:
+    for key in [
+        "val/miou",
+        "val/dice",
+        "val/pixel_acc",
+        "val/fwiou",
+        "test/miou",
+        "test/dice",
+        "test/pixel_acc",
+    ]:
         assert 0.0 <= metrics[key] <= 1.0
     assert {"val/iou/background", "val/iou/circle", "val/iou/square", "val/iou/triangle"} <= set(metrics)
     assert metrics["epochs"] == 12
@@ -100,7 +108,7 @@ def test_eval_from_checkpoint_alone_prints_table_and_writes_json(
     trained = json.loads((trained_run / "metrics.json").read_text())
     assert result["metrics"]["test/miou"] == pytest.approx(trained["test/miou"], abs=1e-6)
     printed = capsys.readouterr().out
-    assert "circle" in printed and "pixel accuracy" in printed
+    assert "circle" in printed and "pixel accuracy" in printed and "frequency-weighted IoU" in printed
     written = json.loads((tmp_path / "eval.json").read_text())
     assert [row["class"] for row in written["per_class"]] == ["background", "circle", "square", "triangle"]
 

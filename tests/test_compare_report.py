@@ -163,3 +163,30 @@ def test_only_failed_runs_still_give_a_report(tmp_path):
         (row,) = list(csv.DictReader(file))
     assert (row["method"], row["status"], row["error"]) == ("dysample", "failed", "seed 0: boom")
     assert "boom" in written["markdown"].read_text()
+
+
+def test_both_kinds_of_score_stand_beside_the_verdict_in_markdown_and_html(tmp_path):
+    """A method ahead on mIoU but behind on pixel accuracy and fwIoU shows both, per method, on the test split."""
+
+    def scored(method: str, seed: int, miou: float, pixel_acc: float, fwiou: float) -> dict:
+        record = run(method, seed, miou, 0.5)
+        record["metrics"].update({"test/miou": miou, "test/pixel_acc": pixel_acc, "test/fwiou": fwiou})
+        return record
+
+    records = [
+        scored("weighted", 0, 0.37, 0.70, 0.55),
+        scored("weighted", 1, 0.39, 0.72, 0.57),
+        scored("plain", 0, 0.34, 0.80, 0.66),
+    ]
+    written = write_report(records, {}, tmp_path, COMMAND, CONFIG)
+
+    markdown = written["markdown"].read_text()
+    verdict = markdown.split("## Verdict")[1].split("## All metrics")[0]
+    assert "| method | mIoU | pixel accuracy | fwIoU |" in verdict
+    assert "| `weighted` | 0.3800 ± 0.0141 | 0.7100 ± 0.0141 | 0.5600 ± 0.0141 |" in verdict
+    assert "| `plain` | 0.3400 ± 0.0000 | 0.8000 ± 0.0000 | 0.6600 ± 0.0000 |" in verdict
+    assert "on the test split" in verdict
+    html = written["html"].read_text()
+    kinds = html.split('<section id="score-kinds">')[1].split("</section>")[0]
+    assert "pixel accuracy" in kinds and "fwIoU" in kinds
+    assert 'data-value="0.8">0.8000 ± 0.0000' in kinds

@@ -103,7 +103,7 @@ def test_csv_has_the_contract_header_and_empty_cells_for_undefined_values(tmp_pa
 
     lines = path.read_text().splitlines()
     assert lines[0] == (
-        "split,image,miou,dice,pixel_acc,boundary_f1,checkerboard,"
+        "split,image,miou,dice,pixel_acc,fwiou,boundary_f1,checkerboard,"
         "iou/a,iou/b,iou/class_c,dice/a,dice/b,dice/class_c"
     )
     assert lines[0].split(",") == per_image_columns(CLASSES)

@@ -434,6 +434,8 @@ def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
     assert stored["trainer"]["precision"] == planned["trainer.precision"]
     assert stored["data"]["train_transforms"][0]["height"] == planned["augment.crop"]  # the preset, resolved
     assert AUTO not in fixed_values(OmegaConf.create(stored)).values()
+    summary = json.loads((run_dir / "run_summary.json").read_text())  # held to the plan's validation share
+    assert summary["planned_validation_share"] == pytest.approx(plan["facts"]["validation_share"], abs=1e-4)
 
 
 def test_unet_train_composes_its_config_again_with_the_plan(folder, tmp_path):

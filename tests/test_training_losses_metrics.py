@@ -24,6 +24,24 @@ def test_scores_from_a_known_confusion_matrix():
     assert scores["pixel_acc"] == pytest.approx(0.85)
 
 
+def test_frequency_weighted_iou_and_pixel_accuracy_of_a_hand_computed_matrix():
+    """Three classes, 100 true pixels: road 70 (IoU 60/80), pole 10 (IoU 2/14), sign 20 (IoU 12/32)."""
+    confusion = torch.tensor([[60, 4, 6], [2, 2, 6], [8, 0, 12]])
+    scores = scores_from_confusion(confusion, ["road", "pole", "sign"])
+    assert scores["iou/road"] == pytest.approx(60 / 80)
+    assert scores["iou/pole"] == pytest.approx(2 / 14)
+    assert scores["iou/sign"] == pytest.approx(12 / 32)
+    assert scores["pixel_acc"] == pytest.approx(74 / 100)
+    assert scores["fwiou"] == pytest.approx(0.7 * 60 / 80 + 0.1 * 2 / 14 + 0.2 * 12 / 32)
+    assert scores["fwiou"] > scores["miou"]  # the frequent class counts more
+
+
+def test_a_class_only_predicted_weighs_nothing_in_fwiou_and_an_absent_one_is_no_nan():
+    scores = scores_from_confusion(torch.tensor([[8, 2, 0], [0, 0, 0], [0, 0, 0]]), ["a", "b", "c"])
+    assert scores["iou/b"] == 0.0 and math.isnan(scores["iou/c"])
+    assert scores["fwiou"] == pytest.approx(8 / 10)
+
+
 def test_a_class_absent_from_target_and_prediction_is_left_out_of_the_mean():
     scores = scores_from_confusion(torch.tensor([[10, 0, 0], [0, 10, 0], [0, 0, 0]]), ["a", "b", "c"])
     assert math.isnan(scores["iou/c"])
@@ -45,6 +63,11 @@ def test_epoch_scores_equal_scores_of_all_pixels_at_once_not_a_mean_of_batches()
     assert whole.compute()["pixel_acc"] == pytest.approx(
         (preds[valid] == target[valid]).float().mean().item()
     )
+    frequency = torch.bincount(target[valid], minlength=3).double() / valid.sum()
+    ious = torch.tensor([whole.compute()[f"iou/{name}"] for name in "abc"]).double()
+    assert whole.compute()["fwiou"] == pytest.approx(
+        (frequency * ious).sum().item()
+    )  # ignored pixels excluded
 
 
 def test_ignored_pixels_do_not_count():

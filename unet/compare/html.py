@@ -215,6 +215,21 @@ def _failed(records: Sequence[Mapping[str, Any]]) -> str:
     return f"<ul>\n{''.join(items)}</ul>"
 
 
+def _table_section(
+    anchor: str, title: str, table: tuple[Sequence[str], Sequence[Sequence[Cell]], str] | None
+) -> list[str]:
+    """A section of a note and a sortable table (a header, rows and the note); nothing without rows."""
+    if table is None or not table[1]:
+        return []
+    header, rows, note = table
+    return [
+        f'<section id="{anchor}"><h2>{escape(title)}</h2>',
+        f'<p class="note">{escape(note)}</p>',
+        sortable_table(header, rows),
+        "</section>",
+    ]
+
+
 def write_html(
     path: Path,
     *,
@@ -227,11 +242,13 @@ def write_html(
     command: str,
     config: str,
     configurations: tuple[Sequence[str], Sequence[Sequence[Cell]], str] | None = None,
+    score_kinds: tuple[Sequence[str], Sequence[Sequence[Cell]], str] | None = None,
 ) -> Path:
     """Write the page atomically: the verdict and the split it is on, the statistics and all-metrics tables
     (sortable), the networks' configurations, the CI bars, the pairwise matrix, the other figures, failed
     runs, the command and ``config`` (as YAML text). ``table`` is the all-metrics header and rows;
-    ``configurations`` a header, rows and note; ``figures`` PNG paths by name."""
+    ``configurations`` and ``score_kinds`` (mIoU, pixel accuracy and fwIoU per method) a header, rows and
+    note; ``figures`` PNG paths by name."""
     order = [
         *(name for name in CAPTIONS if name in figures),
         *(name for name in figures if name not in CAPTIONS),
@@ -246,6 +263,7 @@ def write_html(
         '<section id="statistics"><h2>Per-method statistics</h2>',
         _statistics_table(analysis) if analysis is not None else "<p>None.</p>",
         "</section>",
+        *_table_section("score-kinds", "Both kinds of score", score_kinds),
         '<section id="metrics"><h2>All metrics</h2>',
         f'<p class="note">Mean ± sample std over the seeds that finished, sorted by {escape(sort_by)} (best '
         "first; failed methods last). GFLOPs and latency are per image; peak memory is that of a training step.</p>",
@@ -254,14 +272,7 @@ def write_html(
         "intervals sort by their lower end.</p>",
         "</section>",
     ]
-    if configurations is not None and configurations[1]:
-        header, rows, note = configurations
-        parts += [
-            '<section id="configurations"><h2>Configurations</h2>',
-            f'<p class="note">{escape(note)}</p>',
-            sortable_table(header, rows),
-            "</section>",
-        ]
+    parts += _table_section("configurations", "Configurations", configurations)
     if "confidence_intervals" in figures:
         intervals = _figure("confidence_intervals", figures["confidence_intervals"])
         parts.append(f'<section id="intervals"><h2>Confidence intervals</h2>\n{intervals}</section>')

@@ -33,6 +33,12 @@ from unet.compare.figures import (
     plot_rank_stability,
 )
 from unet.compare.html import Cell, p_value_text, write_html
+from unet.compare.score_kinds import (
+    score_kinds_markdown,
+    score_kinds_note,
+    score_kinds_split,
+    score_kinds_table,
+)
 from unet.compare.statistics import Analysis, analyze, load_scores, verdict_text
 from unet.evaluation.per_image import FILENAME as PER_IMAGE_FILE
 from unet.evaluation.per_image import read_per_image
@@ -323,8 +329,8 @@ def write_markdown(
     analysis: Analysis | None = None,
     configurations: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """The verdict, ranking table, the networks' configurations, failed runs, figures, the command and
-    the resolved config."""
+    """The verdict, both kinds of score per method, the ranking table, the networks' configurations,
+    failed runs, figures, the command and the resolved config."""
     text = [
         "# Decoder upsampling comparison",
         "",
@@ -333,6 +339,7 @@ def write_markdown(
         "## Verdict",
         "",
         *statistics_section(analysis),
+        *score_kinds_markdown(rows, score_kinds_split(rows, analysis.split if analysis else None)),
         "## All metrics",
         "",
         f"Sorted by `{sort_by}` (best first; failed methods last). Scores are mean ± sample std over "
@@ -423,10 +430,12 @@ def write_report(
     written["markdown"] = write_markdown(
         rows, records, command, config, sort_by, pngs, output_dir / "comparison.md", analysis, configurations
     )
+    kinds_split = score_kinds_split(rows, analysis.split if analysis is not None else None)
     written["html"] = write_html(
         output_dir / HTML_FILE,
         verdict=verdict_text(analysis) if analysis is not None else NO_STATISTICS,
         analysis=analysis,
+        score_kinds=(*score_kinds_table(rows, kinds_split), score_kinds_note(kinds_split)),
         table=metrics_table(rows, shown_keys(records, sort_by)),
         sort_by=sort_by,
         figures={name: path for name, path in written.items() if path.suffix == ".png"},

@@ -20,13 +20,15 @@ from unet.data.batching import probe, size_clash, unbatchable_message
 from unet.data.dataset import SegmentationDataset
 from unet.data.errors import DataError, DataNotFoundError
 from unet.data.sampling import EpochSampler, ResumableDataLoader, training_position
-from unet.data.sources import SampleSource
+from unet.data.sources import SampleSource, SubsetSource
 from unet.data.statistics import split_class_counts
 from unet.data.transforms import SamplePipeline, as_transform_list, for_channels, with_rare_class_crop
 from unet.utils.limits import check_num_classes
 from unet.utils.seeding import derive_seed
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# The random stream (under the validation split's seed) that draws the validation subset.
+VAL_SUBSET_STREAM = 1
 
 # Which splits a Lightning stage needs (``None``: all the data has).
 STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
@@ -79,6 +81,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         epoch_size: training samples drawn per epoch; ``None``: one pass over the training split. A
             small data set (a few dozen images) otherwise makes epochs of one or two optimizer steps,
             each followed by a validation (see :class:`unet.data.sampling.EpochSampler`).
+        val_subset: validation images scored at each validation during training, a subset drawn once
+            with ``seed`` (the same images every time, so the scores compare across epochs and choose
+            the best checkpoint); ``None``: every image. A large split would otherwise spend the time
+            budget validating. Validation outside training (a run's final scores, ``unet-eval``) scores
+            the whole split.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         train_scale: float = 1.0,
         epoch_size: int | None = None,
         rare_class_crop_p: float = 0.0,
+        val_subset: int | None = None,
     ) -> None:
         super().__init__()
         check_num_classes(num_classes, "data.num_classes")
@@ -123,6 +131,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         if epoch_size is not None and epoch_size < 1:
             raise DataError(f"epoch_size must be >= 1 or null, got {epoch_size}")
+        if val_subset is not None and val_subset < 1:
+            raise DataError(f"val_subset must be >= 1 (validation images) or null (all), got {val_subset}")
         if not 0 < train_scale <= 1:
             raise DataError(f"train_scale must be in (0, 1], got {train_scale}")
         if not 0 <= rare_class_crop_p <= 1:
@@ -151,6 +161,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.train_scale = float(train_scale)
         self.epoch_size = None if epoch_size is None else int(epoch_size)
         self.rare_class_crop_p = float(rare_class_crop_p)
+        self.val_subset = None if val_subset is None else int(val_subset)
         self.datasets: dict[str, SegmentationDataset] = {}
         self._train_loader_state: dict[str, Any] | None = None  # from a checkpoint, see load_state_dict
 
@@ -204,8 +215,18 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             )
         return None
 
-    def dataloader(self, split: str) -> DataLoader:
-        """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train.
+    def val_subset_indices(self) -> list[int] | None:
+        """The validation images scored during training, by index: ``val_subset`` of them drawn once with
+        the run's seed, sorted; ``None`` when every image is (no subset, or one as large as the split)."""
+        count = len(self.dataset("val"))
+        if self.val_subset is None or self.val_subset >= count:
+            return None
+        rng = np.random.default_rng(derive_seed(self.split_seed("val"), VAL_SUBSET_STREAM))
+        return sorted(int(index) for index in rng.choice(count, self.val_subset, replace=False))
+
+    def dataloader(self, split: str, subset: bool = False) -> DataLoader:
+        """A DataLoader over ``split``: shuffled (and optionally dropping the last batch) only for train;
+        ``subset``: only the validation images scored during training (:meth:`val_subset_indices`).
 
         Its :class:`EpochSampler` makes the order and the augmentations a function of (seed, epoch), and
         shards the split across ranks in distributed runs; the training loader is a
@@ -215,6 +236,12 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         are then served one image per batch.
         """
         dataset = self.dataset(split)
+        indices = self.val_subset_indices() if subset and split == "val" else None
+        served = (
+            dataset
+            if indices is None
+            else SegmentationDataset(SubsetSource(dataset.source, indices), dataset.pipeline)
+        )
         train = split == "train"
         epoch_size = self.epoch_size if train else None
         if train and (empty := self.empty_epoch_message(len(dataset))) is not None:
@@ -227,7 +254,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         if clash is not None:
             batch_size = 1
         sampler = EpochSampler(
-            len(dataset), shuffle=train, seed=self.split_seed(split), even_shards=train, epoch_size=epoch_size
+            len(served), shuffle=train, seed=self.split_seed(split), even_shards=train, epoch_size=epoch_size
         )
         options: dict[str, Any] = {
             "batch_size": batch_size,
@@ -238,7 +265,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             "persistent_workers": self.persistent_workers,
         }
         if not train:
-            return DataLoader(dataset, **options)
+            return DataLoader(served, **options)
         # A mid-epoch checkpoint resumes mid-epoch (the trainer says where training stands).
         loader = ResumableDataLoader(dataset, position=lambda: training_position(self.trainer), **options)
         if self._train_loader_state is not None:  # the first training loader after a restore resumes
@@ -263,7 +290,9 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         return self.dataloader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
+        """The validation split; while fitting only the images scored during training (``val_subset``)."""
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        return self.dataloader("val", subset=fitting)
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")

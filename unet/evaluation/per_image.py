@@ -5,11 +5,11 @@ most images or much better on a few; statistics over methods and seeds (paired t
 need each image's own score, paired by ``(split, image)`` across runs.
 
 The file's columns (a contract the comparison reads):
-``split,image,miou,dice,pixel_acc,boundary_f1,checkerboard,iou/<class>...,dice/<class>...``, where
+``split,image,miou,dice,pixel_acc,fwiou,boundary_f1,checkerboard,iou/<class>...,dice/<class>...``, where
 ``<class>`` is the class name as metric tags spell it (:func:`unet.evaluation.scores.metric_key`, as
 in ``metrics.json``). Per image: IoU/Dice per class, their means over the classes defined in that
 image (present in its truth or its prediction; ``ignore_index`` pixels are not counted), pixel
-accuracy over its valid pixels, boundary F1 (:mod:`unet.evaluation.boundary`) and the checkerboard
+accuracy over its valid pixels and the frequency-weighted IoU (:mod:`unet.evaluation.scores`), boundary F1 (:mod:`unet.evaluation.boundary`) and the checkerboard
 score of its logits (:mod:`unet.evaluation.checkerboard`), each exactly as the epoch metrics define
 them but on that image alone. An undefined value (a class in neither the prediction nor the truth;
 every pixel ignored) is an empty cell, never 0 or 1.
@@ -35,7 +35,7 @@ from unet.utils.files import publish_new, write_text
 FILENAME = "per_image.csv"
 # The columns before the per-class ones; text first, then every score.
 KEY_COLUMNS = ("split", "image")
-SCORE_COLUMNS = ("miou", "dice", "pixel_acc", "boundary_f1", "checkerboard")
+SCORE_COLUMNS = ("miou", "dice", "pixel_acc", "fwiou", "boundary_f1", "checkerboard")
 
 # A row: ``split`` and ``image`` (str), then one float per score column (NaN: undefined).
 Row = dict[str, str | float]

@@ -1,4 +1,9 @@
-"""Class scores from a confusion matrix: per-class IoU and Dice, their means, pixel accuracy.
+"""Class scores from a confusion matrix: per-class IoU and Dice, their means, pixel accuracy, fwIoU.
+
+Two kinds of score, reported side by side: the class means (``miou``, ``dice``) count every class
+alike, so thin rare classes weigh as much as the road; pixel accuracy (``pixel_acc``) and the
+frequency-weighted IoU (``fwiou``: each class's IoU weighted by its share of the true pixels) count
+pixels, so the frequent classes dominate. A model can buy mIoU with pixel accuracy; both show it.
 
 One definition for every scope: the epoch metrics (:mod:`unet.training.metrics`) score an epoch's
 summed matrix, the per-image table (:mod:`unet.evaluation.per_image`) each image's own matrix.
@@ -19,10 +24,12 @@ def metric_key(class_name: str) -> str:
 
 
 def scores_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -> dict[str, float]:
-    """Per-class IoU and Dice, their means over classes, and pixel accuracy from a ``(K, K)`` matrix.
+    """Per-class IoU and Dice, their means over classes, pixel accuracy and fwIoU from a ``(K, K)`` matrix.
 
-    ``confusion[t, p]`` counts pixels of true class ``t`` predicted as ``p``. A class that appears
-    in neither target nor prediction has an undefined score (NaN) and is left out of the means.
+    ``confusion[t, p]`` counts pixels of true class ``t`` predicted as ``p`` (ignored pixels are not in
+    it). A class that appears in neither target nor prediction has an undefined score (NaN) and is left
+    out of the means. ``fwiou`` is ``sum_c freq_c * IoU_c`` with ``freq_c`` class ``c``'s share of the
+    true pixels (a class predicted but never true weighs 0).
     """
     confusion = confusion.double()
     true_positive = confusion.diag()
@@ -32,10 +39,12 @@ def scores_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -
     iou = true_positive / union
     dice = 2 * true_positive / (union + true_positive)
     total = confusion.sum()
+    frequency = confusion.sum(1) / total
     scores = {
         "miou": iou.nanmean().item(),
         "dice": dice.nanmean().item(),
         "pixel_acc": (true_positive.sum() / total).item() if total > 0 else math.nan,
+        "fwiou": (frequency * iou.nan_to_num(0.0)).sum().item() if total > 0 else math.nan,
     }
     for index, name in enumerate(class_names):
         scores[f"iou/{metric_key(name)}"] = iou[index].item()

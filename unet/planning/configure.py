@@ -25,8 +25,16 @@ from unet.models.encoders import pretrained_statistics
 from unet.models.encoders.base import level_factors
 from unet.models.networks import network_config
 from unet.planning.plan import AUGMENT_KIND, AUTO, Plan
-from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, make_plan
-from unet.planning.speed import MEMORY_FORMATS, PRECISIONS, StepTiming, machine_name, step_rates
+from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, ValidationTimer, make_plan
+from unet.planning.speed import (
+    MEMORY_FORMATS,
+    PRECISIONS,
+    StepTiming,
+    ValidationTiming,
+    machine_name,
+    step_rates,
+    validation_seconds,
+)
 from unet.utils.budget import max_time_seconds
 from unet.utils.config import compose_again, flatten, plain_config
 from unet.utils.limits import GB, ClassCountMemory, check_classes_fit
@@ -131,7 +139,13 @@ def plan_config(cfg: DictConfig) -> Plan | None:
         fixed.setdefault(AUGMENT_KIND, AUTO)
     else:
         fixed.pop(AUGMENT_KIND, None)  # only the auto preset has a kind to plan
-    plan = make_plan(inputs, fixed, _measured_rates(cfg, datamodule, device, cache_dir))
+    image = (round(data_print.height[1]), round(data_print.width[1]))
+    plan = make_plan(
+        inputs,
+        fixed,
+        _measured_rates(cfg, datamodule, device, cache_dir),
+        _validation_timer(cfg, datamodule, device, cache_dir, image) if val_images else None,
+    )
     plan.facts.update(
         device=machine_name(device),
         budget_s=inputs.budget_s,
@@ -143,20 +157,30 @@ def plan_config(cfg: DictConfig) -> Plan | None:
     return plan
 
 
+def _timed_network(
+    cfg: DictConfig,
+    datamodule: SegmentationDataModule,
+    net_values: Mapping[str, Any],
+    input_scale: float = 1.0,
+) -> dict[str, Any]:
+    """``cfg``'s network config with the planned values it is given (those it has), as the run builds it."""
+    net = plain_config(cfg.model.net)
+    timed = {**net, **{k: v for k, v in net_values.items() if k in net}}
+    timed = {k: v for k, v in timed.items() if v != AUTO}
+    return network_config(
+        timed, datamodule.in_channels, datamodule.num_classes, cfg.model.get("upsample"),
+        cfg.model.get("upsample_options"), input_scale=input_scale, encoder=cfg.model.get("encoder"),
+    )  # fmt: skip
+
+
 def _measured_rates(
     cfg: DictConfig, datamodule: SegmentationDataModule, device: str, cache_dir: str | None
 ) -> RateFunction:
     """The planner's :data:`~unet.planning.rules.RateFunction`: ``cfg``'s network (with the planned
     values it is given) timed here, cached in ``cache_dir``."""
-    net = plain_config(cfg.model.net)
 
     def rates(net_values: Mapping[str, Any], batch: int, patch: int) -> dict[str, float]:
-        timed = {**net, **{k: v for k, v in net_values.items() if k in net}}
-        timed = {k: v for k, v in timed.items() if v != AUTO}
-        config = network_config(
-            timed, datamodule.in_channels, datamodule.num_classes, cfg.model.get("upsample"),
-            cfg.model.get("upsample_options"), encoder=cfg.model.get("encoder"),
-        )  # fmt: skip
+        config = _timed_network(cfg, datamodule, net_values)
         timing = StepTiming(
             config, batch, patch, datamodule.num_classes, device,
             precisions=_options(_select(cfg, "trainer.precision"), PRECISIONS),
@@ -168,6 +192,32 @@ def _measured_rates(
         return measured
 
     return rates
+
+
+# A validation image larger than this is timed at this many pixels (same aspect), its time scaled up.
+MAX_TIMED_VALIDATION_PIXELS = 1024 * 1024
+
+
+def _validation_timer(
+    cfg: DictConfig,
+    datamodule: SegmentationDataModule,
+    device: str,
+    cache_dir: str | None,
+    image: tuple[int, int],
+) -> ValidationTimer:
+    """The planner's :data:`~unet.planning.rules.ValidationTimer`: one validation image of ``image``
+    ``(height, width)`` predicted whole by ``cfg``'s network at the planned scale, timed here, cached."""
+
+    def seconds(net_values: Mapping[str, Any], scale: float, precision: str, layout: str) -> float:
+        shrink = min(1.0, (MAX_TIMED_VALIDATION_PIXELS / (image[0] * image[1])) ** 0.5)
+        height, width = max(16, round(image[0] * shrink)), max(16, round(image[1] * shrink))
+        config = _timed_network(cfg, datamodule, net_values, input_scale=scale)
+        timing = ValidationTiming(config, height, width, device, precision, layout)
+        measured, cached = validation_seconds(timing, cache_dir)
+        log.info("validation speed %s (%s)", "from the cache" if cached else "measured", machine_name(device))
+        return measured * image[0] * image[1] / (height * width)
+
+    return seconds
 
 
 # Above this many bytes for the class count, a run says what its classes cost before it times a step.

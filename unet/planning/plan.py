@@ -95,6 +95,7 @@ def format_plan(plan: Plan) -> str:
         f"{facts.get('validation_images')} validation images; ~{facts.get('estimated_steps')} steps of "
         f"{facts.get('step_s')} s, validation ~{facts.get('validation_s')} s every "
         f"{facts.get('steps_between_validations')} steps"
+        + (f" ({share:.0%} of the time)" if (share := facts.get("validation_share")) is not None else "")
     )
     records = [
         {

@@ -28,6 +28,13 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
 - **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
+- **validation cost**: one whole validation image predicted here (timed once, at the planned
+  resolution and precision), plus :data:`METRICS_S_PER_PIXEL` per pixel to score it; without such a
+  timing, priced from the training speed (:data:`VAL_COST`).
+- **validation subset** (time budgets only): when scoring every validation image would take more than
+  :data:`VAL_SHARE` of the budget over :data:`MIN_VALIDATIONS` validations, each validation during
+  training scores a fixed, seeded subset of the images that fits (at least :data:`MIN_VAL_SUBSET`);
+  the whole split is scored once at the end.
 - **validation cadence**: validation under :data:`VAL_SHARE` of the time, at least
   :data:`MIN_VALIDATIONS` of them under a time budget. An epoch is one pass when that pass is near
   the steps between validations (or, under an epochs budget, at least :data:`MIN_EPOCH_STEPS` steps);
@@ -67,6 +74,8 @@ MIN_CLASS_WIDTH = 1.5
 VAL_SHARE = 0.10
 MIN_VALIDATIONS = 8
 MAX_VAL_SHARE = 0.25
+# Fewest validation images a subset scored during training holds: enough to choose the best checkpoint.
+MIN_VAL_SUBSET = 16
 # Validation cost of a pixel (forward only) as a share of a training step's (forward, backward, update),
 # and the fixed cost of a validation (loop start, metrics, checkpoint writes): measured, see
 # docs/results/planning.md.
@@ -98,7 +107,8 @@ class PlanInputs:
 
     Attributes:
         fingerprint: the training split's (:mod:`unet.data.fingerprint`).
-        val_images: images in the validation split (scored whole at every validation).
+        val_images: images in the validation split (each scored whole; during training all of them, or
+            the subset ``data.val_subset``).
         device: ``cpu`` or ``cuda``.
         budget_s: ``trainer.max_time`` in seconds, ``None`` when the run is bounded by epochs.
         has_crop: whether the augmentation crops (it has an ``augment.crop`` key).
@@ -119,6 +129,8 @@ class PlanInputs:
 
 # Measured training images/s of the network for ("<precision>/<layout>") at (net values, batch, patch).
 RateFunction = Callable[[Mapping[str, Any], int, int], Mapping[str, float]]
+# Measured seconds to predict one whole validation image at (net values, train scale, precision, layout).
+ValidationTimer = Callable[[Mapping[str, Any], float, str, str], float]
 
 
 def _round_down(value: float, multiple: int) -> int:
@@ -142,10 +154,17 @@ class PlanContext:
     earlier rule; ``None`` for a key the config lacks or not decided yet), the speed measured here, and
     the quantities derived from them."""
 
-    def __init__(self, inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> None:
+    def __init__(
+        self,
+        inputs: PlanInputs,
+        fixed: Mapping[str, Any],
+        rates: RateFunction,
+        validation_timer: ValidationTimer | None = None,
+    ) -> None:
         self.inputs = inputs
         self.fixed = fixed
         self.rates = rates
+        self.validation_timer = validation_timer
         self.values = {key: value for key, value in fixed.items() if value != AUTO}
         self.choices: dict[str, Choice] = {}
 
@@ -307,11 +326,35 @@ class PlanContext:
         data_pixels = (crop if crop not in (None, AUTO) else self.patch / self.scale) ** 2
         return self.batch * (self.patch**2 / self.rate_pixels + data_pixels * AUGMENT_S_PER_PIXEL)
 
+    @cached_property
+    def measured_validation_image_s(self) -> float | None:
+        """Seconds to predict one whole validation image here, measured once (after the resolution and
+        precision are decided); ``None`` without a timer (the estimate from the training speed stands)."""
+        if self.validation_timer is None:
+            return None
+        return self.validation_timer(self.timed_network, self.scale, self.precision, self.layout)
+
+    def validation_s_of(self, images: int) -> float:
+        """Seconds of a validation scoring ``images`` validation images whole: predicting them (measured
+        here, else priced from the training speed) and scoring their pixels."""
+        pixels = images * self.pixels_per_image
+        measured = self.measured_validation_image_s
+        if measured is None:
+            predicting = pixels * self.scale**2 * VAL_COST / self.rate_pixels
+        else:
+            predicting = images * measured
+        return VAL_OVERHEAD_S + predicting + pixels * METRICS_S_PER_PIXEL
+
+    @property
+    def validation_images(self) -> int:
+        """Validation images each validation during training scores: the subset's, else all."""
+        subset = self.value("data.val_subset")
+        return self.inputs.val_images if subset in (None, AUTO) else min(subset, self.inputs.val_images)
+
     @property
     def validation_s(self) -> float:
-        """Seconds of one validation: every validation image scored whole."""
-        pixels = self.inputs.val_images * self.pixels_per_image
-        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
+        """Seconds of one validation during training (:attr:`validation_images` scored whole)."""
+        return self.validation_s_of(self.validation_images)
 
     @property
     def total_steps(self) -> int | None:
@@ -339,6 +382,14 @@ class PlanContext:
         epoch_size = self.value("data.epoch_size")
         return self.pass_steps if epoch_size in (None, AUTO) else max(1, epoch_size // self.batch)
 
+    @property
+    def validation_share(self) -> float:
+        """The share of the run's time validation is planned to take: one validation per
+        ``check_val_every_n_epoch`` epochs of :attr:`epoch_steps` steps."""
+        every = self.value("trainer.check_val_every_n_epoch")
+        between = self.steps_between_validations if every in (None, AUTO) else every * self.epoch_steps
+        return self.validation_s / (self.validation_s + between * self.step_s)
+
     def facts(self) -> dict[str, Any]:
         """The numbers behind the plan, for ``plan.json`` and ``unet-plan``'s head line."""
         total, max_epochs = self.total_steps, self.value("trainer.max_epochs")
@@ -353,6 +404,11 @@ class PlanContext:
             else round(self.passes(self.scale), 1),
             "step_s": round(self.step_s, 4),
             "validation_s": round(self.validation_s, 3),
+            "validation_image_predict_s": None
+            if self.measured_validation_image_s is None
+            else round(self.measured_validation_image_s, 4),
+            "validation_images_per_pass": self.validation_images,
+            "validation_share": round(self.validation_share, 4),
             "estimated_steps": total,
             "steps_between_validations": self.steps_between_validations,
         }
@@ -538,6 +594,26 @@ def norm(context: PlanContext) -> tuple[str, str]:
     return norm_for(context.batch)
 
 
+@rule("data.val_subset")
+def val_subset(context: PlanContext) -> tuple[int | None, str]:
+    images, budget = context.inputs.val_images, context.inputs.budget_s
+    if budget is None:
+        return None, "budget in epochs: every validation scores all the validation images"
+    allotted = VAL_SHARE * budget / MIN_VALIDATIONS
+    full = context.validation_s_of(images)
+    if full <= allotted or images <= MIN_VAL_SUBSET:
+        return None, f"all {images} validation images: a validation (~{full:.1f} s) fits {allotted:.1f} s"
+    per_image = (full - VAL_OVERHEAD_S) / images
+    size = max(MIN_VAL_SUBSET, int((allotted - VAL_OVERHEAD_S) / per_image))
+    if size >= images:
+        return None, f"all {images} validation images: a subset of {MIN_VAL_SUBSET} would save little"
+    return size, (
+        f"{size} of the {images} validation images (fixed, seeded) at each validation: all of them would "
+        f"take ~{full:.1f} s, over the {allotted:.1f} s of {VAL_SHARE:.0%} of the budget over "
+        f"{MIN_VALIDATIONS} validations; the whole split is scored once at the end"
+    )
+
+
 @rule("data.epoch_size")
 def epoch_size(context: PlanContext) -> tuple[int | None, str]:
     pass_steps, between, total = context.pass_steps, context.steps_between_validations, context.total_steps
@@ -596,10 +672,16 @@ def rare_class_crop_p(context: PlanContext) -> tuple[float, str]:
 PLANNED_KEYS = tuple(RULES)
 
 
-def make_plan(inputs: PlanInputs, fixed: Mapping[str, Any], rates: RateFunction) -> Plan:
+def make_plan(
+    inputs: PlanInputs,
+    fixed: Mapping[str, Any],
+    rates: RateFunction,
+    validation_timer: ValidationTimer | None = None,
+) -> Plan:
     """The plan for ``fixed`` (the config's current value of each :data:`PLANNED_KEYS` key it has, ``auto``
-    for those to decide), ``inputs`` and the measured ``rates``: every rule in turn, then the numbers."""
-    context = PlanContext(inputs, fixed, rates)
+    for those to decide), ``inputs``, the measured ``rates`` and (when given) the measured time of a
+    validation image: every rule in turn, then the numbers."""
+    context = PlanContext(inputs, fixed, rates, validation_timer)
     for key, decide in RULES.items():
         if CONDITIONS.get(key, lambda _: True)(context):
             context.decide(key, decide)

@@ -1,10 +1,12 @@
-"""Training speed of a network on this machine, measured once per machine and configuration.
+"""Training and validation speed of a network on this machine, measured once per machine and configuration.
 
 The planner sizes a run from how fast a training step is here, not from a typed-in guess: the CPU model
 changes between machines (bf16 trains 1.8x faster on one, 50x slower on another), so precision and
 memory layout are measured, and the step rate gives how much data a time budget can see. A measurement
 takes seconds; it is cached as JSON under ``<cache_dir>/speed/`` keyed by the machine (CPU or GPU model,
 threads, torch version) and what was timed, so repeated runs (seeds, compared methods) plan alike.
+A validation image is timed too (:func:`validation_seconds`): a whole image in eval mode costs what
+its pixels at training speed do not tell (memory traffic of a large activation, a different kernel).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,20 +81,20 @@ def measure_step_rates(timing: StepTiming, repeats: int = 3, warmup: int = 2) ->
     return rates
 
 
-def step_rates(timing: StepTiming, cache_dir: str | Path | None) -> tuple[dict[str, float], bool]:
-    """:func:`measure_step_rates`, cached; returns the rates and whether they came from the cache."""
-    identity = {
+def _machine_identity(device: str) -> dict[str, Any]:
+    return {
         "format": SPEED_FORMAT,
-        "machine": machine_name(timing.device),
-        "flags": cpu_flags() if timing.device == "cpu" else "",
+        "machine": machine_name(device),
+        "flags": cpu_flags() if device == "cpu" else "",
         "torch": torch.__version__,
-        "network": dict(timing.network),
-        "batch_size": timing.batch_size,
-        "patch": timing.patch,
-        "num_classes": timing.num_classes,
-        "precisions": list(timing.precisions),
-        "layouts": list(timing.layouts),
     }
+
+
+def _cached(
+    identity: Mapping[str, Any], cache_dir: str | Path | None, measure: Callable[[], dict[str, float]]
+) -> tuple[dict[str, float], bool]:
+    """``measure()``'s numbers, read from ``<cache_dir>/speed/`` when measured before for ``identity``
+    (else measured and written there); and whether they came from the cache."""
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
     path = None if cache_dir is None else Path(cache_dir).expanduser() / "speed" / f"{key}.json"
     if path is not None:
@@ -101,10 +104,76 @@ def step_rates(timing: StepTiming, cache_dir: str | Path | None) -> tuple[dict[s
                 return {str(k): float(v) for k, v in document["rates"].items()}, True
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
-    rates = measure_step_rates(timing)
+    rates = measure()
     if path is not None:
         try:
-            write_json(path, {"key": key, "identity": identity, "rates": rates})
+            write_json(path, {"key": key, "identity": dict(identity), "rates": rates})
         except OSError as error:
-            warnings.warn(f"speed measurement not cached: {error}", stacklevel=2)
+            warnings.warn(f"speed measurement not cached: {error}", stacklevel=3)
     return rates, False
+
+
+def step_rates(timing: StepTiming, cache_dir: str | Path | None) -> tuple[dict[str, float], bool]:
+    """:func:`measure_step_rates`, cached; returns the rates and whether they came from the cache."""
+    identity = {
+        **_machine_identity(timing.device),
+        "network": dict(timing.network),
+        "batch_size": timing.batch_size,
+        "patch": timing.patch,
+        "num_classes": timing.num_classes,
+        "precisions": list(timing.precisions),
+        "layouts": list(timing.layouts),
+    }
+    return _cached(identity, cache_dir, lambda: measure_step_rates(timing))
+
+
+@dataclass(frozen=True)
+class ValidationTiming:
+    """One validation image to time: a network config (with its ``input_scale``), a ``(height, width)``
+    image at the data's resolution, the device, precision and memory layout the run trains with."""
+
+    network: Mapping[str, Any]
+    height: int
+    width: int
+    device: str
+    precision: str = "32-true"
+    layout: str = "contiguous"
+
+
+@torch.no_grad()
+def measure_validation_seconds(timing: ValidationTiming, repeats: int = 3, warmup: int = 1) -> float:
+    """Median seconds to predict one whole validation image here: the forward in eval mode (autocast
+    for ``bf16-mixed``) and the argmax, as a validation step does before its metrics."""
+    device = torch.device(timing.device)
+    network = build_network(timing.network).to(device).eval()
+    image = torch.randn(1, int(timing.network["in_channels"]), timing.height, timing.width, device=device)
+    if timing.layout == "channels_last":
+        network, image = (
+            network.to(memory_format=torch.channels_last),
+            image.contiguous(memory_format=torch.channels_last),
+        )
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if timing.precision == "bf16-mixed"
+        else nullcontext()
+    )
+
+    def predict() -> None:
+        with autocast:
+            network(image).argmax(dim=1)
+
+    return median_seconds(predict, repeats, warmup, device)
+
+
+def validation_seconds(timing: ValidationTiming, cache_dir: str | Path | None) -> tuple[float, bool]:
+    """:func:`measure_validation_seconds`, cached; returns the seconds and whether they came from the cache."""
+    identity = {
+        **_machine_identity(timing.device),
+        "validation": {**dict(timing.network), "height": timing.height, "width": timing.width},
+        "precision": timing.precision,
+        "layout": timing.layout,
+    }
+    measured, cached = _cached(
+        identity, cache_dir, lambda: {"seconds_per_image": measure_validation_seconds(timing)}
+    )
+    return measured["seconds_per_image"], cached

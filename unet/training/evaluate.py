@@ -99,7 +99,8 @@ def score_checkpoints(paths: Sequence[str | Path], split: str = "auto") -> tuple
 
 
 def format_table(metrics: dict[str, float], class_names: list[str], split: str) -> str:
-    """Per-class IoU and Dice, then the means and pixel accuracy, as an aligned text table."""
+    """Per-class IoU and Dice, then the means, and the scores that count pixels rather than classes (pixel
+    accuracy, frequency-weighted IoU), as an aligned text table."""
     records = [
         {
             "class": name,
@@ -112,7 +113,10 @@ def format_table(metrics: dict[str, float], class_names: list[str], split: str) 
     table = text_table(
         [("class", "class", "{}"), ("IoU", "iou", "{:.4f}"), ("Dice", "dice", "{:.4f}")], records, rule=True
     )
-    return f"{table}\npixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}"
+    return (
+        f"{table}\npixel accuracy: {metrics[f'{split}/pixel_acc']:.4f}\n"
+        f"frequency-weighted IoU: {metrics[f'{split}/fwiou']:.4f}"
+    )
 
 
 def format_worst(rows: list[Row], count: int) -> str:

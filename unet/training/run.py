@@ -47,6 +47,7 @@ from unet.training.callbacks import (
     FiniteCheckpoints,
     ParameterSummary,
     Requeued,
+    RunSummary,
     StoppedBySigint,
 )
 from unet.training.checkpoint import check_fits_data, check_resume_changes, check_same_network
@@ -122,13 +123,25 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
     return trainer
 
 
+def give_summary_the_plan(trainer: L.Trainer, plan: Plan | None) -> None:
+    """Give the run summary the plan's validation share and pass time, which it holds the run's to."""
+    facts = {} if plan is None else plan.facts
+    if facts.get("validation_share") is None or facts.get("validation_s") is None:
+        return
+    for callback in trainer.callbacks:
+        if isinstance(callback, RunSummary):
+            callback.plan_validation(facts["validation_share"], facts["validation_s"])
+
+
 def keep_final_weights_if_best(
     trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule
 ) -> None:
     """Validate the final weights and make them ``best.ckpt`` when they score better than it.
 
     A run ended by its time budget stops between validations, after the learning rate has annealed:
-    its last steps are often its best, and sparse validation would otherwise never score them.
+    its last steps are often its best, and sparse validation would otherwise never score them. They
+    are scored on the images every validation of the fit scored (``data.val_subset``), as ``best.ckpt``'s
+    score was.
     """
     checkpoint = trainer.checkpoint_callback
     if (
@@ -139,7 +152,7 @@ def keep_final_weights_if_best(
         return
     if trainer.fast_dev_run:  # a dry run writes nothing
         return
-    scores = trainer.validate(module, datamodule=datamodule, verbose=False)
+    scores = trainer.validate(module, dataloaders=datamodule.dataloader("val", subset=True), verbose=False)
     final = scores[0].get(checkpoint.monitor) if scores else None
     best = checkpoint.best_model_score if checkpoint.best_model_path else None
     if final is None or (best is not None and not _better(float(final), float(best), checkpoint.mode)):
@@ -185,7 +198,12 @@ def final_metrics(
     trainer: L.Trainer, module: SegmentationModule, datamodule: SegmentationDataModule, run_test: bool
 ) -> dict[str, float]:
     """Validation (and test) scores of the best checkpoint (the final weights competing), or of the
-    final weights without one; each image's own scores are left in ``module.per_image_rows``."""
+    final weights without one, on every image of each split (validations during the fit may score a
+    subset, ``data.val_subset``); each image's own scores are left in ``module.per_image_rows``.
+
+    ``val_images`` counts the validation images scored here, ``val_subset_images`` those each
+    validation during the fit scored (and chose ``best.ckpt`` by).
+    """
     keep_final_weights_if_best(trainer, module, datamodule)
     module.record_per_image()
     checkpoint = trainer.checkpoint_callback
@@ -198,6 +216,9 @@ def final_metrics(
         for result in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False):
             metrics.update(result)
     metrics = {key: float(value) for key, value in sorted(metrics.items())}
+    subset = datamodule.val_subset_indices()
+    metrics["val_images"] = len(datamodule.dataset("val"))
+    metrics["val_subset_images"] = metrics["val_images"] if subset is None else len(subset)
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
     return metrics
@@ -380,6 +401,7 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
         write_run_config(output_dir, config, plan)
     trainer = build_trainer(cfg, callbacks)
     check_launchable(trainer)
+    give_summary_the_plan(trainer, plan)
     params = run_params(config)
     log_params(trainer, params)
     log.info(

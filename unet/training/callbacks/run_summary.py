@@ -1,10 +1,11 @@
 """``run_summary.json``: where a fit's wall time went (training, validation, data, other) and how much was
-trained, with a warning when validation takes most of it."""
+trained, with a warning when validation takes most of it, or over 1.5x the share the plan gave it."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,37 @@ VALIDATION_KEYS = (
 )
 
 
+# A validation share over this multiple of the planned one is reported, with the reason.
+OVER_PLAN = 1.5
+
+
+@dataclass(frozen=True)
+class PlannedValidation:
+    """What the plan expected of validation (``plan.json``'s facts): its share of the run's time and the
+    seconds of one validation during training."""
+
+    share: float
+    pass_s: float
+
+    def over_plan_text(self, share: float, pass_s: float, training_between_s: float) -> str | None:
+        """Why validation took ``share`` of the run when over :data:`OVER_PLAN` times the plan's, else ``None``:
+        its passes took longer than planned, the training between them was shorter, or both."""
+        if self.share <= 0 or share <= OVER_PLAN * self.share:
+            return None
+        planned_between = self.pass_s * (1 - self.share) / self.share
+        reasons = [f"each pass took {format_duration(pass_s)}, planned {format_duration(self.pass_s)}"]
+        if training_between_s < planned_between / 1.2:
+            reasons.append(
+                f"the training between two took {format_duration(training_between_s)}, "
+                f"planned {format_duration(planned_between)}"
+            )
+        return (
+            f"Validation took {100 * share:.0f} % of the run, planned {100 * self.share:.0f} %: "
+            + "; ".join(reasons)
+            + " (data.val_subset scores fewer images per pass)"
+        )
+
+
 class RunSummary(L.Callback):
     """At the end of fit, say where the wall time went and how much was trained; writes ``run_summary.json``.
 
@@ -59,6 +91,10 @@ class RunSummary(L.Callback):
 
     The totals travel in checkpoints (:meth:`state_dict`), so a resumed run's summary covers the whole
     run (less the time between its last checkpoint and the interruption). Only rank 0 writes.
+
+    A planned run gives it the plan's validation share and pass time (:meth:`plan_validation`): the summary
+    records both beside the actual ones and says why when validation took over :data:`OVER_PLAN` times
+    its planned share. The final scoring after the fit (the whole validation split) is not part of the fit.
     """
 
     def __init__(self, path: str, validation_share_warning: float = 0.25) -> None:
@@ -84,6 +120,11 @@ class RunSummary(L.Callback):
         self._validation_start: float | None = None
         self._validation_data = 0.0  # data wait inside the open validation
         self._sanity_start: float | None = None
+        self.planned: PlannedValidation | None = None
+
+    def plan_validation(self, share: float, pass_s: float) -> None:
+        """The plan's share of the run's time for validation and seconds of one validation pass."""
+        self.planned = PlannedValidation(float(share), float(pass_s))
 
     # -- time -------------------------------------------------------------------------------------
 
@@ -198,7 +239,11 @@ class RunSummary(L.Callback):
         )
         if trainer.is_global_zero:
             write_json(self.path, summary)
-            level = logging.WARNING if summary["validation_heavy"] else logging.INFO
+            level = (
+                logging.WARNING
+                if summary["validation_heavy"] or summary["validation_over_plan"]
+                else logging.INFO
+            )
             log.log(level, "%s (%s)", summary["text"], self.path)
 
     # -- the summary --------------------------------------------------------------------------------
@@ -221,6 +266,9 @@ class RunSummary(L.Callback):
         )
         if stopped_early_at_epoch is not None:
             text += f"; stopped early at epoch {stopped_early_at_epoch} (callbacks.early_stopping)"
+        over_plan = self._over_plan(shares["validation"], parts)
+        if over_plan is not None:
+            text += f". {over_plan}"
         if heavy:
             text += (
                 f". Validation took {100 * shares['validation']:.0f} % of the run (over "
@@ -236,9 +284,28 @@ class RunSummary(L.Callback):
             "epochs": epochs,
             **self.counts,
             "validation_heavy": heavy,
+            **self._validation_plan(parts),
+            "validation_over_plan": over_plan is not None,
             "stopped_early_at_epoch": stopped_early_at_epoch,
             "text": text,
         }
+
+    def _validation_plan(self, parts: dict[str, float]) -> dict[str, float | None]:
+        """The planned share and pass time beside the actual pass time (``None`` where unknown)."""
+        validations = self.counts["validations"]
+        return {
+            "planned_validation_share": None if self.planned is None else round(self.planned.share, 4),
+            "planned_validation_pass_s": None if self.planned is None else round(self.planned.pass_s, 3),
+            "validation_pass_s": round(parts["validation"] / validations, 3) if validations else None,
+        }
+
+    def _over_plan(self, share: float, parts: dict[str, float]) -> str | None:
+        validations = self.counts["validations"]
+        if self.planned is None or not validations:
+            return None
+        return self.planned.over_plan_text(
+            share, parts["validation"] / validations, (parts["training"] + parts["data"]) / validations
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"totals": {**self.totals, "total_s": self.elapsed()}, "counts": dict(self.counts)}
