@@ -50,6 +50,8 @@ from unet.utils.extras import MissingExtraError, requires_extra
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
+# The runner of the network exactly as MONAI runs it (no folding, its memory layout).
+AS_LOADED = "pytorch, as loaded"
 
 
 def monai_masks(
@@ -132,7 +134,7 @@ def predictors(subject: Subject, settings: TiledSettings, device: str, workdir: 
         "mean": subject.mean, "std": subject.std, "ignore_index": subject.ignore_index,
     }  # fmt: skip
     found = {
-        "pytorch, as loaded": Predictor(TorchRunner(subject.net, device), metadata, workdir),
+        AS_LOADED: Predictor(TorchRunner(subject.net, device), metadata, workdir),
         "pytorch, inference form": Predictor(
             TorchRunner(subject.net, device, True, "auto"), metadata, workdir
         ),
@@ -235,7 +237,8 @@ def measure_small_images(
     runners: dict[str, Predictor], subject: Subject, settings: TiledSettings
 ) -> dict[str, Any]:
     """Images/s of ``unet-predict``'s work on a folder of ``settings.small_images`` photos
-    (:func:`~unet.inference.predict_files`: read, segment, write mask and overlay) by each runner, one
+    (:func:`~unet.inference.predict_files`: read, segment, write mask and overlay) by each runner that
+    ``unet-predict`` runs (all but :data:`AS_LOADED`), one
     image per forward pass (before images were batched) and batched, with the peak memory above the
     start and the pixels whose class agrees with today's (PyTorch's inference form, one by one).
     Median of ``settings.rounds`` runs taken in turn (the first pays the warm-up of the new shapes)."""
@@ -250,6 +253,8 @@ def measure_small_images(
         }
         calls = {}
         for name, predictor in runners.items():
+            if name == AS_LOADED:  # MONAI's form of the network, not one unet-predict runs
+                continue
             for label, batched in (("one by one", False), ("batched", True)):
                 calls[f"{name}, {label}"] = lambda out, p=predictor, b=batched: predict_files(
                     p, inputs, out, batch_images=b, **tiling
