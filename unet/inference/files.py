@@ -255,6 +255,10 @@ def segment_images(
     return probabilities.argmax(dim=1).cpu().numpy().astype(dtype), probabilities
 
 
+# Shapes of images waiting to be batched at once (see ImageBatches).
+MAX_WAITING_SHAPES = 4
+
+
 class ImageBatches:
     """Images waiting for a forward pass, grouped by shape: :meth:`add` hands back a group once it holds
     :func:`images_per_batch` images. At most :data:`MAX_WAITING_SHAPES` shapes wait at once (the oldest
@@ -279,10 +283,6 @@ class ImageBatches:
         """The groups still waiting (at the end of the inputs)."""
         groups, self.waiting = list(self.waiting.values()), {}
         return groups
-
-
-# Shapes of images waiting to be batched at once (see ImageBatches).
-MAX_WAITING_SHAPES = 4
 
 
 def write_outputs(
