@@ -213,7 +213,7 @@ def test_auto_runs_an_unmeasured_model_as_given_and_given_skips_the_choice(tmp_p
         "runtime_choice=auto: no measured form of best.ckpt to choose from; running it as given"
         in caplog.text
     )
-    assert model_to_run(OmegaConf.merge(cfg, {"runtime_choice": "given"})) == str(model)
+    assert model_to_run(OmegaConf.merge(cfg, {"runtime_choice": "given"})) == model
     with pytest.raises(ConfigError, match="runtime_choice=fastest: expected one of auto, given"):
         model_to_run(OmegaConf.merge(cfg, {"runtime_choice": "fastest"}))
 

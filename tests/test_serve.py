@@ -26,7 +26,8 @@ from test_export_predict import save_checkpoint
 
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
-from unet.serving import ServedModel, TilingSettings, class_polygons, find_models, load_models
+from unet.inference.tiling import TilingSettings
+from unet.serving import ServedModel, class_polygons, find_models, load_models
 from unet.serving.polygons import signed_area
 from unet.utils.errors import ConfigError
 from unet.utils.files import write_json

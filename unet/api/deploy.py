@@ -14,10 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from unet.export import export_checkpoint
 from unet.inference import Predictor, load_predictor, predict_files
 from unet.inference.files import collect_inputs, find_rois
-from unet.inference.runtimes import check_runtime, choose_runtime
+from unet.inference.runtimes import file_to_run
 from unet.inference.speed import SpeedSettings, measure_speed
+from unet.inference.tiling import TilingSettings
 from unet.profiling.machine import default_device
-from unet.serving import TilingSettings, load_models
+from unet.serving import load_models
 from unet.serving.limits import ServingLimits
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,11 @@ def speed_measure(cfg: DictConfig):
     return partial(measure_speed, settings=SpeedSettings(**settings))
 
 
-def model_to_run(cfg: DictConfig) -> str | Path:
+def model_to_run(cfg: DictConfig) -> Path:
     """``cfg.ckpt_path``, or with ``runtime_choice=auto`` the fastest measured form of it here (said in one line)."""
-    check_runtime(cfg.runtime_choice, cfg.runtime_tolerance)
-    if cfg.runtime_choice == "given":
-        return cfg.ckpt_path
-    chosen, reason = choose_runtime(cfg.ckpt_path, cfg.runtime_tolerance)
-    log.info(reason)
+    chosen, reason = file_to_run(cfg.ckpt_path, cfg.runtime_choice, cfg.runtime_tolerance)
+    if reason:
+        log.info(reason)
     return chosen
 
 
@@ -76,6 +75,7 @@ def predict_from_config(cfg: DictConfig, predictor: Predictor | None = None) -> 
         batch_size=cfg.batch_size,
         skip_errors=cfg.skip_errors,
         rois=rois,
+        batch_images=cfg.batch_images,
     )
 
 

@@ -9,6 +9,7 @@ one image with the tiling every prediction uses (:func:`unet.inference.files.seg
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,32 +23,61 @@ from unet.data.io import image_array, pil_to_array, read_image
 from unet.export.exporters import DEFAULT_SUFFIXES
 from unet.inference import Predictor, load_predictor
 from unet.inference.files import refuse_probabilities_of_masks, segment_image
+from unet.inference.runtimes import file_to_run
 from unet.profiling.machine import default_device
 from unet.utils.errors import ConfigError, InputFileError
 
+log = logging.getLogger(__name__)
 # What an image given to Model.predict may be.
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
 # predict_files' keys that the Model fixes: the file it was loaded from, and how (unet.load's arguments).
-LOADED_KEYS = ("ckpt_path", "device", "memory_format")
+LOADED_KEYS = ("ckpt_path", "device", "memory_format", "runtime_choice", "runtime_tolerance")
 
 
-def load(path: str | os.PathLike, device: str = "auto", memory_format: str = "auto") -> Model:
-    """The model in ``path`` (``.ckpt``, ``.onnx``, ``.pt2``, ``.pt``) on ``device`` (``auto``: ``cuda`` when
-    present, else ``cpu``), and ``memory_format``, as ``unet-predict``'s keys (networks rebuilt from weights:
-    ``auto`` times both layouts)."""
+def load(
+    path: str | os.PathLike,
+    device: str = "auto",
+    memory_format: str = "auto",
+    runtime_choice: str = "auto",
+    runtime_tolerance: float = 0.005,
+) -> Model:
+    """The model in ``path`` (``.ckpt``, ``.onnx``, ``.xml``, ``.pt2``, ``.pt``) on ``device`` (``auto``: ``cuda``
+    when present, else ``cpu``), and ``memory_format``, as ``unet-predict``'s keys of the same names
+    (networks rebuilt from weights: ``auto`` times both layouts).
+
+    ``runtime_choice``: ``auto`` runs the fastest form of the model measured on this CPU within
+    ``runtime_tolerance`` mIoU of the checkpoint (its exports beside it, as ``unet-predict`` chooses;
+    logged in one line and kept in :attr:`Model.runtime_choice`), ``given`` runs ``path`` itself."""
     device = default_device(device)
-    return Model(load_predictor(path, device, memory_format), Path(path), device, memory_format)
+    running, reason = file_to_run(path, runtime_choice, runtime_tolerance)
+    if reason:
+        log.info(reason)
+    predictor = load_predictor(running, device, memory_format)
+    return Model(predictor, Path(path), device, memory_format, running, reason)
 
 
 class Model:
     """A loaded model: :meth:`predict`, :meth:`predict_files`, :meth:`export`, and what it segments
-    (:attr:`classes`, :attr:`in_channels`, :attr:`metadata`: the checkpoint's or the export sidecar's)."""
+    (:attr:`classes`, :attr:`in_channels`, :attr:`metadata`: the checkpoint's or the export sidecar's).
 
-    def __init__(self, predictor: Predictor, path: Path, device: str, memory_format: str) -> None:
+    :attr:`path` is the file given to :func:`load`; :attr:`running` the file that runs (another form of it
+    with ``runtime_choice=auto``), :attr:`runtime_choice` the line that says why (``None``: as given)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        path: Path,
+        device: str,
+        memory_format: str,
+        running: Path | None = None,
+        runtime_choice: str | None = None,
+    ) -> None:
         self.predictor = predictor
         self.path = path
         self.device = device
         self.memory_format = memory_format
+        self.running = running or path
+        self.runtime_choice = runtime_choice
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -71,7 +101,8 @@ class Model:
         return str(self.metadata.get("format", "checkpoint"))
 
     def __repr__(self) -> str:
-        return f"Model({str(self.path)!r}, {self.format}, classes={self.classes}, in_channels={self.in_channels})"
+        running = "" if self.running == self.path else f", running {self.running.name}"
+        return f"Model({str(self.path)!r}, {self.format}{running}, classes={self.classes}, in_channels={self.in_channels})"
 
     def predict(
         self,
@@ -118,7 +149,7 @@ class Model:
         fixed = sorted(set(keywords) & set(LOADED_KEYS))
         if fixed:
             raise ConfigError(f"{', '.join(fixed)}: chosen when the model was loaded: unet.load(path, ...)")
-        loaded = {"ckpt_path": self.path, "device": self.device, "memory_format": self.memory_format}
+        loaded = {"ckpt_path": self.running, "device": self.device, "memory_format": self.memory_format}
         settings = {**loaded, "input": inputs, "output": output, **keywords}
         cfg, _ = command_config("predict", settings)
         return run_job(cfg, lambda task: predict_from_config(task, self.predictor))
@@ -130,10 +161,8 @@ class Model:
         in ``format`` (``None``: told by the suffix of ``path``, ``.onnx``, ``.pt2``, ``.weights.pt``,
         ``.pt``; else ``onnx``); keywords are its keys (``embed_preprocessing``, ``quantize``...).
         Returns the written file (its JSON sidecar lies beside it)."""
-        if self.format != "checkpoint":
-            raise InputFileError(
-                f"{self.path} is a {self.format} export; exporting needs the training checkpoint (.ckpt)"
-            )
+        if self.path.suffix.lower() != ".ckpt":
+            raise InputFileError(f"{self.path} is an export; exporting needs the training checkpoint (.ckpt)")
         settings: dict[str, Any] = {"ckpt_path": self.path}
         if path is not None:
             settings.update(output=path, format=format or export_format(path))

@@ -96,6 +96,7 @@ def tiled(cfg: DictConfig) -> None:
     """``mode=tiled``: tiled inference of one large image, ours against MONAI's."""
     from unet.benchmarks import TiledSettings, format_tiled, run_tiled
     from unet.benchmarks.settings import QUICK
+    from unet.benchmarks.subjects import checkpoint_subject, synthetic_subject
     from unet.profiling.machine import default_device
 
     settings = TiledSettings(
@@ -104,14 +105,18 @@ def tiled(cfg: DictConfig) -> None:
         num_classes=cfg.num_classes,
         quick=cfg.quick,
     )
-    net = instantiate(
-        cfg.net,
-        upsample=(cfg.methods or ["bilinear"])[0],
-        in_channels=cfg.in_channels,
-        num_classes=cfg.num_classes,
-        **(QUICK["net_options"] if cfg.quick else {}),
-    )
-    report = run_tiled(net, settings, default_device(cfg.device))
+    if settings.checkpoint:
+        subject = checkpoint_subject(settings.checkpoint, settings)
+    else:
+        net = instantiate(
+            cfg.net,
+            upsample=(cfg.methods or ["bilinear"])[0],
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            **(QUICK["net_options"] if cfg.quick else {}),
+        )
+        subject = synthetic_subject(net, settings)
+    report = run_tiled(subject, settings, default_device(cfg.device))
     show(cfg, format_tiled(report, settings), report)
 
 

@@ -99,9 +99,10 @@ class TiledSettings:
     tolerance: float = 1e-4
     rounds: int = 3
     seed: int = 0
-    small_images: int = 32  # many small photos, segmented one by one and batched
+    small_images: int = 32  # many small photos, predicted from files one by one and batched
     small_size: tuple[int, int] = (360, 480)
-    small_batch_size: int = 8
+    checkpoint: str | None = None  # a trained .ckpt: its validation images as the image, with quality
+    quality_tolerance: float = 0.005  # mIoU change from MONAI's that counts as equal quality
     quick: bool = False
 
     def __post_init__(self) -> None:

@@ -10,9 +10,13 @@ on a crop of 2.5 tiles a side (every kind of overlap, edge and corner): probabil
 ``unet-export`` writes run beside them (onnxruntime, its static int8 copy, OpenVINO): for them the
 probability difference and the pixels whose class differs from MONAI's are the quality change.
 
-Many small photos are measured apart (:func:`measure_small_images`): images/s segmenting them one by
-one, as ``unet-predict`` does, and ``small_batch_size`` images per forward pass
-(:func:`~unet.inference.files.segment_images`).
+With a trained checkpoint (``tiled.checkpoint``) the image is a mosaic of its validation images
+(:mod:`~unet.benchmarks.subjects`), and each runner's class map of it is scored against their labels:
+the mIoU change against MONAI's is the quality change at equal tiles and overlap.
+
+Many small photos are measured apart (:func:`measure_small_images`): images/s of ``unet-predict``'s
+work on files (:func:`~unet.inference.predict_files`: read, segment, write mask and overlay) one image
+per forward pass as before, and with images batched (``batch_images``).
 """
 
 from __future__ import annotations
@@ -22,49 +26,42 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from unet.benchmarks.settings import TiledSettings
+from unet.benchmarks.subjects import Subject, normalise
 from unet.export.exporters import export_onnx
 from unet.export.openvino_ir import compile_ir, convert_onnx, cpu_has_bf16
 from unet.export.quantize import quantize_static
-from unet.inference.files import segment_images
+from unet.inference.files import images_per_batch, predict_files, segment_image
 from unet.inference.predictors import Predictor, TorchRunner, onnx_runner
-from unet.inference.tiling import segment_tiled
+from unet.inference.tiling import TilingSettings
 from unet.profiling.costs import peak_memory_bytes
 from unet.profiling.machine import cpu_flags, machine_name
+from unet.training.metrics import SegmentationScores
 from unet.utils.extras import MissingExtraError, requires_extra
 from unet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
-
-
-def synthetic_scan(size: int, channels: int, seed: int = 0) -> np.ndarray:
-    """A ``(size, size, channels)`` uint8 image of smooth blobs and noise: as fast to segment as any other."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (size // 64 + 2, size // 64 + 2, channels)).astype(np.float32)
-    blobs = np.repeat(np.repeat(coarse, 64, axis=0), 64, axis=1)[:size, :size]
-    return np.clip(blobs + rng.normal(0, 20, blobs.shape), 0, 255).astype(np.uint8)
-
-
-def normalised(image: np.ndarray) -> np.ndarray:
-    """``(H, W, C)`` uint8 -> ``(C, H, W)`` float32 in [0, 1] (mean 0, std 1: the benchmark's network is untrained)."""
-    return image.transpose(2, 0, 1).astype(np.float32) / 255.0
+# The runner of the network exactly as MONAI runs it (no folding, its memory layout).
+AS_LOADED = "pytorch, as loaded"
 
 
 def monai_masks(
-    model: nn.Module, image: np.ndarray, settings: TiledSettings, device: str
+    model: nn.Module, image: np.ndarray, subject: Subject, settings: TiledSettings, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """MONAI's sliding window over the whole normalised image: the class map and the probabilities."""
     with requires_extra("baselines"):
         from monai.inferers import sliding_window_inference
 
-    inputs = torch.from_numpy(normalised(image))[None].to(device)
+    inputs = torch.from_numpy(normalise(image, subject.mean, subject.std))[None].to(device)
     with torch.inference_mode():
         probabilities = sliding_window_inference(
             inputs,
@@ -81,12 +78,9 @@ def monai_masks(
 def ours(
     predictor: Predictor, image: np.ndarray, settings: TiledSettings, probabilities: np.ndarray | None = None
 ) -> np.ndarray:
-    """Our tiled segmentation of the image as read (tiles normalised as cut)."""
-    return segment_tiled(
-        predictor.logits, image.transpose(2, 0, 1), settings.num_classes, 1, settings.tile_size, settings.overlap,
-        batch_size=settings.batch_size, prepare=lambda tile: tile.astype(np.float32) / 255.0,
-        probabilities=probabilities,
-    )  # fmt: skip
+    """Our tiled segmentation of the image as read (tiles normalised as cut), as ``unet-predict`` runs it."""
+    tiling = (settings.tile_size, settings.overlap, False, settings.batch_size)
+    return segment_image(predictor, image, *tiling, probabilities)
 
 
 def timed(fn: Callable[[], np.ndarray], device: str) -> dict[str, Any]:
@@ -109,22 +103,15 @@ def timed(fn: Callable[[], np.ndarray], device: str) -> dict[str, Any]:
     return result
 
 
-def calibration_tiles(settings: TiledSettings) -> list[np.ndarray]:
-    """Four tiles ``(1, C, T, T)`` of another synthetic image: what static int8 calibrates on."""
-    size = settings.tile_size
-    image = synthetic_scan(2 * size, settings.in_channels, settings.seed + 1)
-    return [normalised(image[y : y + size, x : x + size])[None] for y in (0, size) for x in (0, size)]
-
-
-def exported_runners(model: nn.Module, settings: TiledSettings, workdir: Path) -> dict[str, Callable]:
+def exported_runners(subject: Subject, settings: TiledSettings, workdir: Path) -> dict[str, Callable]:
     """The deployment forms ``unet-export`` writes, run on the CPU: the ONNX export in onnxruntime, its
     static int8 (QDQ) copy, and the OpenVINO IR in f32 (and bf16 where the CPU has it natively)."""
     metadata = {"in_channels": settings.in_channels, "num_classes": settings.num_classes, "min_size": 32}
     path = workdir / "model.onnx"
-    export_onnx(model, path, dict(metadata), tolerance=1e-3)
+    export_onnx(subject.net, path, dict(metadata), tolerance=1e-3)
     found = {"onnxruntime": onnx_runner(path, "cpu")}
     if settings.int8:
-        quantize_static(path, workdir / "model.int8.onnx", lambda: calibration_tiles(settings))
+        quantize_static(path, workdir / "model.int8.onnx", lambda: subject.calibration)
         found["onnxruntime, static int8"] = onnx_runner(workdir / "model.int8.onnx", "cpu")
     if settings.openvino:
         try:
@@ -138,54 +125,79 @@ def exported_runners(model: nn.Module, settings: TiledSettings, workdir: Path) -
     return found
 
 
-def predictors(model: nn.Module, settings: TiledSettings, device: str, workdir: Path) -> dict[str, Predictor]:
-    """Our ways of running ``model``: PyTorch as loaded (MONAI's network exactly), the inference form
+def predictors(subject: Subject, settings: TiledSettings, device: str, workdir: Path) -> dict[str, Predictor]:
+    """Our ways of running the network: PyTorch as loaded (MONAI's network exactly), the inference form
     checkpoints run in (conv-BatchNorm folded, the faster memory layout here), and on the CPU its
     exported forms (:func:`exported_runners`)."""
-    channels = settings.in_channels
-    # mean 0, std 1: prepare divides by 255 alone, as normalised() does for MONAI
-    metadata = {"in_channels": channels, "num_classes": settings.num_classes, "min_size": 1, "mean": [0.0] * channels, "std": [1.0] * channels}  # fmt: skip
+    metadata = {
+        "in_channels": settings.in_channels, "num_classes": settings.num_classes, "min_size": 1,
+        "mean": subject.mean, "std": subject.std, "ignore_index": subject.ignore_index,
+    }  # fmt: skip
     found = {
-        "pytorch, as loaded": Predictor(TorchRunner(model, device), metadata, workdir),
-        "pytorch, inference form": Predictor(TorchRunner(model, device, True, "auto"), metadata, workdir),
+        AS_LOADED: Predictor(TorchRunner(subject.net, device), metadata, workdir),
+        "pytorch, inference form": Predictor(
+            TorchRunner(subject.net, device, True, "auto"), metadata, workdir
+        ),
     }
     if settings.onnx and device == "cpu":
-        for name, run in exported_runners(model, settings, workdir).items():
+        for name, run in exported_runners(subject, settings, workdir).items():
             found[name] = Predictor(run, metadata, workdir)
     return found
 
 
-def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: str = "cpu") -> dict[str, Any]:
-    """Megapixels/s and peak memory of MONAI and of each of our runners on one large synthetic image,
-    with the equality checks; the first row is MONAI's. Seconds are the median of ``settings.rounds``
-    runs taken in turn, peak memory the largest."""
-    model = model.eval().to(device)
-    image = synthetic_scan(settings.size, settings.in_channels, settings.seed)
-    crop = image[: settings.tile_size * 5 // 2, : settings.tile_size * 5 // 2]
+def equal_output(
+    runners: dict[str, Predictor], subject: Subject, settings: TiledSettings, device: str
+) -> dict[str, dict[str, Any]]:
+    """Each runner's largest probability difference from MONAI's on a crop of 2.5 tiles a side (every
+    kind of overlap, edge and corner); this also warms every runner up (kernels, layout choice, threads)."""
+    crop = subject.image[: settings.tile_size * 5 // 2, : settings.tile_size * 5 // 2]
+    _, reference = monai_masks(subject.net, crop, subject, settings, device)
+    found = {}
+    for name, predictor in runners.items():
+        probabilities = np.empty_like(reference)
+        ours(predictor, crop, settings, probabilities)
+        difference = float(np.abs(probabilities - reference).max())
+        found[name] = {
+            "max_probability_difference": difference,
+            "equal_within_tolerance": difference <= settings.tolerance,
+        }
+    return found
+
+
+def quality(mask: np.ndarray, subject: Subject) -> dict[str, float]:
+    """mIoU and pixel accuracy of a class map of the subject's image against its labels."""
+    scores = SegmentationScores(subject.class_names, subject.ignore_index)
+    scores.update(
+        torch.from_numpy(mask.astype(np.int64))[None], torch.from_numpy(subject.labels.astype(np.int64))[None]
+    )
+    computed = scores.compute()
+    return {"miou": computed["miou"], "pixel_accuracy": computed["pixel_acc"]}
+
+
+def measure_tiled_inference(subject: Subject, settings: TiledSettings, device: str = "cpu") -> dict[str, Any]:
+    """Megapixels/s and peak memory of MONAI and of each of our runners on the subject's large image,
+    with the equality checks and, where it has labels, each one's quality; the first row is MONAI's.
+    Seconds are the median of ``settings.rounds`` runs taken in turn, peak memory the largest."""
+    model = subject.net.eval().to(device)
+    image = subject.image
     megapixels = image.shape[0] * image.shape[1] / 1e6
     with tempfile.TemporaryDirectory() as directory:
-        runners = predictors(model, settings, device, Path(directory))
-        calls = {"MONAI sliding_window_inference": lambda: monai_masks(model, image, settings, device)[0]}
+        runners = predictors(subject, settings, device, Path(directory))
+        monai = "MONAI sliding_window_inference"
+        calls = {monai: lambda: monai_masks(model, image, subject, settings, device)[0]}
         calls.update(
             {name: (lambda p=predictor: ours(p, image, settings)) for name, predictor in runners.items()}
         )
         rows = {name: {"runner": name} for name in calls}
-        # Equal output, on a crop (this also warms every runner up: kernels, layout choice, threads).
-        _, reference = monai_masks(model, crop, settings, device)
-        for name, predictor in runners.items():
-            probabilities = np.empty_like(reference)
-            ours(predictor, crop, settings, probabilities)
-            difference = float(np.abs(probabilities - reference).max())
-            rows[name].update(
-                max_probability_difference=difference, equal_within_tolerance=difference <= settings.tolerance
-            )
+        for name, found in equal_output(runners, subject, settings, device).items():
+            rows[name].update(found)
         # The runners take turns, round after round: the machine's drift touches them all alike.
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in calls}
         for _ in range(settings.rounds):
             for name, call in calls.items():
                 samples[name].append(timed(call, device))
-        small_images = measure_small_images(model, runners, settings, device)
-    monai_mask = samples["MONAI sliding_window_inference"][-1]["mask"]
+        small_images = measure_small_images(runners, subject, settings)
+    monai_mask = samples[monai][-1]["mask"]
     for name, row in rows.items():
         row["seconds"] = statistics.median(sample["seconds"] for sample in samples[name])
         for key in ("peak_mb", "gpu_peak_mb"):
@@ -193,97 +205,132 @@ def measure_tiled_inference(model: nn.Module, settings: TiledSettings, device: s
                 row[key] = max(sample[key] for sample in samples[name])
         if name in runners:
             row["mask_agreement"] = float((samples[name][-1]["mask"] == monai_mask).mean())
+        if subject.labels is not None:
+            row.update(quality(samples[name][-1]["mask"], subject))
     rows = list(rows.values())
     for row in rows:
         row["megapixels_per_s"] = megapixels / row["seconds"]
         row["vs_monai"] = rows[0]["seconds"] / row["seconds"]
+        if "miou" in row:
+            row["miou_change"] = row["miou"] - rows[0]["miou"]
+            row["within_quality_tolerance"] = abs(row["miou_change"]) <= settings.quality_tolerance
     return {
-        "image": [settings.size, settings.size, settings.in_channels],
+        "subject": subject.description,
+        "image": list(image.shape),
         "megapixels": megapixels,
         "rows": rows,
         "small_images": small_images,
     }
 
 
+def write_photos(photos: list[np.ndarray], folder: Path) -> list[Path]:
+    """The photos as PNG files, as a user's folder holds them."""
+    folder.mkdir()
+    paths = []
+    for index, photo in enumerate(photos):
+        paths.append(folder / f"photo{index:04d}.png")
+        Image.fromarray(photo[..., 0] if photo.shape[2] == 1 else photo).save(paths[-1])
+    return paths
+
+
 def measure_small_images(
-    model: nn.Module, runners: dict[str, Predictor], settings: TiledSettings, device: str
+    runners: dict[str, Predictor], subject: Subject, settings: TiledSettings
 ) -> dict[str, Any]:
-    """Images/s of ``settings.small_images`` photos of ``small_size``: MONAI's sliding window and each of
-    our runners one image at a time (as ``unet-predict`` segments files today), and each runner with
-    ``small_batch_size`` images per forward pass; pixels whose class agrees with MONAI's. Median of
-    ``settings.rounds`` runs taken in turn (the first pays the warm-up of the new shapes)."""
-    height, width = settings.small_size
-    images = [
-        synthetic_scan(max(height, width), settings.in_channels, settings.seed + 2 + index)[:height, :width]
-        for index in range(settings.small_images)
-    ]
-    monai = "MONAI sliding_window_inference, one by one"
-    calls = {monai: lambda: [monai_masks(model, image, settings, device)[0] for image in images]}
-    for name, predictor in runners.items():
-        calls[f"{name}, one by one"] = lambda p=predictor: [ours(p, image, settings) for image in images]
-        calls[f"{name}, batched"] = lambda p=predictor: segment_images(p, images, settings.small_batch_size)
-    seconds: dict[str, list[float]] = {name: [] for name in calls}
-    masks: dict[str, list[np.ndarray]] = {}
-    for _ in range(settings.rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            masks[name] = call()
-            seconds[name].append(time.perf_counter() - start)
-    rows = [
-        {
-            "runner": name,
-            "seconds": statistics.median(seconds[name]),
-            "images_per_s": len(images) / statistics.median(seconds[name]),
-            "mask_agreement": float(
-                np.mean([(a == b).mean() for a, b in zip(masks[name], masks[monai], strict=True)])
-            ),
+    """Images/s of ``unet-predict``'s work on a folder of ``settings.small_images`` photos
+    (:func:`~unet.inference.predict_files`: read, segment, write mask and overlay) by each runner that
+    ``unet-predict`` runs (all but :data:`AS_LOADED`), one
+    image per forward pass (before images were batched) and batched, with the peak memory above the
+    start and the pixels whose class agrees with today's (PyTorch's inference form, one by one).
+    Median of ``settings.rounds`` runs taken in turn (the first pays the warm-up of the new shapes)."""
+    today = "pytorch, inference form, one by one"
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        inputs = write_photos(subject.photos, folder / "photos")
+        tiling = {
+            "tile_size": settings.tile_size,
+            "overlap": settings.overlap,
+            "batch_size": settings.batch_size,
         }
-        for name in calls
-    ]
-    today = next(row for row in rows if row["runner"] == "pytorch, inference form, one by one")
+        calls = {}
+        for name, predictor in runners.items():
+            if name == AS_LOADED:  # MONAI's form of the network, not one unet-predict runs
+                continue
+            for label, batched in (("one by one", False), ("batched", True)):
+                calls[f"{name}, {label}"] = lambda out, p=predictor, b=batched: predict_files(
+                    p, inputs, out, batch_images=b, **tiling
+                )
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in calls}
+        for round_index in range(settings.rounds):
+            for index, (name, call) in enumerate(calls.items()):
+                out = folder / f"out{round_index}-{index}"
+                samples[name].append(timed(lambda c=call, o=out: c(o), "cpu") | {"out": out})
+        masks = {
+            name: [read_mask(sample["out"], path) for path in inputs]
+            for name, sample in ((n, s[-1]) for n, s in samples.items())
+        }
+    rows = []
+    for name in calls:
+        seconds = statistics.median(sample["seconds"] for sample in samples[name])
+        agreement = np.mean([(a == b).mean() for a, b in zip(masks[name], masks[today], strict=True)])
+        rows.append({
+            "runner": name, "seconds": seconds, "images_per_s": len(inputs) / seconds,
+            "peak_mb": max(sample["peak_mb"] for sample in samples[name]), "mask_agreement": float(agreement),
+        })  # fmt: skip
+    reference = next(row for row in rows if row["runner"] == today)
     for row in rows:
-        row["vs_today"] = row["images_per_s"] / today["images_per_s"]
-    return {
-        "count": len(images),
-        "size": [height, width],
-        "batch_size": settings.small_batch_size,
-        "rows": rows,
-    }
+        row["vs_today"] = row["images_per_s"] / reference["images_per_s"]
+    height, width = settings.small_size
+    per_pass = images_per_batch(
+        (height, width), TilingSettings(settings.tile_size, settings.overlap, False, settings.batch_size)
+    )
+    return {"count": len(inputs), "size": [height, width], "images_per_pass": per_pass, "rows": rows}
 
 
-def run_tiled(model: nn.Module, settings: TiledSettings, device: str = "cpu") -> dict[str, Any]:
+def read_mask(folder: Path, image: Path) -> np.ndarray:
+    with Image.open(folder / f"{image.stem}_mask.png") as mask:
+        return np.asarray(mask)
+
+
+def run_tiled(subject: Subject, settings: TiledSettings, device: str = "cpu") -> dict[str, Any]:
     """:func:`measure_tiled_inference` with the machine it ran on, as the JSON report ``unet-benchmark`` writes."""
+    settings = replace(settings, in_channels=subject.image.shape[2], num_classes=len(subject.class_names))
     return {
         "machine": machine_name(device),
         "cpu_flags": cpu_flags(),
-        **measure_tiled_inference(model, settings, device),
+        **measure_tiled_inference(subject, settings, device),
     }
 
 
 def format_tiled(report: Mapping[str, Any], settings: TiledSettings) -> str:
     """The machine and the tiled-inference table."""
+    rows = report["rows"]
     columns = [
         ("runner", "runner", "{}"),
         ("seconds", "seconds", "{:.1f}"),
         ("megapixels/s", "megapixels_per_s", "{:.2f}"),
         ("vs MONAI", "vs_monai", "{:.2f}x"),
         ("peak memory MB", "peak_mb", "{:,.0f}"),
-        *([("GPU memory MB", "gpu_peak_mb", "{:,.0f}")] if "gpu_peak_mb" in report["rows"][0] else []),
+        *([("GPU memory MB", "gpu_peak_mb", "{:,.0f}")] if "gpu_peak_mb" in rows[0] else []),
         ("max prob. diff", "max_probability_difference", "{:.1e}"),
         ("equal masks", "mask_agreement", "{:.4%}"),
+        *(
+            [("mIoU", "miou", "{:.4f}"), ("mIoU change", "miou_change", "{:+.4f}")]
+            if "miou" in rows[0]
+            else []
+        ),
     ]
-    size, _, channels = report["image"]
+    height, width, channels = report["image"]
     head = (
-        f"tiled inference of a {size}x{size}x{channels} image ({report['megapixels']:.1f} megapixels): "
-        f"tiles {settings.tile_size}, overlap {settings.overlap}, Gaussian blending, batch {settings.batch_size}; "
-        f"median of {settings.rounds} rounds taken in turn"
+        f"tiled inference of a {height}x{width}x{channels} image ({report['megapixels']:.1f} megapixels; "
+        f"{report['subject']}): tiles {settings.tile_size}, overlap {settings.overlap}, Gaussian blending, "
+        f"batch {settings.batch_size}; median of {settings.rounds} rounds taken in turn"
     )
     machine = f"{report['machine']} ({report['cpu_flags']})"
-    return f"{machine}\n{head}\n{text_table(columns, report['rows'], rule=True)}\n\n{format_small(report)}"
+    return f"{machine}\n{head}\n{text_table(columns, rows, rule=True)}\n\n{format_small(report)}"
 
 
 def format_small(report: Mapping[str, Any]) -> str:
-    """The many-small-images table: images/s one by one and batched."""
+    """The many-small-images table: unet-predict's images/s on files, one by one and batched."""
     small = report["small_images"]
     height, width = small["size"]
     columns = [
@@ -291,10 +338,12 @@ def format_small(report: Mapping[str, Any]) -> str:
         ("seconds", "seconds", "{:.1f}"),
         ("images/s", "images_per_s", "{:.2f}"),
         ("vs today", "vs_today", "{:.2f}x"),
+        ("peak memory MB", "peak_mb", "{:,.0f}"),
         ("equal masks", "mask_agreement", "{:.4%}"),
     ]
     head = (
-        f"{small['count']} images of {height}x{width}, one by one (today's unet-predict) or "
-        f"{small['batch_size']} per forward pass; 'today' is pytorch, inference form, one by one"
+        f"unet-predict on {small['count']} image files of {height}x{width} (read, segment, write mask and "
+        f"overlay): one per forward pass (before) or batched, {small['images_per_pass']} per pass; "
+        "'today' is pytorch, inference form, one by one"
     )
     return f"{head}\n{text_table(columns, small['rows'], rule=True)}"

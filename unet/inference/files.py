@@ -10,8 +10,10 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import astuple
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,14 @@ from unet.data.pairing import make_rule, pair_by_rule
 from unet.data.sources import read_roi
 from unet.data.stacks import stack_pages
 from unet.inference.predictors import Predictor
-from unet.inference.tiling import pad_to_minimum, segment_tiled
+from unet.inference.tiling import (
+    TilingSettings,
+    check_tiling,
+    flip_averaged_probabilities,
+    flip_variants,
+    pad_to_minimum,
+    segment_tiled,
+)
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import atomic_write
 from unet.utils.runtime import peak_resident_bytes
@@ -215,51 +224,80 @@ def segment_image(
     )
 
 
+def fits_one_tile(shape: tuple[int, ...], tile_size: int) -> bool:
+    """Whether an image of ``shape`` ``(H, W, C)`` runs whole, as one tile (what images are batched)."""
+    return shape[0] <= tile_size and shape[1] <= tile_size
+
+
+def images_per_batch(shape: tuple[int, ...], tiling: TilingSettings) -> int:
+    """How many images of ``shape`` ``(H, W, C)`` share a forward pass: as many as fit in the pixels of
+    ``batch_size`` tiles, so that a batch of images takes no more memory than a batch of tiles."""
+    return max(1, tiling.batch_size * tiling.tile_size**2 // (shape[0] * shape[1]))
+
+
 def segment_images(
-    predictor: Predictor, images: Sequence[np.ndarray], batch_size: int = 8
-) -> list[np.ndarray]:
-    """The class maps ``(H, W)`` of many images of one shape ``(H, W, C)``, ``batch_size`` images per
-    forward pass: for many small photos, each no larger than a tile, batching images is what fills
-    the forward pass that tiling cannot (each image is a single tile)."""
+    predictor: Predictor, images: Sequence[np.ndarray], tta: bool = False
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The class maps ``(B, H, W)`` and softmax probabilities ``(B, K, H, W)`` of images of one shape
+    ``(H, W, C)``, each no larger than a tile, in one forward pass (with ``tta``, averaged over flips):
+    what :func:`segment_image` gives each alone. Many small photos are one tile each, so batching images
+    is what fills the forward pass that tiling cannot."""
     shapes = {image.shape for image in images}
     if len(shapes) > 1:
         raise ValueError(f"segment_images batches images of one shape; got {sorted(shapes)}")
-    masks: list[np.ndarray] = []
-    for start in range(0, len(images), batch_size):
-        prepared = [predictor.prepare(image) for image in images[start : start + batch_size]]
-        padded = [pad_to_minimum(array, predictor.metadata["min_size"])[0] for array in prepared]
-        logits = torch.as_tensor(predictor.logits(np.stack(padded)))
-        height, width = images[start].shape[:2]
-        classes = logits[:, :, :height, :width].argmax(dim=1).cpu().numpy()
-        masks.extend(classes.astype(np.uint8 if predictor.metadata["num_classes"] <= 256 else np.uint16))
-    return masks
+    min_size = predictor.metadata["min_size"]
+    inputs = np.stack([pad_to_minimum(predictor.prepare(image), min_size)[0] for image in images])
+    height, width = images[0].shape[:2]
+    with torch.inference_mode():
+        probabilities = flip_averaged_probabilities(predictor.logits, inputs, flip_variants(tta))
+    probabilities = probabilities[:, :, :height, :width]
+    dtype = np.uint8 if predictor.metadata["num_classes"] <= 256 else np.uint16
+    return probabilities.argmax(dim=1).cpu().numpy().astype(dtype), probabilities
 
 
-def segment_file(
+# Shapes of images waiting to be batched at once (see ImageBatches).
+MAX_WAITING_SHAPES = 4
+
+
+class ImageBatches:
+    """Images waiting for a forward pass, grouped by shape: :meth:`add` hands back a group once it holds
+    :func:`images_per_batch` images. At most :data:`MAX_WAITING_SHAPES` shapes wait at once (the oldest
+    group goes first), so a folder of many sizes holds a bounded number of images."""
+
+    def __init__(self, tiling: TilingSettings) -> None:
+        self.tiling = tiling
+        self.waiting: dict[tuple[int, ...], list[tuple[Path, np.ndarray]]] = {}
+
+    def add(self, path: Path, image: np.ndarray) -> list[list[tuple[Path, np.ndarray]]]:
+        """Queue ``image`` (read from ``path``); returns the groups now ready to run."""
+        ready = []
+        if image.shape not in self.waiting and len(self.waiting) >= MAX_WAITING_SHAPES:
+            ready.append(self.waiting.pop(next(iter(self.waiting))))
+        group = self.waiting.setdefault(image.shape, [])
+        group.append((path, image))
+        if len(group) >= images_per_batch(image.shape, self.tiling):
+            ready.append(self.waiting.pop(image.shape))
+        return ready
+
+    def rest(self) -> list[list[tuple[Path, np.ndarray]]]:
+        """The groups still waiting (at the end of the inputs)."""
+        groups, self.waiting = list(self.waiting.values()), {}
+        return groups
+
+
+def write_outputs(
     predictor: Predictor,
     path: Path,
+    image: np.ndarray,
     output_dir: Path,
-    tile_size: int,
-    overlap: float,
-    tta: bool,
     save_probabilities: bool,
-    batch_size: int,
-    roi: Path | None = None,
+    roi: Path | None,
+    segment: Callable[[np.ndarray | None], np.ndarray],
 ) -> int:
-    """Segment one image file into its mask, overlay (and probabilities); returns its pixel count.
-
-    With ``roi`` (a region-of-interest file), mask pixels outside it are written as :data:`ROI_OUTSIDE`.
-
-    The probabilities stream into the class map (or a memory-mapped file), so memory holds the image
-    as read and its outputs, no more.
-    """
+    """Write the mask, overlay (and probabilities) of ``image`` (read from ``path``); returns its pixel
+    count. ``segment(probabilities)`` gives the class map, filling ``probabilities`` ``(K, H, W)`` (a
+    memory-mapped file) when given. With ``roi``, mask pixels outside it are written as :data:`ROI_OUTSIDE`."""
     metadata = predictor.metadata
-    pages = stack_pages(path, metadata["in_channels"])
-    if pages:
-        return segment_stack(
-            predictor, path, pages, output_dir, tile_size, overlap, tta, save_probabilities, batch_size
-        )
-    image = read_image(path, metadata["in_channels"])  # (H, W, C)
     paths = output_paths(path, output_dir, save_probabilities)
     shape = (metadata["num_classes"], *image.shape[:2])
     with (
@@ -267,7 +305,7 @@ def segment_file(
         if save_probabilities
         else nullcontext() as probabilities
     ):
-        mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, probabilities)
+        mask = segment(probabilities)
         if roi is not None:
             mask[~read_roi(roi, mask.shape[:2], str(path))] = ROI_OUTSIDE
         save_png(mask, paths["mask"])
@@ -275,16 +313,24 @@ def segment_file(
     return mask.size
 
 
+def from_batch(mask: np.ndarray, probabilities: torch.Tensor) -> Callable[[np.ndarray | None], np.ndarray]:
+    """:func:`write_outputs`' ``segment`` for one image of a batch already segmented."""
+
+    def segment(target: np.ndarray | None) -> np.ndarray:
+        if target is not None:
+            target[:] = probabilities.cpu().numpy()
+        return mask
+
+    return segment
+
+
 def segment_stack(
     predictor: Predictor,
     path: Path,
     pages: int,
     output_dir: Path,
-    tile_size: int,
-    overlap: float,
-    tta: bool,
+    tiling: TilingSettings,
     save_probabilities: bool,
-    batch_size: int,
 ) -> int:
     """Segment the ``pages`` pages of a TIFF stack into a multi-page mask and overlay TIFF (pages in the
     stack's order) and ``(pages, K, H, W)`` probabilities; returns the pixel count. One page is held at a time."""
@@ -308,13 +354,95 @@ def segment_stack(
                     f"{width}x{height}: the pages of a stack share one size"
                 )
             page_probabilities = None if probabilities is None else probabilities[index]
-            mask = segment_image(predictor, image, tile_size, overlap, tta, batch_size, page_probabilities)
+            mask = segment_image(predictor, image, *astuple(tiling), page_probabilities)
             masks.write(mask, photometric="minisblack", contiguous=True)
             overlays.write(
                 overlay(image, mask, metadata.get("ignore_index")), photometric="rgb", contiguous=True
             )
             pixels += mask.size
     return pixels
+
+
+class FileSegmenter:
+    """Segments input files into ``output_dir`` one at a time (:meth:`add`) or, for images that fit in
+    one tile, in batches of images of one shape (:class:`ImageBatches`); counts pixels, lists failures."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        output_dir: Path,
+        tiling: TilingSettings,
+        save_probabilities: bool,
+        rois: Mapping[Path, Path] | None,
+        batch_images: bool,
+        skip_errors: bool,
+    ) -> None:
+        self.predictor, self.output_dir, self.tiling = predictor, output_dir, tiling
+        self.save_probabilities, self.rois, self.skip_errors = save_probabilities, rois, skip_errors
+        self.batches = ImageBatches(tiling) if batch_images else None
+        self.pixels = 0
+        self.failed: list[dict[str, str]] = []
+
+    def add(self, path: Path) -> None:
+        """Segment ``path`` now, or queue it for a batch (and run the batches that are full)."""
+        ready: list[list[tuple[Path, np.ndarray]]] = []
+        with self.listing_failures([path]):
+            ready = self.segment_or_queue(path)
+        for group in ready:
+            self.run(group)
+
+    def segment_or_queue(self, path: Path) -> list[list[tuple[Path, np.ndarray]]]:
+        """Segment a stack or an image larger than a tile (or any, without batching); queue the others.
+        Returns the groups of queued images now ready to run."""
+        in_channels = self.predictor.metadata["in_channels"]
+        pages = stack_pages(path, in_channels)
+        if pages:
+            stack = (self.predictor, path, pages, self.output_dir, self.tiling, self.save_probabilities)
+            self.pixels += segment_stack(*stack)
+            return []
+        image = read_image(path, in_channels)  # (H, W, C)
+        if self.batches is not None and fits_one_tile(image.shape, self.tiling.tile_size):
+            return self.batches.add(path, image)
+        tiled = partial(segment_image, self.predictor, image, *astuple(self.tiling))
+        self.pixels += self.write(path, image, lambda probabilities: tiled(probabilities=probabilities))
+        return []
+
+    def finish(self) -> None:
+        """Run the batches still waiting."""
+        for group in self.batches.rest() if self.batches else []:
+            self.run(group)
+
+    def run(self, group: list[tuple[Path, np.ndarray]]) -> None:
+        """Segment a group of images of one shape in one forward pass and write each one's outputs."""
+        masks = None
+        with self.listing_failures([path for path, _ in group]):
+            masks, probabilities = segment_images(
+                self.predictor, [image for _, image in group], self.tiling.tta
+            )
+        if masks is None:
+            return
+        for index, (path, image) in enumerate(group):
+            with self.listing_failures([path]):
+                self.pixels += self.write(path, image, from_batch(masks[index], probabilities[index]))
+
+    def write(self, path: Path, image: np.ndarray, segment: Callable[[np.ndarray | None], np.ndarray]) -> int:
+        roi = None if self.rois is None else self.rois[path]
+        return write_outputs(
+            self.predictor, path, image, self.output_dir, self.save_probabilities, roi, segment
+        )
+
+    @contextmanager
+    def listing_failures(self, paths: Sequence[Path]) -> Iterator[None]:
+        """Raise a failure, or with ``skip_errors`` list it for each of ``paths`` (one corrupt file in a
+        folder of thousands should not cost the rest)."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 -- with skip_errors every failure is listed, none hidden
+            if not self.skip_errors:
+                raise
+            self.failed.extend(
+                {"file": str(path), "error": f"{type(error).__name__}: {error}"} for path in paths
+            )
 
 
 def predict_files(
@@ -328,13 +456,18 @@ def predict_files(
     batch_size: int = 4,
     skip_errors: bool = False,
     rois: Mapping[Path, Path] | None = None,
+    batch_images: bool = True,
 ) -> dict[str, Any]:
     """Segment every input into ``output_dir``; returns a summary (images, seconds, images/s, failed).
 
-    An input that cannot be read or segmented stops the run with its error, or with ``skip_errors``
-    is listed in ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file
-    in a folder of thousands should not cost the rest. ``rois``: input -> its region of interest
-    (:func:`find_rois`); the masks are written as :data:`ROI_OUTSIDE` outside it.
+    Images no larger than a tile are segmented ``batch_images`` at a time, images of one shape together,
+    as many per forward pass as fit in the pixels of ``batch_size`` tiles (:func:`images_per_batch`):
+    their masks equal those made one by one, and memory stays within a batch of tiles. An input that
+    cannot be read or segmented stops the run with its error, or with ``skip_errors`` is listed in
+    ``failed`` (``{"file", "error"}``) while the others are segmented: one corrupt file in a folder of
+    thousands should not cost the rest (a failed forward pass lists every image of its batch).
+    ``rois``: input -> its region of interest (:func:`find_rois`); the masks are written as
+    :data:`ROI_OUTSIDE` outside it.
     """
     if save_probabilities:
         refuse_probabilities_of_masks(predictor)
@@ -345,34 +478,23 @@ def predict_files(
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     check_outputs_free(inputs, output_dir, save_probabilities, predictor.metadata["in_channels"])
-    failed: list[dict[str, str]] = []
-    pixels = 0
+    tiling = TilingSettings(tile_size, overlap, tta, batch_size)
+    check_tiling(tile_size, predictor.metadata["min_size"], batch_size, overlap)
+    segmenter = FileSegmenter(
+        predictor, output_dir, tiling, save_probabilities, rois, batch_images, skip_errors
+    )
     start = time.perf_counter()
     for path in tqdm(inputs, desc="predict", unit="image"):
-        try:
-            pixels += segment_file(
-                predictor,
-                path,
-                output_dir,
-                tile_size,
-                overlap,
-                tta,
-                save_probabilities,
-                batch_size,
-                None if rois is None else rois[path],
-            )
-        except Exception as error:  # noqa: BLE001 -- with skip_errors every failure is listed, none hidden
-            if not skip_errors:
-                raise
-            failed.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
+        segmenter.add(path)
+    segmenter.finish()
     seconds = time.perf_counter() - start
-    done = len(inputs) - len(failed)
+    done = len(inputs) - len(segmenter.failed)
     return {
         "images": done,
         "seconds": seconds,
         "images_per_s": done / seconds if seconds else 0.0,
-        "megapixels": pixels / 1e6,
-        "megapixels_per_s": pixels / 1e6 / seconds if seconds else 0.0,
+        "megapixels": segmenter.pixels / 1e6,
+        "megapixels_per_s": segmenter.pixels / 1e6 / seconds if seconds else 0.0,
         "peak_memory_mb": peak_resident_bytes() / 2**20,
-        "failed": failed,
+        "failed": segmenter.failed,
     }

@@ -118,6 +118,16 @@ def choose_runtime(model: str | Path, tolerance: float) -> tuple[Path, str]:
     )
 
 
+def file_to_run(model: str | Path, runtime_choice: str, tolerance: float) -> tuple[Path, str | None]:
+    """The file to run for ``model``: as given (``runtime_choice=given``), or with ``auto`` the fastest
+    measured form of it here (:func:`choose_runtime`), with the line saying which and why (``None``
+    when given). What ``unet-predict`` and ``unet.load`` both run."""
+    check_runtime(runtime_choice, tolerance)
+    if runtime_choice == "given":
+        return Path(model), None
+    return choose_runtime(model, tolerance)
+
+
 def check_runtime(runtime: str, tolerance: float) -> None:
     """Refuse an unknown ``runtime`` or a negative tolerance, in one line naming the key."""
     if runtime not in RUNTIME_CHOICES:

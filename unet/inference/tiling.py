@@ -4,6 +4,7 @@ in rows of tiles so that memory does not grow with the image beyond its class ma
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,16 @@ import torch
 from tqdm import tqdm
 
 from unet.utils.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TilingSettings:
+    """How images are tiled: ``unet-predict``'s keys of the same names (``batch_size``: tiles per forward pass)."""
+
+    tile_size: int = 512
+    overlap: float = 0.25
+    tta: bool = False
+    batch_size: int = 4
 
 
 def gaussian_weights(height: int, width: int, sigma_scale: float = 0.125) -> np.ndarray:
@@ -91,7 +102,7 @@ class _BlendBand:
         self.top = end
 
 
-def _flip_averaged_probabilities(
+def flip_averaged_probabilities(
     predict: Callable[[np.ndarray], np.ndarray | torch.Tensor],
     tiles: np.ndarray,
     flips: list[tuple[int, ...]],
@@ -166,7 +177,7 @@ def segment_tiled(
             for start in range(0, len(columns), batch_size):
                 chunk = columns[start : start + batch_size]
                 tiles = np.stack([prepare(padded[:, y : y + tile_h, x : x + tile_w]) for x in chunk])
-                band.add(chunk, _flip_averaged_probabilities(predict, tiles, flips))
+                band.add(chunk, flip_averaged_probabilities(predict, tiles, flips))
                 progress.update(len(chunk))
         band.finish(band.top + tile_h)
     progress.close()

@@ -4,6 +4,5 @@ compares several models on an uploaded image. The HTTP application (:mod:`unet.s
 
 from unet.serving.models import ServedModel, find_models, load_models
 from unet.serving.polygons import class_polygons
-from unet.serving.segmenting import TilingSettings
 
-__all__ = ["ServedModel", "TilingSettings", "class_polygons", "find_models", "load_models"]
+__all__ = ["ServedModel", "class_polygons", "find_models", "load_models"]

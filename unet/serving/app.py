@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
+from unet.inference.tiling import TilingSettings
 from unet.serving.limits import LimitUploadSize, PredictionSlots, ServiceError, ServingLimits
 from unet.serving.models import ServedModel, warm_up
 from unet.serving.segmenting import (
-    TilingSettings,
     compare_models,
     png_bytes,
     polygons_answer,

@@ -7,7 +7,6 @@ import base64
 import io
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,11 @@ from PIL import Image
 
 from unet.data.io import IMAGE_EXTENSIONS, read_image
 from unet.inference.files import overlay, segment_image
+from unet.inference.tiling import TilingSettings
 from unet.serving.models import ServedModel
 from unet.serving.polygons import class_name, class_polygons
 from unet.utils.errors import UserError
 from unet.utils.visualize import colourize
-
-
-@dataclass(frozen=True)
-class TilingSettings:
-    """How images are tiled: ``unet-predict``'s keys of the same names."""
-
-    tile_size: int = 512
-    overlap: float = 0.25
-    tta: bool = False
-    batch_size: int = 4
 
 
 def read_upload(data: bytes, filename: str | None, in_channels: int) -> np.ndarray:
