@@ -66,7 +66,7 @@ def test_budgets_go_to_the_runs_in_seconds_and_bad_settings_are_refused(tmp_path
 # test_fast_answers), which is all a race needs of a broken recipe.
 BROKEN = '["model.net.depht=1"]'
 # A wall-clock budget of a few snapshots, and the spacing of its snapshots.
-BUDGET_S, EVERY_S = 2, 0.5
+BUDGET_S, EVERY_S = 3, 0.5
 
 
 def race_arguments(*contenders: str, reference: str, overrides: list[str]) -> list[str]:
