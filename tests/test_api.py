@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ import torch
 from conftest import TINY_RUN
 from omegaconf import OmegaConf
 from PIL import Image
+from test_apps_compare import run_sweep_in_process
 from test_refusals import last_line, run_app
 
 import unet
+import unet.compare.runs
 from unet.api import command_config
 from unet.api.model import export_format
 from unet.data.errors import ImageReadError
@@ -217,8 +220,9 @@ def test_evaluate_scores_a_run_as_training_did(trained, tmp_path):
     assert (tmp_path / "eval.json").is_file()
 
 
-def test_compare_reports_every_method(tmp_path):
-    """Slow: two trainings in a sweep of their own, as unet-compare runs them."""
+def test_compare_reports_every_method(tmp_path, monkeypatch):
+    """Two trainings in one sweep (run in this process, as test_apps_compare runs them)."""
+    monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=run_sweep_in_process))
     run_keywords = {key: value for key, value in TINY.items() if key not in ("batch_size", "max_epochs")}
     comparison = unet.compare_methods(
         methods=["bilinear", "maxunpool"],

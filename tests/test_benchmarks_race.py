@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_in_process
 from PIL import Image
 from test_refusals import last_line
 
+import unet.benchmarks.race
+from unet.apps import benchmark as benchmark_app
+from unet.apps import train as train_app
 from unet.benchmarks import RaceSettings
 from unet.benchmarks.race import time_to_reach, times_to_target, train_command
 from unet.utils.budget import max_time_seconds
+from unet.utils.config import compose_config
 
 CURVES = {
     "peer": [{"seconds": 20, "score": 0.5}, {"seconds": 40, "score": 0.7}, {"seconds": 60, "score": 0.8}],
@@ -55,34 +62,67 @@ def test_budgets_go_to_the_runs_in_seconds_and_bad_settings_are_refused(tmp_path
         RaceSettings(contenders={"ours": []}, reference="ours", budget_s=60, every_s=60)
 
 
-def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reaches_the_target(tmp_path):
-    """Two tiny recipes and a broken one, 4 s each: curves from the test split, the reference's final
-    score as target, the broken contender reported without stopping the race."""
-    common = [o for o in TINY_RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=-1"]
-    out = tmp_path / "race"
-    result = run_cli(
-        "unet-benchmark",
+# A contender whose unet-train refuses its overrides: it fails at once (before torch loads, see
+# test_fast_answers), which is all a race needs of a broken recipe.
+BROKEN = '["model.net.depht=1"]'
+# A wall-clock budget of a few snapshots, and the spacing of its snapshots.
+BUDGET_S, EVERY_S = 3, 0.5
+
+
+def race_arguments(*contenders: str, reference: str, overrides: list[str]) -> list[str]:
+    """unet-benchmark's arguments for a race of ``contenders`` (``+race.contenders.<name>=[...]``)."""
+    return [
         "mode=time_to_quality",
         "~race.contenders.unet",
         "~race.contenders.monai_basicunet",
+        *contenders,
+        f"race.reference={reference}",
+        f"race.budget_s={BUDGET_S}",
+        f"race.every_s={EVERY_S}",
+        "race.metric=miou",
+        "race.overrides=[" + ",".join(f'"{o}"' for o in overrides) + "]",
+    ]
+
+
+def train_in_process(command: list[str], check: bool = False) -> subprocess.CompletedProcess:
+    """A contender's ``python -m unet.apps.train ...``, run by unet-train's ``main`` in this process.
+
+    What the contender trains and writes is the same; a process of its own would only add the seconds
+    of importing torch and Lightning again (the refused race below starts its contender as a process).
+    """
+    assert command[1:3] == ["-m", "unet.apps.train"], command
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["unet-train", *command[3:]])
+        try:
+            train_app.main()
+        except SystemExit as exit_info:
+            return subprocess.CompletedProcess(command, exit_info.code)
+    return subprocess.CompletedProcess(command, 0)
+
+
+def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reaches_the_target(
+    tmp_path, monkeypatch, capsys
+):
+    """Two tiny recipes and a broken one, a few seconds each: curves from the test split, the reference's
+    final score as target, the broken contender reported without stopping the race."""
+    monkeypatch.setattr(unet.benchmarks.race, "subprocess", SimpleNamespace(run=train_in_process))
+    common = [o for o in TINY_RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=-1"]
+    out = tmp_path / "race"
+    contenders = [
         '+race.contenders.narrow=["model.net.base_channels=4"]',
         '+race.contenders.wide=["model.net.base_channels=8"]',
-        '+race.contenders.broken=["model.net.depth=0"]',
-        "race.reference=wide",
-        "race.budget_s=4",
-        "race.every_s=1",
-        "race.metric=miou",
-        "race.overrides=[" + ",".join(f'"{o}"' for o in ["data=synthetic", *common]) + "]",
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+        f"+race.contenders.broken={BROKEN}",
+    ]
+    arguments = race_arguments(*contenders, reference="wide", overrides=["data=synthetic", *common])
+    benchmark_app.main(compose_config("benchmark", [*arguments, f"paths.output_dir={out}"]))
+    stdout = capsys.readouterr().out
     report = json.loads((out / "time_to_quality.json").read_text())
     assert report["split"] == "test" and report["metric"] == "miou"
     assert set(report["curves"]) == {"narrow", "wide"} and set(report["failed"]) == {"broken"}
     for name, curve in report["curves"].items():
         seconds = [point["seconds"] for point in curve]
-        assert len(curve) >= 3 and seconds == sorted(seconds) and 3.5 <= seconds[-1] < 8, (name, seconds)
+        assert len(curve) >= 3 and seconds == sorted(seconds), (name, seconds)
+        assert BUDGET_S - EVERY_S <= seconds[-1] < 2 * BUDGET_S, (name, seconds)
         assert all(0 <= point["score"] <= 1 for point in curve)
         snapshots = json.loads((out / name / "snapshots" / "snapshots.json").read_text())
         assert [s["seconds"] for s in snapshots] == seconds
@@ -94,27 +134,19 @@ def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reach
     assert report["contenders"]["wide"]["speedup_vs_reference"] == pytest.approx(1.0)
     with Image.open(out / "time_to_quality.png") as figure:
         assert figure.size[0] > 300
-    assert "time to quality on" in result.stdout and "failed: broken" in result.stdout
-    assert "narrow" in result.stdout and "wide" in result.stdout
+    assert "time to quality on" in stdout and "failed: broken" in stdout
+    assert "narrow" in stdout and "wide" in stdout
 
 
-def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path):
+def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     """No result without the reference: the command ends with the failure as the user's (exit 2), not a bug.
-
-    Slow: the benchmark and its contender's unet-train are two processes, each loading torch and Lightning.
-    """
-    result = run_cli(
-        "unet-benchmark",
-        "mode=time_to_quality",
-        "~race.contenders.unet",
-        "~race.contenders.monai_basicunet",
-        '+race.contenders.broken=["model.net.depth=0"]',
-        "race.reference=broken",
-        "race.budget_s=4",
-        "race.every_s=1",
-        'race.overrides=["data=synthetic"]',
-        f"hydra.run.dir={tmp_path / 'race'}",
-        cwd=tmp_path,
+    The contender is a process of its own, as every race starts them."""
+    arguments = race_arguments(
+        f"+race.contenders.broken={BROKEN}", reference="broken", overrides=["data=synthetic"]
     )
+    result = run_in_process(
+        "unet-benchmark", *arguments, f"hydra.run.dir={tmp_path / 'race'}",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr[-3000:]
     assert "error: the reference contender broken failed: unet-train exited with" in last_line(result.stderr)

@@ -55,6 +55,10 @@ def test_unknown_method_is_named():
 
 
 def test_unet_benchmark_command_writes_the_report_into_the_run_directory(tmp_path):
+    """unet-benchmark's end-to-end run, as installed: every method, the peers and the levers.
+
+    Slow: a process of its own, which imports torch, Lightning and the peers' packages (MONAI, smp).
+    """
     run_dir = tmp_path / "run"
     arguments = ["quick=true", "mode=levers", "peers=true", f"hydra.run.dir={run_dir}"]
     result = run_cli("unet-benchmark", *arguments, cwd=tmp_path)

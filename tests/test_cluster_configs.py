@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN, run_cli, run_in_process
+from conftest import TINY_RUN, replacing, run_cli, run_in_process
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -188,7 +188,7 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path, 
         "hydra.sweeper.n_trials=4",
         f"hydra.sweep.dir={sweep_dir}",
         "model.net.dropout=choice(0.0,1.5)",
-        *TINY_RUN,
+        *replacing(TINY_RUN, "data.num_train=16", "trainer.max_epochs=1"),  # one step a trial
         cwd=tmp_path,
         monkeypatch=monkeypatch,
         capsys=capsys,

@@ -4,7 +4,6 @@ configuration reference generated from configs/ lists every key a run composes."
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -35,15 +34,19 @@ def load_generator():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    """The site as `make docs` builds it (strict), into a temporary folder."""
+    """The site as `make docs` builds it (strict: a warning aborts), into a temporary folder; mkdocs run
+    in this process (its hooks import torch, which this process has loaded already)."""
     for package in ("mkdocs", "material"):
         if importlib.util.find_spec(package) is None:
             pytest.skip(f"{package} is not installed: pip install -e '.[docs]'")
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
     out = tmp_path_factory.mktemp("docs") / "site"
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)]
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NO_MKDOCS_2_WARNING", "1")
+        patch.chdir(ROOT)
+        build(load_config(str(ROOT / "mkdocs.yml"), strict=True, site_dir=str(out)))
     return out
 
 
