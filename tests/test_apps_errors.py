@@ -3,12 +3,14 @@ exits 1; Hydra's and OmegaConf's errors are told apart by their types (unet.apps
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from test_refusals import error_line, run_app
 
 from unet.apps.errors import BUG_REPORT
+from unet.apps.hydra_app import FULL_ERROR_SET_BY_UNET
 from unet.utils.errors import ConfigError
 
 
@@ -91,3 +93,17 @@ def test_the_error_path_does_not_load_torch_or_lightning():
     code = "import sys, unet.apps.errors; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_process_a_command_starts_still_answers_a_mistake_in_one_line(tmp_path):
+    """A comparison's trainings and a race's contenders inherit the HYDRA_FULL_ERROR=1 their command set
+    for itself: their config mistakes stay one line with exit code 2. The user's own
+    HYDRA_FULL_ERROR=1 still gets Hydra's full report."""
+    command = [sys.executable, "-m", "unet.apps.train", "model.net.depht=1"]
+    inherited = {**os.environ, "HYDRA_FULL_ERROR": "1", FULL_ERROR_SET_BY_UNET: "1"}
+    child = subprocess.run(command, capture_output=True, text=True, env=inherited, cwd=tmp_path)
+    assert child.returncode == 2, child.stderr
+    assert child.stderr.strip().count("\n") == 0 and "model.net.depht" in child.stderr
+    users = {key: value for key, value in inherited.items() if key != FULL_ERROR_SET_BY_UNET}
+    full = subprocess.run(command, capture_output=True, text=True, env=users, cwd=tmp_path)
+    assert full.returncode == 1 and "Traceback" in full.stderr

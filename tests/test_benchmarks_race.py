@@ -149,4 +149,4 @@ def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path, monkeypat
         cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "error: the reference contender broken failed: unet-train exited with" in last_line(result.stderr)
+    assert "error: the reference contender broken failed: unet-train exited with 2" in last_line(result.stderr)

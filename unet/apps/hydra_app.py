@@ -30,8 +30,10 @@ from unet.utils.config_checks import check_before_running, check_before_writing
 from unet.utils.config_errors import composition_error_line
 from unet.utils.renamed_keys import renamed_key_line
 
-# Config keys that name a device, and the value to use instead when CUDA is missing.
 HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
+# Set beside HYDRA_FULL_ERROR=1 when we set it, not the user: the processes a command starts (a
+# comparison's trainings, a race's contenders) inherit both, and still answer a mistake in one line.
+FULL_ERROR_SET_BY_UNET = "UNET_SET_HYDRA_FULL_ERROR"
 # Marks an exception raised by the command itself (not by Hydra composing its config).
 _FROM_COMMAND = "_unet_raised_by_command"
 
@@ -71,8 +73,11 @@ def hydra_app(
                 report_and_exit(renamed)
             warn_repeated_keys(sys.argv[1:])
             # Hydra prints its own errors and exits 1 unless this is set; then they reach us.
-            previous = os.environ.get(HYDRA_FULL_ERROR)
+            previous = {name: os.environ.get(name) for name in (HYDRA_FULL_ERROR, FULL_ERROR_SET_BY_UNET)}
+            user_asked = previous[HYDRA_FULL_ERROR] == "1" and previous[FULL_ERROR_SET_BY_UNET] is None
             os.environ[HYDRA_FULL_ERROR] = "1"
+            if not user_asked:
+                os.environ[FULL_ERROR_SET_BY_UNET] = "1"
             try:
                 if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
                     with config_groups_read_once():
@@ -81,14 +86,15 @@ def hydra_app(
             except Exception as error:
                 if not _from_composition(error):
                     report_bug_and_exit(error)
-                if previous == "1":  # the user asked for Hydra's full report
+                if user_asked:  # the user asked for Hydra's full report
                     raise
                 report_and_exit(composition_error_line(error))
             finally:
-                if previous is None:
-                    os.environ.pop(HYDRA_FULL_ERROR, None)
-                else:
-                    os.environ[HYDRA_FULL_ERROR] = previous
+                for name, value in previous.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
         return main
 
