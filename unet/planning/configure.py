@@ -29,7 +29,8 @@ from unet.planning.rules import PLANNED_KEYS, PlanInputs, RateFunction, make_pla
 from unet.planning.speed import MEMORY_FORMATS, PRECISIONS, StepTiming, machine_name, step_rates
 from unet.utils.budget import max_time_seconds
 from unet.utils.config import compose_again, flatten, plain_config
-from unet.utils.limits import GB, ClassCountMemory, check_classes_fit
+from unet.utils.config_checks import MANY_CLASSES
+from unet.utils.limits import ClassCountMemory, ClassCountTime, check_classes_fit, machine_rate
 
 log = logging.getLogger(__name__)
 
@@ -170,19 +171,17 @@ def _measured_rates(
     return rates
 
 
-# Above this many bytes for the class count, a run says what its classes cost before it times a step.
-LARGE_CLASS_MEMORY = GB
-
-
 def check_step_fits(num_classes: int, batch: int, patch: int) -> None:
     """Before a step is timed: refuse a class count whose tensors would not fit this machine at the
     timed batch and patch, and say what a large one costs (timing such a step takes a while)."""
-    estimate = ClassCountMemory(num_classes, batch, patch, patch)
-    check_classes_fit(estimate, "data.num_classes")
-    if estimate.total > LARGE_CLASS_MEMORY:
+    memory = ClassCountMemory(num_classes, batch, patch, patch)
+    seconds = ClassCountTime(num_classes, batch, patch, patch, machine_rate())
+    check_classes_fit(memory, "data.num_classes", seconds)
+    if num_classes > MANY_CLASSES:
         log.warning(
-            "%s classes: a training step needs about %s; timing one", f"{num_classes:,}", estimate.describe()
-        )
+            "%s classes: a training step needs about %s, and %s; timing one",
+            f"{num_classes:,}", memory.describe(), seconds.describe(),
+        )  # fmt: skip
 
 
 def planned_config(cfg: DictConfig) -> tuple[DictConfig, Plan | None]:
