@@ -175,9 +175,10 @@ def check_step_fits(num_classes: int, batch: int, patch: int) -> None:
     """Before a step is timed: refuse a class count whose tensors would not fit this machine at the
     timed batch and patch, and say what a large one costs (timing such a step takes a while)."""
     memory = ClassCountMemory(num_classes, batch, patch, patch)
-    seconds = ClassCountTime(num_classes, batch, patch, patch, machine_rate())
+    many = num_classes > MANY_CLASSES
+    seconds = ClassCountTime(num_classes, batch, patch, patch, machine_rate()) if many else None
     check_classes_fit(memory, "data.num_classes", seconds)
-    if num_classes > MANY_CLASSES:
+    if seconds is not None:
         log.warning(
             "%s classes: a training step needs about %s, and %s; timing one",
             f"{num_classes:,}", memory.describe(), seconds.describe(),
