@@ -76,7 +76,7 @@ class ClassCountMemory:
 # and their gradients), small-array operations per class per validation batch (boundary F1's pass over
 # each class, the class's scores and their logging), and passes over a K x K matrix per epoch's scores.
 LOGIT_PASSES = 40
-CLASS_OPERATIONS = 300
+CLASS_OPERATIONS = 1500
 CONFUSION_PASSES = 4
 
 
