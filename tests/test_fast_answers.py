@@ -49,6 +49,8 @@ def test_help_config_errors_and_missing_inputs_load_neither_torch_nor_lightning(
     ]
     missing, logs = tmp_path / "missing.ckpt", f"hydra.run.dir={tmp_path / 'logs'}"
     cases += [
+        ("train", ["trainer.max_epochs=abc", f"hydra.run.dir={tmp_path / 'run'}"]),  # a value's type
+        ("compare", ["methods=[nope]", f"output={tmp_path / 'run'}"]),  # a method not registered
         ("predict", [f"ckpt_path={missing}", "input=x", "output=y", logs]),
         ("export", [f"ckpt_path={missing}", "format=onnx", logs]),
         ("evaluate", [f"ckpt_path={missing}", logs]),

@@ -262,3 +262,13 @@ def test_a_run_directory_held_by_a_live_run_is_refused_before_hydra_writes_there
         err
     )
     assert sorted(path.name for path in run_dir.iterdir()) == ["run.lock"]
+
+
+def test_a_missing_checkpoint_to_resume_is_refused_before_hydra_writes_the_run(monkeypatch, capsys, tmp_path):
+    code, err, _ = run_app(
+        "train", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 2
+    assert "checkpoint to resume from not found" in error_line(err)
+    assert not (tmp_path / "run").exists()

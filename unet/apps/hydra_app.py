@@ -155,6 +155,8 @@ class GuardRunDirectory(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         CheckBeforeWriting().on_run_start(config)  # first, whichever order Hydra calls the callbacks in
+        if config.get("ckpt_path") is None and not Path(config.hydra.run.dir).exists():
+            return  # a new run into a new directory: nothing to guard, and torch need not load yet
         from lightning.pytorch.utilities import rank_zero_only
 
         from unet.training.run import check_run_directory

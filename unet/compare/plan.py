@@ -19,6 +19,7 @@ from unet.models.networks import network_config
 from unet.models.sizing import decoder_width_for, parameter_count
 from unet.planning import planned_config, reading_datamodule
 from unet.utils.config import override_key, override_value, plain_config
+from unet.utils.config_checks import check_method_names
 from unet.utils.errors import ConfigError
 
 COMPARISON_FILE = "compare.json"
@@ -85,12 +86,7 @@ def method_specs(
     shadowing = sorted(name for name in variants if name in UPSAMPLERS)
     if shadowing:
         raise ConfigError(f"variants {shadowing} are named like registered methods; give them other names")
-    unknown = [name for name in methods if name not in UPSAMPLERS and name not in variants]
-    if unknown:
-        raise ConfigError(
-            f"unknown upsampling method(s) {unknown}; valid names: {', '.join(sorted(UPSAMPLERS))}"
-            + (f"; variants: {', '.join(sorted(variants))}" if variants else "")
-        )
+    check_method_names(methods, variants, UPSAMPLERS)
     return {
         name: (
             {"upsample": name, "options": None, "overrides": []}

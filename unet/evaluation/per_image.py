@@ -62,15 +62,17 @@ def image_scores(
     """
     preds = logits.argmax(dim=1)
     num_classes = len(class_names)
-    confusion = confusion_per_image(preds, target, num_classes, ignore_index).cpu()
     boundary = boundary_counts_per_image(preds, target, num_classes, boundary_tolerance, ignore_index).cpu()
     periodic, total = (
         energy.cpu() for energy in checkerboard_energies_per_image(logits, checkerboard_period)
     )
     rows = []
     for index in range(len(preds)):
-        scores = scores_from_confusion(confusion[index], class_names)
-        scores["boundary_f1"] = f1_from_counts(boundary[index]) if confusion[index].sum() > 0 else math.nan
+        # One image's K x K matrix at a time: the batch's (B, K, K) would hold B of them at many classes.
+        one = slice(index, index + 1)
+        confusion = confusion_per_image(preds[one], target[one], num_classes, ignore_index)[0].cpu()
+        scores = scores_from_confusion(confusion, class_names)
+        scores["boundary_f1"] = f1_from_counts(boundary[index]) if confusion.sum() > 0 else math.nan
         scores["checkerboard"] = score_from_energies(periodic[index], total[index])
         rows.append(scores)
     return rows

@@ -37,7 +37,8 @@ from unet.planning.speed import (
 )
 from unet.utils.budget import max_time_seconds
 from unet.utils.config import compose_again, flatten, plain_config
-from unet.utils.limits import GB, ClassCountMemory, check_classes_fit
+from unet.utils.config_checks import MANY_CLASSES
+from unet.utils.limits import ClassCountMemory, ClassCountTime, check_classes_fit, machine_rate
 
 log = logging.getLogger(__name__)
 
@@ -220,19 +221,18 @@ def _validation_timer(
     return seconds
 
 
-# Above this many bytes for the class count, a run says what its classes cost before it times a step.
-LARGE_CLASS_MEMORY = GB
-
-
 def check_step_fits(num_classes: int, batch: int, patch: int) -> None:
     """Before a step is timed: refuse a class count whose tensors would not fit this machine at the
     timed batch and patch, and say what a large one costs (timing such a step takes a while)."""
-    estimate = ClassCountMemory(num_classes, batch, patch, patch)
-    check_classes_fit(estimate, "data.num_classes")
-    if estimate.total > LARGE_CLASS_MEMORY:
+    memory = ClassCountMemory(num_classes, batch, patch, patch)
+    many = num_classes > MANY_CLASSES
+    seconds = ClassCountTime(num_classes, batch, patch, patch, machine_rate()) if many else None
+    check_classes_fit(memory, "data.num_classes", seconds)
+    if seconds is not None:
         log.warning(
-            "%s classes: a training step needs about %s; timing one", f"{num_classes:,}", estimate.describe()
-        )
+            "%s classes: a training step needs about %s, and %s; timing one",
+            f"{num_classes:,}", memory.describe(), seconds.describe(),
+        )  # fmt: skip
 
 
 def planned_config(cfg: DictConfig) -> tuple[DictConfig, Plan | None]:

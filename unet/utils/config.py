@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet.utils.budget import MAX_TIME_KEY, max_time_seconds
 from unet.utils.errors import ConfigError
+from unet.utils.source_reading import keyword_annotation
 
 # The package the Hydra configs ship in (``configs/`` in a source checkout).
 CONFIG_MODULE = "unet.configs"
@@ -124,28 +125,6 @@ def compose_config(
     return cfg
 
 
-def _annotation_of(target: Any, name: str) -> Any:
-    """The type annotation of ``target``'s keyword ``name`` (a class's ``__init__``, following ``**kwargs`` to
-    its bases), or ``None`` when it has none or the annotations cannot be evaluated."""
-    import inspect
-    import typing
-
-    functions = [klass.__init__ for klass in target.__mro__] if inspect.isclass(target) else [target]
-    for function in functions:
-        try:
-            parameters = inspect.signature(function).parameters
-        except (TypeError, ValueError):
-            return None
-        if name in parameters:
-            try:
-                return typing.get_type_hints(function).get(name)
-            except Exception:  # noqa: BLE001 -- annotations naming what is not importable here: no check
-                return None
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            return None
-    return None
-
-
 def _fits(value: Any, annotation: Any) -> bool:
     """Whether a scalar config value can be passed where ``annotation`` is expected (lenient: unknown -> yes)."""
     import typing
@@ -190,7 +169,6 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
     key of :data:`VALUE_READERS` is checked by its reader.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.utils import get_object
 
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
@@ -211,10 +189,7 @@ def check_override_types(cfg: DictConfig, overrides: Sequence[str]) -> None:
         target = parent.get("_target_") if isinstance(parent, DictConfig) else None
         if not isinstance(target, str):
             continue
-        try:
-            annotation = _annotation_of(get_object(target), name)
-        except Exception:  # noqa: BLE001 -- a target that does not import fails with its own message later
-            continue
+        annotation = keyword_annotation(target, name)
         if annotation is not None and not _fits(value, annotation):
             raise ConfigError(
                 f"{key}={value!r}: expected {_expected(annotation)} (the type of {target}'s {name})"
