@@ -204,7 +204,8 @@ def test_class_weights_and_rare_crops_respond_to_class_frequencies():
 
 
 def test_a_gpu_plan_is_wider_with_larger_patches():
-    plan = plan_for(fingerprint(size=(1024, 1024)), device="cuda", rates=machine(fp32=40, bf16=120))
+    gpu = machine(fp32=40, bf16=120)
+    plan = plan_for(fingerprint(size=(1024, 1024)), budget_s=60, device="cuda", rates=gpu)
     assert plan.value("model.net.base_channels") == 32 and plan.value("augment.crop") == 512
     assert plan.value("model.net.depth") == 5
 
