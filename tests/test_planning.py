@@ -259,7 +259,7 @@ def test_epochs_kind_and_width_follow_the_budget_the_channels_and_the_device():
     assert RULES["trainer.max_epochs"](context_for(fp, budget_s=None))[0] == DEFAULT_EPOCHS
     assert RULES["augment.kind"](context_for(fp))[0] == "microscopy"
     assert RULES["augment.kind"](context_for(fingerprint(channels=3)))[0] == "natural"
-    assert RULES["model.net.base_channels"](context_for(fp, device="cuda")) == (
+    assert RULES["model.net.base_channels"](context_for(fp, budget_s=None, device="cuda")) == (
         32,
         "on CUDA, 32: more steps in the budget beat a wider network",
     )
