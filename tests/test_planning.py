@@ -204,7 +204,8 @@ def test_class_weights_and_rare_crops_respond_to_class_frequencies():
 
 
 def test_a_gpu_plan_is_wider_with_larger_patches():
-    plan = plan_for(fingerprint(size=(1024, 1024)), device="cuda", rates=machine(fp32=40, bf16=120))
+    gpu = machine(fp32=40, bf16=120)
+    plan = plan_for(fingerprint(size=(1024, 1024)), budget_s=60, device="cuda", rates=gpu)
     assert plan.value("model.net.base_channels") == 32 and plan.value("augment.crop") == 512
     assert plan.value("model.net.depth") == 5
 
@@ -258,7 +259,7 @@ def test_epochs_kind_and_width_follow_the_budget_the_channels_and_the_device():
     assert RULES["trainer.max_epochs"](context_for(fp, budget_s=None))[0] == DEFAULT_EPOCHS
     assert RULES["augment.kind"](context_for(fp))[0] == "microscopy"
     assert RULES["augment.kind"](context_for(fingerprint(channels=3)))[0] == "natural"
-    assert RULES["model.net.base_channels"](context_for(fp, device="cuda")) == (
+    assert RULES["model.net.base_channels"](context_for(fp, budget_s=None, device="cuda")) == (
         32,
         "on CUDA, 32: more steps in the budget beat a wider network",
     )

@@ -17,13 +17,16 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **augmentation kind**: ``natural`` (horizontal flips, scale jitter) for RGB; ``microscopy`` (flips,
   90-degree rotations) for any other channel count (gray, multispectral, stains), where no direction
   is special.
-- **width and depth**: the network's first width by device (:data:`WIDTH`); levels until the
-  bottleneck would fall under :data:`MIN_BOTTLENECK` pixels, at most :data:`MAX_DEPTH`.
+- **depth**: levels until the bottleneck would fall under :data:`MIN_BOTTLENECK` pixels, at most
+  :data:`MAX_DEPTH`.
 - **precision and memory layout**: whichever trains fastest here, measured (:mod:`unet.planning.speed`);
   plain fp32/contiguous unless another is :data:`MIN_SPEEDUP` faster.
 - **training resolution** (time budgets only): the largest of :data:`SCALES` at which the budget
   still sees the training pixels :data:`MIN_PASSES` times, never shrinking the thinnest class under
   :data:`MIN_CLASS_WIDTH` pixels.
+- **width** (after the resolution: a budget goes to resolution first): the device's first width
+  (:data:`WIDTH`), wider by a factor of :data:`WIDER` when the budget still sees the full-resolution
+  training pixels :data:`WIDE_PASSES` times at that width (a convolution costs the square of its width).
 - **patch** (the augmentation's crop): :data:`PATCH` network pixels, at most the smallest image.
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
@@ -53,7 +56,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from unet.data.errors import DataError
@@ -62,6 +64,10 @@ from unet.planning.plan import AUTO, TYPED_REASON, Choice, Plan
 
 # The network's first width, and its most levels, by device.
 WIDTH = {"cpu": 16, "cuda": 32}
+# Wider networks, as factors of WIDTH (widest first), for budgets that see the full-resolution training
+# pixels at least WIDE_PASSES times even at that width.
+WIDER = (2.0, 1.5)
+WIDE_PASSES = 100
 MAX_DEPTH = {"cpu": 4, "cuda": 5}
 MIN_BOTTLENECK = 4
 PATCH = {"cpu": 256, "cuda": 512}
@@ -167,6 +173,7 @@ class PlanContext:
         self.validation_timer = validation_timer
         self.values = {key: value for key, value in fixed.items() if value != AUTO}
         self.choices: dict[str, Choice] = {}
+        self._measured: dict[tuple, dict[str, float]] = {}
 
     def decide(self, key: str, rule: Callable[[PlanContext], tuple[Any, str]]) -> None:
         """The key's choice: the config's value when fixed, else ``rule``'s; none for a key not in the config."""
@@ -245,11 +252,15 @@ class PlanContext:
 
     @property
     def timed_network(self) -> dict[str, Any]:
-        """The network's planned keys as it will train; a norm left to the plan is timed as the one the
-        timed batch would get (the final batch may differ at a lower scale)."""
+        """The network's planned keys as it will train; a width left to the plan is timed at the device's
+        (:data:`WIDTH`) until decided, a norm as the one the timed batch would get (the final batch may
+        differ at a lower scale)."""
         norm = self.typed("model.net.norm")
+        width = self.value("model.net.base_channels")
+        if width is None and "model.net.base_channels" in self.fixed:
+            width = WIDTH[self.device]
         values = (
-            ("base_channels", self.value("model.net.base_channels")),
+            ("base_channels", width),
             ("depth", self.value("model.net.depth")),
             (
                 "norm",
@@ -260,11 +271,15 @@ class PlanContext:
         )
         return {key: value for key, value in values if value is not None}
 
-    @cached_property
+    @property
     def measured(self) -> dict[str, float]:
-        """Training images/s here by ``"<precision>/<layout>"``, measured once (after the network's width
-        and depth are decided)."""
-        return dict(self.rates(self.timed_network, self.timed_batch, self.timed_patch))
+        """Training images/s here by ``"<precision>/<layout>"`` of the network as decided so far (its
+        depth decided; its width the device's until the budget widens it), measured once per network."""
+        network = self.timed_network
+        key = tuple(sorted(network.items()))
+        if key not in self._measured:
+            self._measured[key] = dict(self.rates(network, self.timed_batch, self.timed_patch))
+        return self._measured[key]
 
     @property
     def baseline(self) -> float:
@@ -482,14 +497,6 @@ def augment_kind(context: PlanContext) -> tuple[str, str]:
     )
 
 
-@rule("model.net.base_channels")
-def base_channels(context: PlanContext) -> tuple[int, str]:
-    device = context.device
-    return WIDTH[
-        device
-    ], f"on {device.upper()}, {WIDTH[device]}: more steps in the budget beat a wider network"
-
-
 @rule("model.net.depth")
 def depth(context: PlanContext) -> tuple[int, str]:
     patch, device, scale = context.timed_patch, context.device, context.inputs.scale
@@ -551,6 +558,29 @@ def train_scale(context: PlanContext) -> tuple[float, str]:
     return scale, (
         f"{scale:g}x resolution, the lowest that keeps the thinnest class ({thinnest:g} px) "
         f"over {MIN_CLASS_WIDTH} px: the budget sees the training pixels about {context.passes(scale):.1f} times"
+    )
+
+
+@rule("model.net.base_channels")
+def base_channels(context: PlanContext) -> tuple[int, str]:
+    device, width = context.device, WIDTH[context.device]
+    narrow = f"on {device.upper()}, {width}: more steps in the budget beat a wider network"
+    if context.train_s is None:
+        return width, narrow
+    if context.scale < 1.0:
+        return width, f"{narrow} (the budget goes to resolution first: {context.scale:g}x)"
+    passes = context.passes(1.0)
+    for factor in WIDER:
+        wider = round(width * factor)
+        if passes / factor**2 >= WIDE_PASSES:
+            return wider, (
+                f"{wider}: the budget sees the full-resolution training pixels about {passes:.0f} times at "
+                f"{width}, so about {passes / factor**2:.0f} times at {wider} (a convolution costs the "
+                f"square of its width), still over {WIDE_PASSES}"
+            )
+    return (
+        width,
+        f"{narrow} (at {round(width * WIDER[-1])} the budget would see the pixels under {WIDE_PASSES} times)",
     )
 
 
