@@ -155,6 +155,26 @@ def run_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.Com
     return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
+@pytest.fixture
+def fixed_training_speed(monkeypatch) -> dict[str, float]:
+    """The plan's training speed from a fixed table (images/s per precision and layout), not timed here:
+    for tests of what a composed config's plan decides, which a measurement (seconds of training steps)
+    would only slow down. tests/test_planning.py keeps tests that measure it."""
+    rates = {
+        "32-true/contiguous": 6.0,
+        "32-true/channels_last": 7.8,
+        "bf16-mixed/contiguous": 12.0,
+        "bf16-mixed/channels_last": 15.6,
+    }
+
+    def step_rates(timing, cache_dir) -> tuple[dict[str, float], bool]:
+        timed = {f"{precision}/{layout}" for precision in timing.precisions for layout in timing.layouts}
+        return {key: rate for key, rate in rates.items() if key in timed}, False
+
+    monkeypatch.setattr("unet.planning.configure.step_rates", step_rates)
+    return rates
+
+
 @pytest.fixture(scope="session")
 def resnet18_file(tmp_path_factory) -> Path:
     """A resnet18 classifier's state dict (fc included) as a user would download it (random weights:

@@ -61,12 +61,13 @@ def test_folder_needs_a_root(compose_config):
 
 
 @requires_isbi
-def test_isbi2012_dry_run(compose_config):
+def test_isbi2012_dry_run(compose_config, fixed_training_speed):
     metrics = dry_run(
         compose_config,
         "data=isbi2012",
         f"data.root={ISBI_ROOT}",
         "augment.crop=64",
+        "data.batch_size=2",
     )
     assert {"val/iou/membrane", "val/iou/cell", "test/miou"} <= set(metrics)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import run_cli, run_in_process
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -351,7 +351,7 @@ def test_the_planned_config_holds_concrete_values(folder):
     assert plan_config(planned) is None  # nothing left to plan
 
 
-def test_plan_overrides_reproduce_the_plan(folder):
+def test_plan_overrides_reproduce_the_plan(folder, fixed_training_speed):
     """What unet-compare gives every run: composing with the plan's overrides plans nothing more."""
     overrides = [*folder_overrides(folder), "trainer.max_time=00:00:02:00"]
     planned, plan = planned_config(compose_config("train", overrides))
@@ -360,7 +360,7 @@ def test_plan_overrides_reproduce_the_plan(folder):
     assert plan_config(again) is None
 
 
-def test_plan_overrides_compose_to_the_values_the_plan_decided(folder):
+def test_plan_overrides_compose_to_the_values_the_plan_decided(folder, fixed_training_speed):
     overrides = [*folder_overrides(folder), "trainer.max_time=00:00:02:00"]
     plan = plan_config(compose_config("train", overrides))
     assert "data/augment=microscopy" in plan.overrides()
@@ -380,7 +380,7 @@ def _value(cfg, key: str):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def test_typed_values_win_over_the_plan_and_the_preset(folder):
+def test_typed_values_win_over_the_plan_and_the_preset(folder, fixed_training_speed):
     typed = ["data.batch_size=2", "augment.crop=64", "trainer.max_time=00:00:02:00"]
     planned, plan = planned_config(compose_config("train", [*folder_overrides(folder), *typed]))
     assert planned.data.batch_size == 2 and not plan.choices["data.batch_size"].planned
@@ -398,7 +398,7 @@ def test_typed_values_win_over_the_plan_and_the_preset(folder):
     assert natural.data.train_transforms[0]["_target_"] == "albumentations.RandomScale"
 
 
-def test_a_budget_in_seconds_plans_and_bounds_the_trainer(folder, tmp_path):
+def test_a_budget_in_seconds_plans_and_bounds_the_trainer(folder, tmp_path, fixed_training_speed):
     """``trainer.max_time=90``: the plan sizes a 90 s run and Lightning's Trainer stops at 90 s."""
     cfg = compose_config(
         "train",
@@ -410,7 +410,7 @@ def test_a_budget_in_seconds_plans_and_bounds_the_trainer(folder, tmp_path):
     assert training_time_budget(build_trainer(planned)) == 90
 
 
-def test_a_config_changed_after_composing_is_not_planned_silently(folder):
+def test_a_config_changed_after_composing_is_not_planned_silently(folder, fixed_training_speed):
     """Planning composes the config again: a change made to the composed object would be lost."""
     cfg = compose_config("train", [*folder_overrides(folder), "trainer.max_time=00:00:02:00"])
     cfg.data.val_fraction = 0.5
@@ -418,12 +418,12 @@ def test_a_config_changed_after_composing_is_not_planned_silently(folder):
         planned_config(cfg)
 
 
-def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
+def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path, fixed_training_speed):
     run_dir = tmp_path / "run"
     cfg = compose_config(
         "train",
-        [*folder_overrides(folder), "trainer.max_epochs=1", "model.net.depth=2", f"hydra.run.dir={run_dir}",
-         f"paths.output_dir={run_dir}", "callbacks.progress_bar=null", "logger=csv"],
+        [*folder_overrides(folder), "trainer.max_epochs=1", "data.epoch_size=32", "model.net.depth=2",
+         f"hydra.run.dir={run_dir}", f"paths.output_dir={run_dir}", "callbacks.progress_bar=null", "logger=csv"],
     )  # fmt: skip
     metrics = train(cfg)
     assert 0 <= metrics["val/miou"] <= 1
@@ -439,13 +439,15 @@ def test_train_stores_the_plan_and_the_planned_config(folder, tmp_path):
     assert summary["planned_validation_share"] == pytest.approx(plan["facts"]["validation_share"], abs=1e-4)
 
 
-def test_unet_train_composes_its_config_again_with_the_plan(folder, tmp_path):
+def test_unet_train_composes_its_config_again_with_the_plan(
+    folder, tmp_path, fixed_training_speed, monkeypatch, capsys
+):
     """Inside the Hydra app: the job's overrides and the plan's, composed again; a budget in seconds."""
     run_dir = tmp_path / "run"
-    result = run_cli(
+    result = run_in_process(
         "unet-train", *folder_overrides(folder), "trainer.max_time=90", "augment.crop=64", "trainer=debug",
         "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -466,7 +468,7 @@ def test_unet_plan_prints_every_planned_key_with_a_reason(folder, tmp_path):
     assert "model.net.base_channels" in result.stdout and "config" in result.stdout
 
 
-def test_the_mitochondria_proxy_gets_sampled_epochs_and_sparse_validation(tmp_path):
+def test_the_mitochondria_proxy_gets_sampled_epochs_and_sparse_validation(tmp_path, fixed_training_speed):
     """The README's proxy (few large images, binary 0/255 masks), typed as a user would: an epoch is many
     sampled crops with one validation after it, not a pass of 5 steps followed by a validation."""
     root = write_mitochondria_proxy(tmp_path / "proxy")

@@ -3,8 +3,11 @@ loggers at once, and a comparison's runs grouped in one MLflow experiment."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -163,12 +166,15 @@ def mlflow_server(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
-        str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
     ]  # fmt: skip
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    # A session of its own: the CLI starts the web server as a child, and both end with the session.
+    server = subprocess.Popen(
+        command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + SERVER_START_S
         while True:
@@ -184,12 +190,9 @@ def mlflow_server(tmp_path):
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        with contextlib.suppress(ProcessLookupError):  # a throwaway store: no graceful shutdown to wait for
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
         log.close()
 
 

@@ -96,7 +96,9 @@ def test_the_encoder_learns_at_its_fraction_of_the_learning_rate(compose_config)
     assert len(encoder_group["params"]) + len(rest_group["params"]) == len(list(module.parameters()))
 
 
-def test_pretrained_weights_plan_the_normalisation_they_expect(compose_config, resnet18_file, tmp_path):
+def test_pretrained_weights_plan_the_normalisation_they_expect(
+    compose_config, resnet18_file, tmp_path, fixed_training_speed
+):
     from test_configs import write_folder_data
 
     write_folder_data(tmp_path / "data")
