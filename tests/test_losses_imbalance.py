@@ -15,6 +15,7 @@ from unet.data.base import SegmentationDataModule
 from unet.data.sources import ArraySource
 from unet.data.statistics import class_pixel_counts, split_class_counts
 from unet.training.losses import (
+    CAPPED_RANGE,
     SegmentationLoss,
     class_weights_from_counts,
     focal_loss,
@@ -79,8 +80,19 @@ def test_inverse_weights_average_one_and_a_class_absent_from_training_weighs_zer
     )
 
 
+def test_capped_weights_are_median_frequency_held_within_their_range():
+    # a long tail: median-frequency gives the frequent classes 0.04-0.3 and the rare ones up to 10
+    pixels, image_pixels = [700, 200, 60, 30, 10, 3], [1000] * 6
+    median = class_weights_from_counts("median_frequency", pixels, image_pixels)
+    capped = class_weights_from_counts("capped", pixels, image_pixels)
+    low, high = CAPPED_RANGE
+    assert min(median) < low and max(median) > high
+    assert capped == pytest.approx([min(max(w, low), high) for w in median])
+    assert capped[0] == low and capped[-1] == high
+
+
 def test_an_unknown_kind_names_the_valid_ones():
-    with pytest.raises(ValueError, match="median_frequency, inverse, inverse_sqrt"):
+    with pytest.raises(ValueError, match="median_frequency, capped, inverse, inverse_sqrt"):
         class_weights_from_counts("median", [1, 1], [2, 2])
     with pytest.raises(ValueError, match="resolved"):
         SegmentationLoss(class_weights="median_frequency")

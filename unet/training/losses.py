@@ -8,7 +8,7 @@ pixels out. Class weights for imbalanced data can be computed from the training 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,43 +51,75 @@ def soft_dice_loss(
     return 1 - dice.mean()
 
 
-CLASS_WEIGHT_KINDS = ("median_frequency", "inverse", "inverse_sqrt")
+# A class weighting: the present classes' weights ``(K',)`` from their labelled pixels and the labelled
+# pixels of the images holding them (both ``(K',)``, float64).
+ClassWeighting = Callable[[np.ndarray, np.ndarray], np.ndarray]
+CLASS_WEIGHTINGS: dict[str, ClassWeighting] = {}
+# ``capped``: median-frequency weights held within these bounds (docs/results/class-weighting.md).
+CAPPED_RANGE = (0.5, 2.0)
+
+
+def class_weighting(name: str) -> Callable[[ClassWeighting], ClassWeighting]:
+    """Register a kind of ``model.loss.class_weights`` computed from the training masks."""
+
+    def register(function: ClassWeighting) -> ClassWeighting:
+        CLASS_WEIGHTINGS[name] = function
+        return function
+
+    return register
+
+
+@class_weighting("median_frequency")
+def median_frequency(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """SegNet's (Badrinarayanan et al. 2017, after Eigen & Fergus 2015): ``median(freq) / freq_c`` with
+    ``freq_c = pixels[c] / image_pixels[c]``; a class at the median weighs 1."""
+    frequency = pixels / image_pixels
+    return np.median(frequency) / frequency
+
+
+@class_weighting("capped")
+def capped(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """Median-frequency weights held within :data:`CAPPED_RANGE`: the rare classes count more, without
+    the frequent ones falling to a fraction of their say (the trade that cost pixel accuracy)."""
+    return np.clip(median_frequency(pixels, image_pixels), *CAPPED_RANGE)
+
+
+def _mean_one(raw: np.ndarray) -> np.ndarray:
+    return raw / raw.mean()
+
+
+@class_weighting("inverse")
+def inverse(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """``1 / p_c`` with ``p_c`` the class's share of the labelled pixels, scaled to average 1."""
+    return _mean_one(pixels.sum() / pixels)
+
+
+@class_weighting("inverse_sqrt")
+def inverse_sqrt(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """``1 / sqrt(p_c)``, scaled to average 1: a milder re-weighting than ``inverse``."""
+    return _mean_one(np.sqrt(pixels.sum() / pixels))
 
 
 def class_weights_from_counts(kind: str, pixels: Sequence[int], image_pixels: Sequence[int]) -> list[float]:
-    """Per-class weights ``(K,)`` from the training masks' counts (see :class:`unet.data.statistics.ClassCounts`).
-
-    ``pixels[c]`` are class ``c``'s labelled pixels, ``image_pixels[c]`` the labelled pixels of the
-    images that contain ``c``. Kinds:
-
-    - ``median_frequency``: median-frequency balancing exactly as SegNet (Badrinarayanan et al. 2017, after Eigen &
-      Fergus 2015): ``w_c = median(freq) / freq_c`` with ``freq_c = pixels[c] / image_pixels[c]``, the
-      median taken over the classes present; a class at the median weighs 1.
-    - ``inverse``: ``1 / p_c`` with ``p_c = pixels[c] / sum(pixels)``, scaled so the present classes'
-      weights average 1 (the loss keeps its scale).
-    - ``inverse_sqrt``: ``1 / sqrt(p_c)``, scaled the same way: a milder re-weighting.
+    """Per-class weights ``(K,)`` of the registered ``kind`` (:data:`CLASS_WEIGHTINGS`) from the training
+    masks' counts (see :class:`unet.data.statistics.ClassCounts`): ``pixels[c]`` are class ``c``'s
+    labelled pixels, ``image_pixels[c]`` the labelled pixels of the images that contain ``c``.
 
     A class absent from the training masks gets weight 0: it is never a target there, so no weight
     could act on it, and 0 keeps it out of the median and the mean.
     """
-    if kind not in CLASS_WEIGHT_KINDS:
+    if kind not in CLASS_WEIGHTINGS:
         raise ConfigError(
             f"model.loss.class_weights: unknown kind {kind!r}; expected a list of floats, null, "
-            f"or one of {', '.join(CLASS_WEIGHT_KINDS)}"
+            f"or one of {', '.join(CLASS_WEIGHTINGS)}"
         )
     pixels = np.asarray(pixels, dtype=np.float64)
     image_pixels = np.asarray(image_pixels, dtype=np.float64)
     present = pixels > 0
-    weights = np.zeros_like(pixels)
     if not present.any():
         raise DataError(f"model.loss.class_weights={kind}: the training masks hold no labelled pixel")
-    if kind == "median_frequency":
-        frequency = pixels[present] / image_pixels[present]
-        weights[present] = np.median(frequency) / frequency
-    else:
-        share = pixels[present] / pixels.sum()
-        raw = 1 / share if kind == "inverse" else 1 / np.sqrt(share)
-        weights[present] = raw / raw.mean()
+    weights = np.zeros_like(pixels)
+    weights[present] = CLASS_WEIGHTINGS[kind](pixels[present], image_pixels[present])
     return [float(w) for w in weights]
 
 
@@ -176,8 +208,8 @@ class SegmentationLoss(nn.Module):
 
     Args:
         class_weights: per-class weights ``(K,)`` of cross-entropy and the focal loss's ``alpha`` (e.g. to
-            up-weight a thin foreground class). In a config, ``median_frequency``, ``inverse`` or ``inverse_sqrt``
-            are computed from the training masks before the loss is built
+            up-weight a thin foreground class). In a config, a kind of :data:`CLASS_WEIGHTINGS`
+            (``median_frequency``, ``capped``, ``inverse``, ``inverse_sqrt``) is computed from the training masks before the loss is built
             (:func:`class_weights_from_counts`); here they are numbers.
         ignore_index: label of void pixels, excluded from every term.
         focal_gamma: the focal loss's focusing exponent (0: cross-entropy).
