@@ -152,7 +152,9 @@ def test_a_parity_failure_is_an_error_and_leaves_no_file(checkpoints, tmp_path):
     assert not (tmp_path / "m.pt").exists() and not list(tmp_path.iterdir())  # no sidecar, no staging folder
 
 
-def test_export_cli_writes_beside_the_checkpoint_and_sweeps_formats(checkpoints, tmp_path, monkeypatch, capsys):
+def test_export_cli_writes_beside_the_checkpoint_and_sweeps_formats(
+    checkpoints, tmp_path, monkeypatch, capsys
+):
     """In this process; the installed command runs end to end in test_export_runtimes.py."""
     checkpoint = checkpoints["dysample"]
     result = run_in_process(

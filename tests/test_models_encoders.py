@@ -362,13 +362,11 @@ def build_slim(monkeypatch, backbones, encoder: str, upsample: str, first_stage_
 
 def test_onnx_export_matches_pytorch_at_a_new_size(monkeypatch, backbones, tmp_path):
     """The ConvNeXt backbone, whose decoder has the most to keep dynamic (stages without skip, fallback
-    indices, odd sizes rounded down); one block per stage, as ONNX export takes seconds per block.
-
-    Slow: torch.export and its decompositions reason about every size of the dynamic graph.
-    """
+    indices, odd sizes rounded down); its residual blocks once (the first stage's first), as ONNX export
+    takes seconds per block and the blocks keep their input's size."""
     from unet.export.exporters import EXPORTERS
 
-    model = build_slim(monkeypatch, backbones, "convnext_tiny", "maxunpool").eval()
+    model = build_slim(monkeypatch, backbones, "convnext_tiny", "maxunpool", first_stage_only=True).eval()
     metadata = {"in_channels": 1, "min_size": model.min_size}
     EXPORTERS["onnx"](model, tmp_path / "model.onnx", metadata, 1e-4)
     assert metadata["check_max_abs_diff"] <= 1e-4
