@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_in_process
 from PIL import Image
 from test_export_predict import save_checkpoint
 
@@ -31,10 +32,12 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exports(checkpoint, tmp_path_factory) -> dict[str, Path]:
-    """The plain ONNX export and uint8 mask exports of both formats, in either layout."""
+    """The plain ONNX export (with its dynamic int8 copy) and uint8 mask exports of both formats, in
+    either layout."""
     root = tmp_path_factory.mktemp("exports")
+    quantize = "dynamic" if importlib.util.find_spec("onnxruntime.quantization") else None
     return {
-        "plain": export_checkpoint(checkpoint, "onnx", root / "plain.onnx")[0],
+        "plain": export_checkpoint(checkpoint, "onnx", root / "plain.onnx", quantize=quantize)[0],
         "onnx": export_checkpoint(checkpoint, "onnx", root / "mask.onnx", embed=True, outputs="mask")[0],
         "pt2": export_checkpoint(
             checkpoint, "pt2", root / "mask.pt2", embed=True, input_layout="bchw", outputs="mask"
@@ -137,8 +140,10 @@ def test_predicting_with_uint8_mask_exports_writes_the_plain_exports_masks(expor
         predict_files(load_predictor(exports["onnx"]), inputs, tmp_path / "p", save_probabilities=True)
 
 
-def synthetic_checkpoint(path: Path) -> Path:
-    """A checkpoint that records its training data (4-class synthetic shapes), as unet-train writes."""
+def synthetic_checkpoint(path: Path, with_data: bool = True, base_channels: int = 4) -> Path:
+    """A one-level U-Net checkpoint (fast to export) that records its training data (4-class synthetic
+    shapes: 3 training, 4 validation images) as unet-train writes it, or with ``with_data=False`` does not."""
+    torch.manual_seed(0)
     module = SegmentationModule(
         in_channels=1,
         num_classes=4,
@@ -146,12 +151,13 @@ def synthetic_checkpoint(path: Path) -> Path:
         mean=[0.5],
         std=[0.25],
         upsample="bilinear",
-        net={"_target_": "unet.models.UNet", "depth": 2, "base_channels": 8},
+        net={"_target_": "unet.models.UNet", "depth": 1, "base_channels": base_channels},
     ).eval()
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)
-    data = {"_target_": "unet.data.SyntheticDataModule", "num_train": 2, "num_val": 6, "num_test": 0}
-    checkpoint[RUN_CONFIG_KEY] = {"data": {**data, "image_size": 32, "batch_size": 2, "num_workers": 0}}
+    if with_data:
+        data = {"_target_": "unet.data.SyntheticDataModule", "num_train": 3, "num_val": 4, "num_test": 0}
+        checkpoint[RUN_CONFIG_KEY] = {"data": {**data, "image_size": 32, "batch_size": 2, "num_workers": 0}}
     path.parent.mkdir(parents=True)
     torch.save(checkpoint, path)
     return path
@@ -167,7 +173,7 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
     assert report["method"] == "dynamic" and report["file"] == "best.int8.onnx"
     assert report["bytes"] == {"float32": path.stat().st_size, "int8": quantized.stat().st_size}
     quality = read_sidecar(quantized)["quality"]
-    assert quality["split"] == "val" and quality["images"] == 6
+    assert quality["split"] == "val" and quality["images"] == 4
     assert quality["miou_change"] == pytest.approx(quality["miou"] - quality["miou_checkpoint"])
     assert 0 <= report["max_abs_logit_diff"] < 1.0
     assert json.loads(sidecar.read_text())["quantized_copy"] == report
@@ -175,10 +181,9 @@ def test_dynamic_quantisation_writes_a_smaller_loadable_copy_with_its_accuracy_c
     assert load_predictor(quantized)(images).shape == (1, 4, 32, 40)
 
 
-def test_quantisation_says_why_without_the_validation_data(checkpoint, tmp_path):
+def test_quantisation_says_why_without_the_validation_data(exports):
     pytest.importorskip("onnxruntime.quantization", reason="quantize=dynamic needs onnxruntime.quantization")
-    path, _ = export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx", quantize="dynamic")
-    quality = read_sidecar(tmp_path / "m.int8.onnx")["quality"]
+    quality = read_sidecar(exports["plain"].with_name("plain.int8.onnx"))["quality"]
     assert "does not record its training data" in quality["skipped"]
 
 
@@ -199,10 +204,12 @@ def test_options_a_format_cannot_honour_are_refused_before_writing(checkpoint, t
     assert not list(tmp_path.iterdir())
 
 
-def test_export_cli_refusal_is_one_line_with_exit_code_2(checkpoint, tmp_path):
-    result = run_cli(
+def test_export_cli_refusal_is_one_line_with_exit_code_2(checkpoint, tmp_path, monkeypatch, capsys):
+    """The command's entry point in this process (the installed command runs in test_export_runtimes.py)."""
+    result = run_in_process(
         "unet-export", f"ckpt_path={checkpoint}", f"output={tmp_path / 'm.pt'}", "format=torchscript",
         "embed_preprocessing=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+        monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 2 and "embed_preprocessing=true: format=torchscript" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

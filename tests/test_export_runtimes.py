@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
+from test_export_deploy import synthetic_checkpoint
 
 from unet.api.deploy import model_to_run
 from unet.export import export_checkpoint
@@ -20,8 +20,6 @@ from unet.inference.runtimes import choose_runtime
 from unet.inference.speed import SpeedSettings, measure_speed
 from unet.models.loading import read_sidecar
 from unet.profiling.machine import cpu_model
-from unet.training.checkpoint import RUN_CONFIG_KEY
-from unet.training.module import SegmentationModule
 from unet.utils.errors import ConfigError
 from unet.utils.extras import MissingExtraError
 
@@ -32,31 +30,9 @@ pytest.importorskip("onnxruntime", reason="the exports are checked and run with 
 TINY_SPEED = SpeedSettings(image_size=48, tile_size=32, overlap=0.25, batch_sizes=(1, 2), rounds=1)
 
 
-def tiny_checkpoint(path: Path, with_data: bool = True) -> Path:
-    """A one-level U-Net checkpoint (fast to convert) that records its training data (synthetic shapes)."""
-    torch.manual_seed(0)
-    module = SegmentationModule(
-        in_channels=1,
-        num_classes=4,
-        class_names=["background", "circle", "square", "triangle"],
-        mean=[0.5],
-        std=[0.25],
-        upsample="bilinear",
-        net={"_target_": "unet.models.UNet", "depth": 1, "base_channels": 4},
-    ).eval()
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
-    module.on_save_checkpoint(checkpoint)
-    if with_data:
-        data = {"_target_": "unet.data.SyntheticDataModule", "num_train": 3, "num_val": 4, "num_test": 0}
-        checkpoint[RUN_CONFIG_KEY] = {"data": {**data, "image_size": 32, "batch_size": 2, "num_workers": 0}}
-    path.parent.mkdir(parents=True)
-    torch.save(checkpoint, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints" / "best.ckpt")
+    return synthetic_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints" / "best.ckpt")
 
 
 def test_openvino_ir_gives_the_checkpoints_logits_and_records_its_precision(checkpoint, tmp_path):
@@ -128,7 +104,7 @@ def test_static_int8_is_qdq_loadable_and_records_its_quality_change(checkpoint, 
 
 
 def test_static_int8_without_training_images_is_refused_before_writing(tmp_path):
-    checkpoint = tiny_checkpoint(tmp_path / "run" / "best.ckpt", with_data=False)
+    checkpoint = synthetic_checkpoint(tmp_path / "run" / "best.ckpt", with_data=False)
     with pytest.raises(ConfigError, match="quantize=static calibrates on the run's training images"):
         export_checkpoint(checkpoint, "onnx", tmp_path / "out" / "m.onnx", quantize="static")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, replacing
 from test_checkpoint_faults import damage, with_nan
 
 import unet
@@ -30,9 +30,10 @@ EXPORTS = {"weights": "m.weights.pt", "torchscript": "m.pt", "pt2": "m.pt2"}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """The best checkpoint of a tiny training run, as unet-train writes it."""
+    """The best checkpoint of a tiny training run (one level, one step), as unet-train writes it."""
     output_dir = tmp_path_factory.mktemp("run")
-    train(compose_config("train", [f"paths.output_dir={output_dir}", *TINY_RUN, "trainer.max_epochs=1"]))
+    one_step = replacing(TINY_RUN, "trainer.max_epochs=1", "data.num_train=16", "model.net.depth=1")
+    train(compose_config("train", [f"paths.output_dir={output_dir}", *one_step]))
     return output_dir / "checkpoints" / "best.ckpt"
 
 

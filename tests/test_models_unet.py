@@ -42,9 +42,11 @@ def test_output_has_input_size_at_any_size(method, size):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_default_unet_maps_odd_size_to_logits(method):
+    """Odd sizes at several of its four levels (35: 17, 8, ...; 37: 18, 9, ...), at a fraction of a large
+    image's cost for its 7.2M parameters."""
     model = UNet(in_channels=3, num_classes=5, upsample=method).eval()
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 97, 131)).shape == (1, 5, 97, 131)
+        assert model(torch.randn(1, 3, 35, 37)).shape == (1, 5, 35, 37)
 
 
 @pytest.mark.parametrize("method", METHODS)
