@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import TINY_RUN, replacing, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_in_process
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from test_reliability import (
@@ -33,7 +33,7 @@ from unet.utils.tables import terminal_tables, text_table
 def test_early_stopping_stops_a_run_that_stopped_improving(compose_config, tmp_path):
     # lr=0: val/miou cannot change, so with patience 1 the second validation ends the run.
     cfg = compose_config(
-        "train", *TINY_RUN, "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+        "train", *replacing(TINY_RUN, *TINY_NET), "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
         "model.optimizer.lr=0", "trainer.max_epochs=6", "test=false",
     )  # fmt: skip
     assert {"last_checkpoint", "run_summary", "early_stopping"} <= set(cfg.callbacks)  # added to the defaults

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch.distributed as dist
-from conftest import TINY_RUN, replacing, run_cli, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_cli, run_in_process
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 DDP_RUN = [
-    *replacing(TINY_RUN, "data.image_size=16", "model.net.depth=1", "model.net.base_channels=4"),
+    *replacing(TINY_RUN, *TINY_NET),
     "trainer=ddp",
     "trainer.devices=2",
     "trainer.accelerator=cpu",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN, replacing, run_cli, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_cli, run_in_process
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
@@ -143,7 +143,11 @@ def test_unknown_data_set_lists_the_valid_ones(tmp_path, monkeypatch, capsys):
 def small_checkpoint(tmp_path_factory) -> Path:
     """A finished tiny run on synthetic data (4 classes, 1 channel)."""
     output_dir = tmp_path_factory.mktemp("small")
-    train(compose_config("train", [f"paths.output_dir={output_dir}", *TINY_RUN, "trainer.max_epochs=1"]))
+    train(
+        compose_config(
+            "train", [f"paths.output_dir={output_dir}", *TINY_RUN, "trainer.max_epochs=1", "test=false"]
+        )
+    )
     return output_dir / "checkpoints" / "last.ckpt"
 
 
@@ -191,8 +195,12 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_does_not_run(t
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     good = write_folder(tmp_path / "good", count=4)
     run_dir = tmp_path / "run"
-    common = [*TINY_MODEL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"]
-    monkeypatch.setattr(sys, "argv", ["unet-train", *folder_args(good), *common])
+    common = [*replacing(TINY_MODEL, *TINY_NET[1:]), "test=false"]  # the folder's images keep their size
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["unet-train", *folder_args(good), *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"],
+    )
     train_app.main()
     last = run_dir / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
@@ -200,7 +208,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     # the loss of the next batch is NaN. (Images holding NaN are refused when read.)
     (run_dir / "metrics.json").unlink()
     code, err = run_app(
-        train_app, *folder_args(good, "data.std=[1e-45]"), *common[:-2], "trainer.max_epochs=2", "ckpt_path=last", "resume_changes=apply",
+        train_app, *folder_args(good, "data.std=[1e-45]"), *common, "trainer.max_epochs=2", "ckpt_path=last", "resume_changes=apply",
         f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "loss became nan at global step 1" in err
@@ -212,7 +220,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 # skipped or reseeded a batch would end differently.
 STEPS_PER_EPOCH = 8
 RESUMABLE_RUN = replacing(
-    TINY_RUN, "data.image_size=16", "model.net.depth=1", "model.net.base_channels=4", "data.num_train=32",
+    TINY_RUN, *TINY_NET, "data.num_train=32",
     "data.num_val=8", "data.batch_size=4", "model.net.dropout=0.1", "model.optimizer.lr=1e-2",
     "trainer.deterministic=true", "test=false",
 )  # fmt: skip
@@ -413,7 +421,13 @@ def test_last_checkpoint_is_written_at_every_epoch_end_even_without_validation(t
     # Validation every third epoch: in two epochs none runs, yet both epochs end in last.ckpt.
     train(
         compose_config(
-            "train", [f"paths.output_dir={tmp_path}", *TINY_RUN, "trainer.check_val_every_n_epoch=3"]
+            "train",
+            [
+                f"paths.output_dir={tmp_path}",
+                *replacing(TINY_RUN, *TINY_NET),
+                "trainer.check_val_every_n_epoch=3",
+                "test=false",
+            ],
         )
     )
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
@@ -424,7 +438,7 @@ def test_diverged_weights_are_never_saved_and_the_stop_names_them(tmp_path, monk
     # lr=inf: the first step's loss is finite, its update leaves NaN weights; the epoch ends before any
     # validation or further step could notice, where last.ckpt would be written.
     code, err = run_app(
-        train_app, *TINY_RUN, "data.num_train=16", "model.optimizer.lr=inf", "trainer.check_val_every_n_epoch=2",
+        train_app, *replacing(TINY_RUN, *TINY_NET, "data.num_train=16"), "model.optimizer.lr=inf", "trainer.check_val_every_n_epoch=2",
         f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "the weights became non-finite" in err and "net." in err
