@@ -241,15 +241,16 @@ def start_held_run(
     marker, output = run_dir.parent / f"{run_dir.name}.held", run_dir.parent / f"{run_dir.name}.out"
     environment = {**os.environ, **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "unet-train"), *overrides, f"hydra.run.dir={run_dir}",
-            "+callbacks.hold._target_=signal_gate.HoldAtStep", f"+callbacks.hold.step={step}",
-            f"+callbacks.hold.marker={marker}",
-        ],
-        env=environment, stdout=output.open("w"), stderr=subprocess.STDOUT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    with output.open("w") as log:  # the child writes to its own copy of the file descriptor
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "unet-train"), *overrides, f"hydra.run.dir={run_dir}",
+                "+callbacks.hold._target_=signal_gate.HoldAtStep", f"+callbacks.hold.step={step}",
+                f"+callbacks.hold.marker={marker}",
+            ],
+            env=environment, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     return process, marker, output
 
 
