@@ -69,7 +69,10 @@ SLURM_ENV = {
 
 
 def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path, monkeypatch, capsys):
-    """The first run is a subprocess: it gets the signal SLURM sends before the time limit."""
+    """The first run is a subprocess: it gets the signal SLURM sends before the time limit.
+
+    Slow: a command's start (importing torch and Lightning) under load; its 11 steps are a small part.
+    """
     fake_bin, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
     fake_bin.mkdir()
     scontrol = fake_bin / "scontrol"

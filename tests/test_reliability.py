@@ -310,7 +310,10 @@ def resume(run_dir: Path, ckpt_path: str, tmp_path: Path, monkeypatch, capsys) -
 def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_one(
     uninterrupted_run, tmp_path, monkeypatch, capsys
 ):
-    """A subprocess killed (SIGKILL) mid-epoch, then resumed by the command as a user would."""
+    """A subprocess killed (SIGKILL) mid-epoch, then resumed by the command as a user would.
+
+    Slow: a command's start (importing torch and Lightning) under load; its 11 steps are a small part.
+    """
     interrupted = tmp_path / "interrupted"
     process, marker, output = start_held_run(interrupted, MID_EPOCH_STEP, *RESUMABLE_RUN)
     wait_until_held(marker, process, output)
@@ -338,6 +341,8 @@ def test_a_run_stopped_mid_epoch_by_sigterm_saves_and_resumes_exactly_where_it_s
 
     Resumed from the middle of an epoch, the run trains that epoch's remaining batches (not its first
     ones again) with the same seeds, so it ends exactly like the uninterrupted run.
+
+    Slow: a command's start (importing torch and Lightning) under load; its 11 steps are a small part.
     """
     interrupted = tmp_path / "interrupted"
     process, marker, output = start_held_run(interrupted, MID_EPOCH_STEP, *RESUMABLE_RUN)
@@ -382,7 +387,10 @@ NOISE = (
 def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_refused(
     tmp_path, monkeypatch, capsys
 ):
-    """A subprocess: Ctrl-C (SIGINT) reaches a running unet-train and what its terminal shows is read."""
+    """A subprocess: Ctrl-C (SIGINT) reaches a running unet-train and what its terminal shows is read.
+
+    Slow: a command's start (importing torch and Lightning) under load; its 11 steps are a small part.
+    """
     run_dir = tmp_path / "run"
     process, marker, output = start_held_run(run_dir, MID_EPOCH_STEP, *RESUMABLE_RUN)
     try:
@@ -407,7 +415,10 @@ def test_ctrl_c_saves_last_checkpoint_and_a_second_run_into_the_directory_is_ref
 
 
 def test_a_normal_run_prints_no_misleading_notices(tmp_path):
-    """A subprocess: what a user's terminal shows, warnings included (pytest would capture them)."""
+    """A subprocess: what a user's terminal shows, warnings included (pytest would capture them).
+
+    Slow: a command's start (importing torch and Lightning) under load; its 2 steps are a small part.
+    """
     result = run_cli(
         "unet-train", *TINY_RUN, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
         "trainer.precision=bf16-mixed",  # what plans choose where bf16 is fast
