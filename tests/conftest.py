@@ -65,6 +65,11 @@ TINY_RUN = [
 ]
 
 
+# The smallest network and images a run can have, for tests whose point is not the network: appended
+# to TINY_RUN with :func:`replacing`.
+TINY_NET = ["data.image_size=16", "model.net.depth=1", "model.net.base_channels=4"]
+
+
 def replacing(overrides: list[str], *replacements: str) -> list[str]:
     """``overrides`` with ``replacements`` instead of those of the same keys, appended: a command warns
     about a key given twice."""

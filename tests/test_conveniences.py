@@ -7,17 +7,22 @@ import io
 import json
 import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from conftest import TINY_RUN, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_in_process
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
-from test_reliability import wait_for_checkpoint
+from test_reliability import (
+    MID_EPOCH_STEP,
+    RESUMABLE_RUN,
+    STEPS_PER_EPOCH,
+    saved_step,
+    signal_held_run,
+    start_held_run,
+    wait_until_held,
+)
 
 from unet.export.quantize import onnx_logits
 from unet.training.run import train
@@ -28,7 +33,7 @@ from unet.utils.tables import terminal_tables, text_table
 def test_early_stopping_stops_a_run_that_stopped_improving(compose_config, tmp_path):
     # lr=0: val/miou cannot change, so with patience 1 the second validation ends the run.
     cfg = compose_config(
-        "train", *TINY_RUN, "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+        "train", *replacing(TINY_RUN, *TINY_NET), "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
         "model.optimizer.lr=0", "trainer.max_epochs=6", "test=false",
     )  # fmt: skip
     assert {"last_checkpoint", "run_summary", "early_stopping"} <= set(cfg.callbacks)  # added to the defaults
@@ -66,41 +71,43 @@ SLURM_ENV = {
 def test_slurm_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path, monkeypatch, capsys):
     """The first run is a subprocess: it gets the signal SLURM sends before the time limit.
 
-    Slow: the command's start, then the 20 short epochs of the run and its resumption.
+    Slow: a command's start (importing torch and Lightning) under load; its 11 steps are a small part.
     """
     fake_bin, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
     fake_bin.mkdir()
     scontrol = fake_bin / "scontrol"
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     scontrol.chmod(0o755)
-    env = {**os.environ, **SLURM_ENV, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    env = {**SLURM_ENV, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
     run_dir = tmp_path / "run"
-    steps_per_epoch, epochs = 64 // 16, 20
-    overrides = [*TINY_RUN, f"trainer.max_epochs={epochs}", "test=false", f"hydra.run.dir={run_dir}"]
-    command = [str(Path(sys.executable).parent / "unet-train"), *overrides]
+    overrides = [*RESUMABLE_RUN, f"hydra.run.dir={run_dir}"]
 
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    wait_for_checkpoint(last, process, epoch=0)
-    process.send_signal(signal.SIGUSR1)  # what sbatch --signal=USR1@90 sends before the time limit
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr.decode()[-2000:]
+    process, marker, output = start_held_run(run_dir, MID_EPOCH_STEP, *overrides, env=env)
+    wait_until_held(marker, process, output)
+    signal_held_run(
+        process, marker, signal.SIGUSR1
+    )  # what sbatch --signal=USR1@90 sends before the time limit
+    assert process.wait(timeout=300) == 0, output.read_text()[-2000:]
     assert calls.read_text().split() == ["requeue", "4242"]
-    saved_step = torch.load(last, weights_only=True)["global_step"]
-    assert steps_per_epoch <= saved_step < epochs * steps_per_epoch
+    assert saved_step(run_dir) == MID_EPOCH_STEP  # the step the signal landed in
     assert not (run_dir / "metrics.json").exists()
 
     # SLURM restarts the same command with SLURM_RESTART_COUNT set: the run resumes in place, not refused.
-    for variable, value in {**SLURM_ENV, "PATH": env["PATH"], "SLURM_RESTART_COUNT": "1"}.items():
+    for variable, value in {**env, "SLURM_RESTART_COUNT": "1"}.items():
         monkeypatch.setenv(variable, value)
     resumed = run_in_process("unet-train", *overrides, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
     assert f"resuming from {last}" in (run_dir / "train.log").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["global_step"] == epochs * steps_per_epoch  # continued from saved_step, not from 0
+    assert metrics["global_step"] == 2 * STEPS_PER_EPOCH  # continued from the saved step, not from 0
     assert calls.read_text().split() == ["requeue", "4242"]  # requeued once
+
+
+# One epoch of two steps of a tiny network: a trial's result is all the search needs.
+TINY_TRIAL = replacing(
+    RESUMABLE_RUN, "trainer.max_epochs=1", "data.num_train=8", "data.num_val=4", "trainer.deterministic=false"
+)
 
 
 def test_optuna_storage_resumes_a_search(tmp_path, monkeypatch, capsys):
@@ -114,15 +121,16 @@ def test_optuna_storage_resumes_a_search(tmp_path, monkeypatch, capsys):
         result = run_in_process(
             "unet-train", "-m", "hydra/sweeper=optuna_miou", f"hydra.sweeper.storage={storage}",
             f"hydra.sweeper.n_trials={trials}", f"hydra.sweep.dir={tmp_path / name}",
-            *TINY_RUN, "trainer.max_epochs=1", "test=false", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+            *TINY_TRIAL,  # its model.net.base_channels fixed: the search's other keys vary
+            cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         return yaml.safe_load((tmp_path / name / "optimization_results.yaml").read_text())
 
-    search("first", trials=2)
-    results = search("second", trials=1)  # the same study: one more trial, TPE sees all three
+    search("first", trials=1)
+    results = search("second", trials=1)  # the same study: one more trial, the sampler sees both
     study = optuna.load_study(study_name="unet_miou", storage=storage)
-    assert len(study.trials) == 3
+    assert len(study.trials) == 2
     assert len([p for p in (tmp_path / "second").iterdir() if p.is_dir() and p.name.isdigit()]) == 1
     assert results["best_value"] == pytest.approx(max(t.value for t in study.trials))
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch.distributed as dist
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_NET, TINY_RUN, replacing, run_cli, run_in_process
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -12,14 +12,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 DDP_RUN = [
-    *TINY_RUN,
+    *replacing(TINY_RUN, *TINY_NET),
     "trainer=ddp",
     "trainer.devices=2",
     "trainer.accelerator=cpu",
     "trainer.max_epochs=1",
     "data.num_workers=0",
-    "data.num_train=48",
+    "data.num_train=16",
     "data.num_val=13",  # not a multiple of 2 processes x batch: shards are uneven
+    "data.num_test=4",
     "data.batch_size=4",
     # Cross-entropy is a per-pixel mean, so val/loss too must match exactly; a Dice term is computed
     # per batch and depends on which images share a batch, which differs with the number of processes.
@@ -27,11 +28,11 @@ DDP_RUN = [
 ]
 
 
-def test_two_process_ddp_run_writes_once_and_scores_like_a_single_process(tmp_path):
+def test_two_process_ddp_run_writes_once_and_scores_like_a_single_process(tmp_path, monkeypatch, capsys):
     """Subprocesses: Lightning starts the second DDP process by running the command again, so unet-train
-    must be the installed script; the single-process score is unet-eval's end-to-end run.
+    must be the installed script; the single-process score is unet-eval's, run in this process.
 
-    Slow: three processes start (two DDP ranks, then unet-eval), each importing torch and Lightning.
+    Slow: two processes start (the DDP ranks), each importing torch and Lightning.
     """
     run = tmp_path / "ddp"
     result = run_cli("unet-train", *DDP_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
@@ -56,13 +57,13 @@ def test_two_process_ddp_run_writes_once_and_scores_like_a_single_process(tmp_pa
     }  # events.out.tfevents.<time>.<host>.<pid>.<n>
     assert event_files and len(writers) == 1, "only rank 0 logs"
     trained = json.loads((run / "metrics.json").read_text())
-    assert trained["global_step"] == 48 // (2 * 4), "each process trains on its half of the data"
+    assert trained["global_step"] == 16 // (2 * 4), "each process trains on its half of the data"
 
     # The same checkpoint scored by one process on the same validation images.
     evaluation = tmp_path / "single"
-    result = run_cli(
+    result = run_in_process(
         "unet-eval", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "split=val", "trainer.accelerator=cpu",
-        f"hydra.run.dir={evaluation}", cwd=tmp_path,
+        f"hydra.run.dir={evaluation}", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     single = json.loads((evaluation / "eval.json").read_text())["metrics"]

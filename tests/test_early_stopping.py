@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_NET, TINY_RUN, replacing
 
 from unet.training.run import train
 from unet.utils.config import compose_config
@@ -15,7 +15,12 @@ def test_a_run_with_early_stopping_may_end_by_max_steps_mid_epoch(tmp_path):
     # Four steps an epoch: the run ends two steps into its first epoch, before any validation ran.
     cfg = compose_config(
         "train",
-        [f"paths.output_dir={tmp_path}", *TINY_RUN, "callbacks=early_stopping", "trainer.max_steps=2"],
+        [
+            f"paths.output_dir={tmp_path}",
+            *replacing(TINY_RUN, *TINY_NET),
+            "callbacks=early_stopping",
+            "trainer.max_steps=2",
+        ],
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["val/miou"] <= 1.0

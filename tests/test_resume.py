@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_RUN, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_in_process
 
 from unet.training.callbacks import LastCheckpoint
 from unet.training.run import train
@@ -22,7 +22,7 @@ from unet.utils.config import compose_config
 # what Lightning resumes from an epoch's end differently from an epoch-limited one). Dropout and the
 # synthetic preset's augmentation draw random numbers at every step.
 STEP_LIMITED_RUN = [
-    *TINY_RUN, "model.net.dropout=0.1", "trainer.deterministic=true", "test=false",
+    *replacing(TINY_RUN, *TINY_NET), "model.net.dropout=0.1", "trainer.deterministic=true", "test=false",
     "trainer.max_epochs=3", "trainer.max_steps=8", "model.optimizer.lr=1e-2",
     "callbacks.last_checkpoint.every_minutes=1e-9",  # last.ckpt at every step too
 ]  # fmt: skip
@@ -87,7 +87,12 @@ def test_best_and_last_checkpoints_of_one_step_record_the_same_epoch(tmp_path):
     train(
         compose_config(
             "train",
-            [f"paths.output_dir={tmp_path}", *TINY_RUN, "trainer.check_val_every_n_epoch=3", "test=false"],
+            [
+                f"paths.output_dir={tmp_path}",
+                *replacing(TINY_RUN, *TINY_NET),
+                "trainer.check_val_every_n_epoch=3",
+                "test=false",
+            ],
         )
     )
     best, last = (
@@ -99,7 +104,7 @@ def test_best_and_last_checkpoints_of_one_step_record_the_same_epoch(tmp_path):
 
 # A finished run of 4 steps (one epoch), its learning rate logged at every step.
 FINISHED_RUN = [
-    *TINY_RUN, "test=false", "trainer.max_epochs=3", "trainer.max_steps=4", "model.optimizer.lr=1e-3",
+    *replacing(TINY_RUN, *TINY_NET), "test=false", "trainer.max_epochs=3", "trainer.max_steps=4", "model.optimizer.lr=1e-3",
     "logger=csv", "trainer.log_every_n_steps=1",
 ]  # fmt: skip
 

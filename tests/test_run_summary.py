@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_NET, TINY_RUN, replacing
 
 from unet.training.callbacks.run_summary import VALIDATION_KEYS, RunSummary, format_duration
 from unet.training.run import train
@@ -17,7 +17,7 @@ from unet.training.run import train
 
 def test_a_real_run_writes_a_summary_that_adds_up_and_counts_its_steps(compose_config, tmp_path, caplog):
     # 40 samples in batches of 16: a short last batch, so samples are not simply steps x batch size
-    cfg = compose_config("train", *TINY_RUN, "data.num_train=40")
+    cfg = compose_config("train", *replacing(TINY_RUN, *TINY_NET, "data.num_train=40"))
     with caplog.at_level(logging.INFO, logger="unet.training.callbacks.run_summary"):
         metrics = train(cfg)
     summary = json.loads((tmp_path / "run_summary.json").read_text())

@@ -118,6 +118,7 @@ class LastCheckpoint(Checkpoint):
         self.requeue_signal = parse_signal(requeue_signal)
         self.every_s = None if every_minutes is None else 60.0 * every_minutes
         self._saved_at = time.monotonic()
+        self._saved_step: int | None = None
         self._sigint = False
         self._requeue = False
         self._previous_handlers: dict[signal.Signals, Any] = {}
@@ -145,6 +146,7 @@ class LastCheckpoint(Checkpoint):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sigint = self._requeue = False
         self._saved_at = time.monotonic()
+        self._saved_step = None
         if threading.current_thread() is not threading.main_thread() or self._previous_handlers:
             return
         for signum, handler in self._handlers().items():
@@ -168,6 +170,8 @@ class LastCheckpoint(Checkpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._restore_handlers()
+        if self._stopped_unsaved_by_sigterm(trainer, exception):
+            self.save(trainer)
 
     # -- saving -------------------------------------------------------------------------------------
 
@@ -175,6 +179,25 @@ class LastCheckpoint(Checkpoint):
         # weights_only=False: the whole training state (Lightning logs a notice when it is left unset)
         trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at = time.monotonic()
+        self._saved_step = trainer.global_step
+
+    def _stopped_unsaved_by_sigterm(self, trainer: L.Trainer, exception: BaseException) -> bool:
+        """Whether Lightning's own SIGTERM check stopped the run at a finished step this callback has not saved.
+
+        Lightning checks for SIGTERM again after the step's later hooks and its loggers (a CSV log is
+        written there): a signal landing after :meth:`on_train_batch_end` stops the run before the next
+        one. Saved here, that step is what the run resumes from, not the previous save's. Not in a
+        validation (its loop stands mid-way) nor across processes (saving takes all of them, and each
+        may have stopped elsewhere).
+        """
+        return (
+            isinstance(exception, SIGTERMException)
+            and trainer.received_sigterm
+            and trainer.training
+            and trainer.world_size == 1
+            and not trainer.fast_dev_run
+            and self._saved_step != trainer.global_step
+        )
 
     def _requests(self, trainer: L.Trainer) -> tuple[bool, bool]:
         """``(stop, save)``: whether a signal asked to stop, and whether a timed save is due, on any process
