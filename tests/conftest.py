@@ -180,6 +180,25 @@ def fixed_training_speed(monkeypatch) -> dict[str, float]:
     return rates
 
 
+def train_in_process(command: list[str], check: bool = False) -> subprocess.CompletedProcess:
+    """A ``python -m unet.apps.train ...`` command (a race's contender, a comparison's ``-m`` sweep), run by
+    unet-train's ``main`` in this process; stands in for ``subprocess.run`` (``check`` is ignored).
+
+    What it trains and writes is the same; a process of its own would only add the seconds of importing
+    torch and Lightning again (test_cluster_configs runs a comparison's sweep in a process of its own).
+    """
+    from unet.apps import train as train_app
+
+    assert command[1:3] == ["-m", "unet.apps.train"], command
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["unet-train", *command[3:]])
+        try:
+            train_app.main()
+        except SystemExit as exit_info:
+            return subprocess.CompletedProcess(command, exit_info.code)
+    return subprocess.CompletedProcess(command, 0)
+
+
 @pytest.fixture(scope="session")
 def resnet18_file(tmp_path_factory) -> Path:
     """A resnet18 classifier's state dict (fc included) as a user would download it (random weights:

@@ -13,10 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, train_in_process
 from omegaconf import OmegaConf
 from PIL import Image
-from test_apps_compare import run_sweep_in_process
 from test_refusals import last_line, run_app
 
 import unet
@@ -222,7 +221,7 @@ def test_evaluate_scores_a_run_as_training_did(trained, tmp_path):
 
 def test_compare_reports_every_method(tmp_path, monkeypatch):
     """Two trainings in one sweep (run in this process, as test_apps_compare runs them)."""
-    monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=run_sweep_in_process))
+    monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=train_in_process))
     run_keywords = {key: value for key, value in TINY.items() if key not in ("batch_size", "max_epochs")}
     comparison = unet.compare_methods(
         methods=["bilinear", "maxunpool"],

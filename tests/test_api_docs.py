@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from test_apps_compare import run_sweep_in_process
+from conftest import train_in_process
 
 import unet.compare.runs
 
@@ -30,7 +30,7 @@ def test_every_python_example_of_the_page_runs(tmp_path, monkeypatch):
     """Slow: the page trains, evaluates, exports and compares (two trainings), on the tiny data its first
     example writes. The comparison's sweep runs in this process (test_cluster_configs runs one in a
     process of its own)."""
-    monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=run_sweep_in_process))
+    monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=train_in_process))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("UNET_LOG_DIR", raising=False)
     namespace: dict = {"__name__": "python_api_page"}

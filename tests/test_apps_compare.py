@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY_RUN, run_in_process
+from conftest import TINY_RUN, run_in_process, train_in_process
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 import unet.compare.runs
-from unet.apps import train as train_app
 from unet.compare import COMPARE_KEYS, equal_parameter_widths, run_comparison, run_overrides
 from unet.models import UPSAMPLERS
 from unet.models.sizing import parameter_count
@@ -34,27 +31,10 @@ def compare_config(arguments: Sequence[str]) -> tuple[DictConfig, list[str]]:
     return cfg, overrides
 
 
-def run_sweep_in_process(command: list[str], check: bool = False) -> subprocess.CompletedProcess:
-    """A comparison's ``python -m unet.apps.train -m ...`` sweep, run by unet-train's ``main`` in this process.
-
-    What the sweep trains and writes is the same; a process of its own would only add the seconds of
-    importing torch and Lightning again. (test_cluster_configs runs unet-compare end to end, its sweep
-    in a process of its own handed to a launcher.)
-    """
-    assert command[1:4] == ["-m", "unet.apps.train", "-m"], command
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["unet-train", *command[3:]])
-        try:
-            train_app.main()
-        except SystemExit as exit_info:
-            return subprocess.CompletedProcess(command, exit_info.code)
-    return subprocess.CompletedProcess(command, 0)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def sweeps_in_process():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=run_sweep_in_process))
+        patch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=train_in_process))
         yield
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY_RUN, run_in_process
+from conftest import TINY_RUN, run_in_process, train_in_process
 from PIL import Image
 from test_refusals import last_line
 
 import unet.benchmarks.race
 from unet.apps import benchmark as benchmark_app
-from unet.apps import train as train_app
 from unet.benchmarks import RaceSettings
 from unet.benchmarks.race import time_to_reach, times_to_target, train_command
 from unet.utils.budget import max_time_seconds
@@ -84,22 +81,6 @@ def race_arguments(*contenders: str, reference: str, overrides: list[str]) -> li
     ]
 
 
-def train_in_process(command: list[str], check: bool = False) -> subprocess.CompletedProcess:
-    """A contender's ``python -m unet.apps.train ...``, run by unet-train's ``main`` in this process.
-
-    What the contender trains and writes is the same; a process of its own would only add the seconds
-    of importing torch and Lightning again (the refused race below starts its contender as a process).
-    """
-    assert command[1:3] == ["-m", "unet.apps.train"], command
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["unet-train", *command[3:]])
-        try:
-            train_app.main()
-        except SystemExit as exit_info:
-            return subprocess.CompletedProcess(command, exit_info.code)
-    return subprocess.CompletedProcess(command, 0)
-
-
 def test_a_race_trains_each_contender_scores_its_snapshots_and_reports_who_reaches_the_target(
     tmp_path, monkeypatch, capsys
 ):
@@ -149,4 +130,6 @@ def test_a_race_whose_reference_fails_is_refused_in_one_line(tmp_path, monkeypat
         cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "error: the reference contender broken failed: unet-train exited with 2" in last_line(result.stderr)
+    assert "error: the reference contender broken failed: unet-train exited with 2" in last_line(
+        result.stderr
+    )
