@@ -218,3 +218,25 @@ def test_a_torchscript_sidecar_on_plain_weights_says_what_the_file_is(exports, t
         CheckpointError, match="is a torch.save archive .* a TorchScript archive .* is expected"
     ):
         load_predictor(weights)
+
+
+def with_other_weights(source: Path, target: Path) -> Path:
+    """A copy of a checkpoint whose first convolution has another width than its config names (as a
+    checkpoint of an earlier version whose network had other shapes)."""
+    checkpoint = torch.load(source, weights_only=True)
+    state = checkpoint["state_dict"]
+    name = next(key for key, value in state.items() if value.ndim == 4)
+    state[name] = torch.cat([state[name], state[name]])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, target)
+    return target
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "predict"])
+def test_weights_of_another_network_are_refused_in_one_line(
+    good, command, tmp_path, image, monkeypatch, capsys
+):
+    bad = with_other_weights(good, tmp_path / "other" / "best.ckpt")
+    code, err = run_command(command, bad, tmp_path, image, monkeypatch, capsys)
+    assert code == 2 and f"{bad} holds weights of another network than the one it names" in err, err[-2000:]
+    assert "Traceback" not in err and not (tmp_path / "masks").exists()

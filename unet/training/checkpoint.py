@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from unet.models.loading import load_checkpoint
+from unet.models.loading import load_checkpoint, load_weights_into
 from unet.models.networks import resolve_target
 from unet.models.safe_loading import CheckpointError, check_trusted
 from unet.training.module import SegmentationModule
@@ -48,7 +48,7 @@ def module_from_checkpoint(
         hparams["ignore_index"] = ignore_index
     # The state dict holds the trained weights: the pretrained ones the run started from are not read.
     module = SegmentationModule(**{**hparams, "encoder_weights": None})
-    module.load_state_dict(checkpoint["state_dict"])
+    load_weights_into(module, checkpoint["state_dict"], path)
     return module.eval(), checkpoint
 
 
