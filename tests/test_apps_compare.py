@@ -206,3 +206,20 @@ def test_cli_unknown_method_is_a_clear_error(tmp_path, monkeypatch, capsys):
     )  # fmt: skip
     assert result.returncode == 2
     assert "unknown upsampling method(s) ['bicubic']" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["methods", "seeds"])
+def test_an_empty_list_of_methods_or_seeds_is_refused_before_anything_is_written(
+    key, tmp_path, monkeypatch, capsys
+):
+    result = run_in_process(
+        "unet-compare", f"{key}=[]", f"output={tmp_path / 'cmp'}",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {key}: an empty list compares nothing; leave it out or name some, e.g. "
+        + ("methods=[nearest,maxunpool]" if key == "methods" else "seeds=[0,1,2]")
+    )
+    assert not (tmp_path / "cmp").exists()

@@ -9,12 +9,14 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_in_process
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from test_refusals import error_line
 
 import unet
@@ -221,7 +223,10 @@ def test_a_multirun_job_gets_its_share_of_the_cpus(launcher, sweeper, threads, f
         ("unet-train", ["data=folder", "data.root=empty"]),
         ("unet-plan", ["data=folder", "data.root=empty"]),
         ("unet-check-data", ["data=folder", "data.root=empty"]),
-        ("unet-compare", ["methods=[bicubic]", "output=cmp"]),
+        (
+            "unet-compare",
+            ["output=cmp", "data=folder", "data.root=bad", "data.num_classes=2", "data.in_channels=1"],
+        ),
         ("unet-eval", ["ckpt_path=not_a_model.ckpt"]),
         ("unet-benchmark", ["mode=none"]),
         ("unet-export", ["ckpt_path=not_a_model.ckpt"]),
@@ -231,14 +236,19 @@ def test_a_multirun_job_gets_its_share_of_the_cpus(launcher, sweeper, threads, f
 def test_every_command_runs_on_runtime_threads(
     script, arguments, tmp_path, monkeypatch, capsys, torch_threads
 ):
-    """Each refused on a mistake found only once the work starts (an empty data folder, a file that is
-    no model), after the runtime was applied; mistakes found earlier are refused before torch loads."""
+    """Each refused on a mistake found only once the work starts (an empty data folder, masks of a class
+    the data does not have, a file that is no model), after the runtime was applied; mistakes found
+    earlier are refused before torch loads."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "not_a_model.ckpt").write_text("not a model")
+    for kind, value in (("images", 0), ("masks", 9)):  # masks of a class the data does not have
+        (tmp_path / "bad" / kind).mkdir(parents=True)
+        for name in "abcd":
+            Image.fromarray(np.full((16, 16), value, np.uint8)).save(tmp_path / "bad" / kind / f"{name}.png")
     torch.set_num_threads(3)
     result = run_in_process(
         script, *arguments, "runtime.threads=1", f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr  # refused after the runtime was applied
-    assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 1, result.stderr

@@ -75,8 +75,15 @@ def _command_line_overrides(cfg: DictConfig) -> list[str] | None:
 
 def check_compared_methods(cfg: DictConfig) -> None:
     """Refuse unet-compare's ``methods`` naming neither a registered upsampling method nor a variant, from
-    the registry's source (its modules import torch)."""
+    the registry's source (its modules import torch), and an empty list of methods or seeds (it would
+    write an empty report)."""
     methods = _select(cfg, "methods")
+    for key, example in (("methods", "methods=[nearest,maxunpool]"), ("seeds", "seeds=[0,1,2]")):
+        value = _select(cfg, key)
+        if OmegaConf.is_list(value) and len(value) == 0:
+            raise ConfigError(
+                f"{key}: an empty list compares nothing; leave it out or name some, e.g. {example}"
+            )
     if OmegaConf.is_list(methods):
         variants = _select(cfg, "variants")
         check_method_names(
