@@ -194,8 +194,8 @@ def test_class_weights_and_rare_crops_respond_to_class_frequencies():
         balanced.value("model.loss.class_weights") is None and balanced.value("data.rare_class_crop_p") == 0
     )
     skewed = plan_for(fingerprint(fractions=(0.9, 0.09, 0.01), widths=(9.0, 9.0, 9.0)))
-    assert skewed.value("model.loss.class_weights") == "median_frequency"
-    assert skewed.value("data.rare_class_crop_p") > 0
+    assert skewed.value("model.loss.class_weights") == "inverse_sqrt"
+    assert skewed.value("data.rare_class_crop_p") == 0  # the weights already count the rare class more
     # classes of a few percent each are learnt without weights; two classes never get them
     shapes = plan_for(fingerprint(fractions=(0.82, 0.06, 0.06, 0.06), widths=(9.0,) * 4))
     assert shapes.value("model.loss.class_weights") is None
@@ -304,10 +304,17 @@ def test_precision_rule_measures_once_at_the_network_decided_so_far():
 def test_class_weights_rule_reads_only_the_class_frequencies():
     skewed = context_for(fingerprint(fractions=(0.9, 0.09, 0.01), widths=(9.0, 9.0, 9.0)))
     assert RULES["model.loss.class_weights"](skewed) == (
-        "median_frequency",
-        "3 classes, the rarest at 1.00% of the pixels: SegNet's median-frequency weights",
+        "inverse_sqrt",
+        "3 classes, the rarest at 1.00% of the pixels: inverse-square-root weights, the mildest that still "
+        "lifts the rare classes (docs/results/class-weighting.md)",
     )
-    assert RULES["data.rare_class_crop_p"](skewed)[0] == 0.33
+    assert RULES["data.rare_class_crop_p"](skewed)[0] == 0.33  # no weights decided in this context
+    weighted = context_for(
+        fingerprint(fractions=(0.9, 0.09, 0.01), widths=(9.0, 9.0, 9.0)),
+        {"model.loss.class_weights": "capped"},
+    )
+    value, reason = RULES["data.rare_class_crop_p"](weighted)
+    assert value == 0.0 and reason.startswith("plain random crops: the class weights already count")
     assert RULES["model.loss.class_weights"](context_for(fingerprint()))[0] is None
 
 
