@@ -57,12 +57,12 @@ def test_tiled_inference_equals_monais_sliding_window_and_reports_speed_and_memo
 def test_a_trained_subject_is_a_mosaic_of_its_validation_images_scored_against_their_labels(tmp_path):
     """tiled.checkpoint: the image is the validation images repeated (flipped) to the size, with their
     labels; each runner's mIoU is scored beside MONAI's (equal output: no change)."""
-    from test_export_runtimes import tiny_checkpoint
+    from test_export_deploy import synthetic_checkpoint
 
     settings = TiledSettings(
         size=80, tile_size=32, batch_size=2, rounds=1, small_images=2, small_size=(16, 24), onnx=False
     )
-    subject = checkpoint_subject(tiny_checkpoint(tmp_path / "run" / "best.ckpt"), settings)
+    subject = checkpoint_subject(synthetic_checkpoint(tmp_path / "run" / "best.ckpt"), settings)
     assert subject.image.shape == (80, 80, 1) and subject.image.dtype == np.uint8
     assert subject.labels.shape == (80, 80) and set(np.unique(subject.labels)) <= {0, 1, 2, 3}
     assert [photo.shape for photo in subject.photos] == [(16, 24, 1)] * 2
