@@ -15,8 +15,9 @@ from test_export_predict import save_checkpoint
 import unet
 from unet.export import export_checkpoint
 from unet.inference import load_predictor, predict_files
-from unet.inference.files import ImageBatches, collect_inputs, images_per_batch
+from unet.inference.files import ImageBatches, collect_inputs, find_rois, images_per_batch
 from unet.inference.tiling import TilingSettings
+from unet.inference.writing import BackgroundWriter
 from unet.profiling.machine import cpu_model
 from unet.utils.errors import ConfigError
 
@@ -92,6 +93,51 @@ def test_an_unreadable_image_is_listed_and_the_batched_others_are_written(checkp
         str(photos / "broken.png")
     ]
     assert len(list((tmp_path / "out").glob("*_mask.png"))) == 8
+
+
+def test_a_write_that_fails_on_the_writer_thread_is_listed_or_raised(checkpoint, photos, tmp_path):
+    """Batched images' outputs are written on a background thread; a failure there (an ROI of the wrong
+    size) is listed against its own image with skip_errors, every other image written; without it, the
+    run stops with that error, in the caller's thread."""
+    rois = tmp_path / "rois"
+    rois.mkdir()
+    for path in collect_inputs(str(photos)):
+        height, width = np.asarray(Image.open(path)).shape
+        wrong = path.stem == "a3"
+        Image.fromarray(np.full((height + wrong, width), 255, np.uint8)).save(rois / path.name)
+    inputs = collect_inputs(str(photos))
+    options = {"tile_size": 32, "batch_size": 2, "rois": find_rois(inputs, rois, None)}
+    predictor = load_predictor(checkpoint)
+    summary = predict_files(predictor, inputs, tmp_path / "out", skip_errors=True, **options)
+    assert summary["images"] == 7 and [item["file"] for item in summary["failed"]] == [str(photos / "a3.png")]
+    assert "a3" in summary["failed"][0]["error"] and "ROI" in summary["failed"][0]["error"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("*_mask.png")) == sorted(
+        f"{path.stem}_mask.png" for path in inputs if path.stem != "a3"
+    )
+    with pytest.raises(Exception, match="its ROI"):
+        predict_files(predictor, inputs, tmp_path / "stopped", **options)
+
+
+def test_the_background_writer_keeps_the_order_and_bounds_what_waits(tmp_path):
+    writer = BackgroundWriter()
+    done: list[str] = []
+
+    def write(name: str) -> int:
+        if name == "bad":
+            raise OSError("disk full")
+        done.append(name)
+        return len(name)
+
+    for name in ("a", "bb", "bad", "cccc"):
+        writer.submit(Path(name), lambda name=name: write(name))
+    first = list(writer.done_beyond(2))  # the two oldest, each finished when handed back
+    assert [(path.name, future.result()) for path, future in first] == [("a", 1), ("bb", 2)]
+    rest = list(writer.done_beyond(0))
+    assert [path.name for path, _ in rest] == ["bad", "cccc"] and rest[1][1].result() == 4
+    with pytest.raises(OSError, match="disk full"):
+        rest[0][1].result()
+    assert done == ["a", "bb", "cccc"]
+    writer.close()
 
 
 def test_a_batch_holds_the_pixels_of_batch_size_tiles_and_few_shapes_wait():

@@ -11,6 +11,7 @@ import glob
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from dataclasses import astuple
 from functools import partial
@@ -38,6 +39,7 @@ from unet.inference.tiling import (
     pad_to_minimum,
     segment_tiled,
 )
+from unet.inference.writing import BackgroundWriter
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import atomic_write
 from unet.utils.runtime import peak_resident_bytes
@@ -45,6 +47,9 @@ from unet.utils.visualize import colourize
 
 # Rows of the overlay made at once (see overlay).
 OVERLAY_BAND_ROWS = 1024
+# zlib level of the overlay PNGs: previews, written about 4x faster at 1 than at Pillow's default 6, and
+# no larger for photographs (docs/results/deployment.md). Masks keep the default: they are what is kept.
+OVERLAY_COMPRESS_LEVEL = 1
 
 
 def collect_inputs(spec: str) -> list[Path]:
@@ -147,10 +152,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, ignore_index: int | None, alpha
     return result
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
+def save_png(array: np.ndarray, path: Path, compress_level: int = 6) -> None:
     """Write ``array`` as a PNG atomically: a run stopped mid-write leaves no truncated file behind."""
     with atomic_write(path, "wb") as file:
-        Image.fromarray(array).save(file, format="PNG")
+        Image.fromarray(array).save(file, format="PNG", compress_level=compress_level)
 
 
 @contextmanager
@@ -309,15 +314,19 @@ def write_outputs(
         if roi is not None:
             mask[~read_roi(roi, mask.shape[:2], str(path))] = ROI_OUTSIDE
         save_png(mask, paths["mask"])
-        save_png(overlay(image, mask, metadata.get("ignore_index")), paths["overlay"])
+        shown = overlay(image, mask, metadata.get("ignore_index"))
+        save_png(shown, paths["overlay"], compress_level=OVERLAY_COMPRESS_LEVEL)
     return mask.size
 
 
-def from_batch(mask: np.ndarray, probabilities: torch.Tensor) -> Callable[[np.ndarray | None], np.ndarray]:
-    """:func:`write_outputs`' ``segment`` for one image of a batch already segmented."""
+def from_batch(
+    mask: np.ndarray, probabilities: torch.Tensor | None
+) -> Callable[[np.ndarray | None], np.ndarray]:
+    """:func:`write_outputs`' ``segment`` for one image of a batch already segmented (``probabilities``
+    ``(K, H, W)``: only where they are saved)."""
 
     def segment(target: np.ndarray | None) -> np.ndarray:
-        if target is not None:
+        if target is not None and probabilities is not None:
             target[:] = probabilities.cpu().numpy()
         return mask
 
@@ -365,7 +374,9 @@ def segment_stack(
 
 class FileSegmenter:
     """Segments input files into ``output_dir`` one at a time (:meth:`add`) or, for images that fit in
-    one tile, in batches of images of one shape (:class:`ImageBatches`); counts pixels, lists failures."""
+    one tile, in batches of images of one shape (:class:`ImageBatches`), whose outputs are written while
+    the next batch runs (:class:`~unet.inference.writing.BackgroundWriter`); counts pixels, lists failures.
+    :meth:`close` it when done."""
 
     def __init__(
         self,
@@ -380,6 +391,7 @@ class FileSegmenter:
         self.predictor, self.output_dir, self.tiling = predictor, output_dir, tiling
         self.save_probabilities, self.rois, self.skip_errors = save_probabilities, rois, skip_errors
         self.batches = ImageBatches(tiling) if batch_images else None
+        self.writer = BackgroundWriter()
         self.pixels = 0
         self.failed: list[dict[str, str]] = []
 
@@ -408,9 +420,15 @@ class FileSegmenter:
         return []
 
     def finish(self) -> None:
-        """Run the batches still waiting."""
+        """Run the batches still waiting, and wait for every write."""
         for group in self.batches.rest() if self.batches else []:
             self.run(group)
+        for written in self.writer.done_beyond(0):
+            self.collect(*written)
+
+    def close(self) -> None:
+        """Stop the writer (after :meth:`finish`, or on a failure: writes not yet started are dropped)."""
+        self.writer.close()
 
     def run(self, group: list[tuple[Path, np.ndarray]]) -> None:
         """Segment a group of images of one shape in one forward pass and write each one's outputs."""
@@ -422,8 +440,17 @@ class FileSegmenter:
         if masks is None:
             return
         for index, (path, image) in enumerate(group):
-            with self.listing_failures([path]):
-                self.pixels += self.write(path, image, from_batch(masks[index], probabilities[index]))
+            kept = probabilities[index] if self.save_probabilities else None
+            write = partial(self.write, path, image, from_batch(masks[index], kept))
+            self.writer.submit(path, write)
+        # One batch's writes wait while the next batch runs: their images stay within a batch of tiles.
+        for written in self.writer.done_beyond(len(group)):
+            self.collect(*written)
+
+    def collect(self, path: Path, written: Future[int]) -> None:
+        """Count the pixels of ``path``'s finished write, or list its failure."""
+        with self.listing_failures([path]):
+            self.pixels += written.result()
 
     def write(self, path: Path, image: np.ndarray, segment: Callable[[np.ndarray | None], np.ndarray]) -> int:
         roi = None if self.rois is None else self.rois[path]
@@ -484,9 +511,12 @@ def predict_files(
         predictor, output_dir, tiling, save_probabilities, rois, batch_images, skip_errors
     )
     start = time.perf_counter()
-    for path in tqdm(inputs, desc="predict", unit="image"):
-        segmenter.add(path)
-    segmenter.finish()
+    try:
+        for path in tqdm(inputs, desc="predict", unit="image"):
+            segmenter.add(path)
+        segmenter.finish()
+    finally:
+        segmenter.close()
     seconds = time.perf_counter() - start
     done = len(inputs) - len(segmenter.failed)
     return {
