@@ -15,7 +15,7 @@ ALLOWED = {
     "evaluation": {"utils"},
     "data": {"utils"},
     "profiling": {"utils", "models", "data"},
-    "planning": {"utils", "models", "data", "profiling"},
+    "planning": {"utils", "models", "evaluation", "data", "profiling"},
     "training": {"utils", "models", "evaluation", "data", "planning"},
     "export": {"utils", "models", "training"},
     "inference": {"utils", "models", "data", "profiling", "export"},

@@ -8,6 +8,7 @@ import torch
 from unet.training.losses import SegmentationLoss, soft_dice_loss
 from unet.training.metrics import SegmentationScores, scores_from_confusion
 from unet.training.schedules import WarmupCosine
+from unet.utils.class_maps import class_map
 
 
 def perfect_logits(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -128,3 +129,33 @@ def test_warmup_cosine_schedule_shape():
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[55] == pytest.approx(0.5, abs=0.02)
     assert lrs[-1] < 0.01
+
+
+def test_soft_dice_equals_its_one_hot_definition_with_its_gradient_and_in_bf16():
+    """Dice per class over the batch: 2 * sum(p_c on class-c pixels) / (sum(p_c) + count(c)), ignored
+    pixels in neither; computed without a one-hot tensor, it must match the one-hot formula."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 17, 23, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (3, 17, 23))
+    target[:, :4] = 255
+    probabilities = logits.softmax(dim=1)
+    valid = (target != 255).unsqueeze(1).double()
+    one_hot = torch.nn.functional.one_hot(target.clamp(max=4), 5).permute(0, 3, 1, 2).double()
+    intersection = (probabilities * one_hot * valid).sum((0, 2, 3))
+    cardinality = ((probabilities + one_hot) * valid).sum((0, 2, 3))
+    expected = 1 - ((2 * intersection + 1) / (cardinality + 1)).mean()
+    loss = soft_dice_loss(logits, target, ignore_index=255)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-12)
+    (got,) = torch.autograd.grad(loss, logits)
+    (want,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(got, want)
+    # bf16 logits (autocast's output) still sum over the pixels in float32
+    low = soft_dice_loss(logits.detach().to(torch.bfloat16), target, ignore_index=255)
+    assert low.dtype == torch.float32 and low.item() == pytest.approx(expected.item(), abs=5e-3)
+
+
+def test_the_class_map_is_argmax_ties_included():
+    scores = torch.randn(2, 7, 9, 11)
+    scores[:, 3] = scores[:, 5] = scores.max(dim=1).values + 1  # a tie: the first largest wins
+    assert torch.equal(class_map(scores), scores.argmax(dim=1)) and (class_map(scores) == 3).all()
+    assert torch.equal(class_map(scores[0], dim=0), scores[0].argmax(dim=0))

@@ -46,6 +46,7 @@ from unet.inference.tiling import TilingSettings
 from unet.profiling.costs import peak_memory_bytes
 from unet.profiling.machine import cpu_flags, machine_name
 from unet.training.metrics import SegmentationScores
+from unet.utils.class_maps import class_map
 from unet.utils.extras import MissingExtraError, requires_extra
 from unet.utils.tables import text_table
 
@@ -72,7 +73,7 @@ def monai_masks(
             mode="gaussian",
             sigma_scale=0.125,
         )[0]
-    return probabilities.argmax(0).to(torch.uint8).cpu().numpy(), probabilities.cpu().numpy()
+    return class_map(probabilities, dim=0).to(torch.uint8).cpu().numpy(), probabilities.cpu().numpy()
 
 
 def ours(

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from unet.models.loading import LoadedModel, load_checkpoint
 from unet.training.checkpoint import training_data_config
+from unet.utils.class_maps import class_map
 from unet.utils.visualize import denormalize
 
 
@@ -32,5 +33,5 @@ def qualitative_panel(checkpoints: Mapping[str, Path]) -> dict[str, Any] | None:
             image = denormalize(normalized, datamodule.mean, datamodule.std)
             ignore_index = datamodule.ignore_index
         with torch.inference_mode():
-            predictions[method] = network(normalized[None]).argmax(dim=1)[0]
+            predictions[method] = class_map(network(normalized[None]))[0]
     return {"image": image, "target": target, "predictions": predictions, "ignore_index": ignore_index}

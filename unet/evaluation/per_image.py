@@ -29,6 +29,7 @@ import torch
 from unet.evaluation.boundary import boundary_counts_per_image, f1_from_counts
 from unet.evaluation.checkerboard import checkerboard_energies_per_image, score_from_energies
 from unet.evaluation.scores import confusion_per_image, metric_key, scores_from_confusion
+from unet.utils.class_maps import class_map
 from unet.utils.errors import InputFileError, OutputExistsError
 from unet.utils.files import publish_new, write_text
 
@@ -60,7 +61,7 @@ def image_scores(
     The predictions are the logits' argmax, as the epoch metrics take them, so per-image and epoch
     scores describe the same predictions; the checkerboard is measured at ``checkerboard_period``.
     """
-    preds = logits.argmax(dim=1)
+    preds = class_map(logits)
     num_classes = len(class_names)
     boundary = boundary_counts_per_image(preds, target, num_classes, boundary_tolerance, ignore_index).cpu()
     periodic, total = (

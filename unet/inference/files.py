@@ -40,6 +40,7 @@ from unet.inference.tiling import (
     segment_tiled,
 )
 from unet.inference.writing import BackgroundWriter
+from unet.utils.class_maps import class_map
 from unet.utils.errors import ConfigError, InputNotFoundError, OutputExistsError
 from unet.utils.files import atomic_write
 from unet.utils.runtime import peak_resident_bytes
@@ -257,7 +258,7 @@ def segment_images(
         probabilities = flip_averaged_probabilities(predictor.logits, inputs, flip_variants(tta))
     probabilities = probabilities[:, :, :height, :width]
     dtype = np.uint8 if predictor.metadata["num_classes"] <= 256 else np.uint16
-    return probabilities.argmax(dim=1).cpu().numpy().astype(dtype), probabilities
+    return class_map(probabilities).cpu().numpy().astype(dtype), probabilities
 
 
 # Shapes of images waiting to be batched at once (see ImageBatches).

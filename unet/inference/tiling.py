@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unet.utils.class_maps import class_map
 from unet.utils.errors import ConfigError
 
 
@@ -91,7 +92,7 @@ class _BlendBand:
         count = min(end, height) - self.top
         if count > 0 and self.total is not None:
             blended = self.total[:, :count, :width] / self.norm[:count, :width]
-            self.mask[self.top : self.top + count] = blended.argmax(dim=0).to(torch.int32).cpu().numpy()
+            self.mask[self.top : self.top + count] = class_map(blended, dim=0).to(torch.int32).cpu().numpy()
             if self.probabilities is not None:
                 self.probabilities[:, self.top : self.top + count] = blended.cpu().numpy()
         shift = end - self.top

@@ -31,9 +31,9 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
 - **norm**: BatchNorm from :data:`MIN_BATCH_FOR_BATCHNORM` images per batch, GroupNorm below.
-- **validation cost**: one whole validation image predicted here (timed once, at the planned
-  resolution and precision), plus :data:`METRICS_S_PER_PIXEL` per pixel to score it; without such a
-  timing, priced from the training speed (:data:`VAL_COST`).
+- **validation cost**: one whole validation image predicted and scored here (timed once, at the planned
+  resolution and precision, with the data's classes); without such a timing, priced from the training
+  speed (:data:`VAL_COST`) plus :data:`METRICS_S_PER_PIXEL` per pixel to score it.
 - **validation subset** (time budgets only): when scoring every validation image would take more than
   :data:`VAL_SHARE` of the budget over :data:`MIN_VALIDATIONS` validations, each validation during
   training scores a fixed, seeded subset of the images that fits (at least :data:`MIN_VAL_SUBSET`);
@@ -355,15 +355,13 @@ class PlanContext:
         return self.validation_timer(self.timed_network, self.scale, self.precision, self.layout)
 
     def validation_s_of(self, images: int) -> float:
-        """Seconds of a validation scoring ``images`` validation images whole: predicting them (measured
-        here, else priced from the training speed) and scoring their pixels."""
-        pixels = images * self.pixels_per_image
+        """Seconds of a validation scoring ``images`` validation images whole: predicting and scoring
+        them as measured here, else priced from the training speed and the pixels."""
         measured = self.measured_validation_image_s
-        if measured is None:
-            predicting = pixels * self.scale**2 * VAL_COST / self.rate_pixels
-        else:
-            predicting = images * measured
-        return VAL_OVERHEAD_S + predicting + pixels * METRICS_S_PER_PIXEL
+        if measured is not None:
+            return VAL_OVERHEAD_S + images * measured
+        pixels = images * self.pixels_per_image
+        return VAL_OVERHEAD_S + pixels * (self.scale**2 * VAL_COST / self.rate_pixels + METRICS_S_PER_PIXEL)
 
     @property
     def validation_images(self) -> int:

@@ -21,15 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from unet.evaluation.boundary import boundary_counts_per_image
+from unet.evaluation.checkerboard import checkerboard_energies
 from unet.models.networks import build_network
 from unet.profiling.costs import InputSpec, training_step
 from unet.profiling.machine import cpu_flags, machine_name
 from unet.profiling.timing import median_seconds
+from unet.utils.class_maps import class_map
 from unet.utils.files import write_json
 from unet.utils.layouts import MEMORY_FORMATS
 
-SPEED_FORMAT = 2
+# 3: a validation image's time includes scoring it (loss, class map, confusion, boundary F1, checkerboard).
+SPEED_FORMAT = 3
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
@@ -142,11 +147,15 @@ class ValidationTiming:
 
 @torch.no_grad()
 def measure_validation_seconds(timing: ValidationTiming, repeats: int = 3, warmup: int = 1) -> float:
-    """Median seconds to predict one whole validation image here: the forward in eval mode (autocast
-    for ``bf16-mixed``) and the argmax, as a validation step does before its metrics."""
+    """Median seconds to predict and score one whole validation image here, as a validation step does:
+    the forward in eval mode (autocast for ``bf16-mixed``), then at the data's resolution the loss
+    (cross-entropy stands for it), the class map, the confusion matrix, boundary F1 and the checkerboard
+    score. Scoring grows with the classes: at 11 it can cost more than the forward."""
     device = torch.device(timing.device)
     network = build_network(timing.network).to(device).eval()
+    classes = int(timing.network["num_classes"])
     image = torch.randn(1, int(timing.network["in_channels"]), timing.height, timing.width, device=device)
+    target = torch.randint(0, classes, (1, timing.height, timing.width), device=device)
     if timing.layout == "channels_last":
         network, image = (
             network.to(memory_format=torch.channels_last),
@@ -158,11 +167,17 @@ def measure_validation_seconds(timing: ValidationTiming, repeats: int = 3, warmu
         else nullcontext()
     )
 
-    def predict() -> None:
+    def predict_and_score() -> None:
         with autocast:
-            network(image).argmax(dim=1)
+            logits = network(image)
+        logits = logits.float()
+        F.cross_entropy(logits, target)
+        predictions = class_map(logits)
+        torch.bincount(target.flatten() * classes + predictions.flatten(), minlength=classes * classes)
+        boundary_counts_per_image(predictions, target, classes)
+        checkerboard_energies(logits)
 
-    return median_seconds(predict, repeats, warmup, device)
+    return median_seconds(predict_and_score, repeats, warmup, device)
 
 
 def validation_seconds(timing: ValidationTiming, cache_dir: str | Path | None) -> tuple[float, bool]:

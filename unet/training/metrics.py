@@ -17,6 +17,7 @@ from unet.evaluation.boundary import BoundaryF1
 from unet.evaluation.checkerboard import CheckerboardScore
 from unet.evaluation.per_image import image_scores
 from unet.evaluation.scores import metric_key, scores_from_confusion
+from unet.utils.class_maps import class_map
 
 __all__ = ["SegmentationScores", "SplitMetrics", "metric_key", "scores_from_confusion"]
 
@@ -69,7 +70,7 @@ class SplitMetrics(nn.Module):
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, loss: torch.Tensor) -> None:
         """Add a batch: logits ``(B, K, H, W)``, masks ``(B, H, W)`` and the batch's mean loss."""
-        predictions = logits.argmax(dim=1)
+        predictions = class_map(logits)
         self.loss.update(loss, weight=len(masks))
         self.scores.update(predictions, masks)
         if self.evaluation:

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from unet.training.loggers import image_writers
+from unet.utils.class_maps import class_map
 from unet.utils.visualize import comparison_panel
 
 
@@ -46,7 +47,7 @@ class PredictionImages(L.Callback):
             return
         images, masks = self._batch
         with torch.no_grad():
-            predictions = pl_module(images.to(pl_module.device)).argmax(dim=1).cpu()
+            predictions = class_map(pl_module(images.to(pl_module.device))).cpu()
         hparams = pl_module.hparams
         panel = comparison_panel(
             images, masks, predictions, hparams.mean, hparams.std, hparams.get("ignore_index")
