@@ -160,11 +160,18 @@ def run_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.Com
     return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
+# The fixed speed of predicting and scoring validation pixels (see fixed_training_speed).
+VALIDATION_PIXELS_PER_S = 1.0e6
+
+
 @pytest.fixture
 def fixed_training_speed(monkeypatch) -> dict[str, float]:
-    """The plan's training speed from a fixed table (images/s per precision and layout), not timed here:
-    for tests of what a composed config's plan decides, which a measurement (seconds of training steps)
-    would only slow down. tests/test_planning.py keeps tests that measure it."""
+    """The plan's training speed from a fixed table (images/s per precision and layout), and its time to
+    predict and score a validation image from a fixed rate (:data:`VALIDATION_PIXELS_PER_S`), not timed
+    here: for tests of what a composed config's plan decides, which a measurement (seconds of training
+    steps; a 768x1024 image at a planned width takes tens of seconds on one core) would only slow down
+    and make depend on the machine. tests/test_planning.py and tests/test_validation_budget.py keep
+    tests that measure them."""
     rates = {
         "32-true/contiguous": 6.0,
         "32-true/channels_last": 7.8,
@@ -176,7 +183,11 @@ def fixed_training_speed(monkeypatch) -> dict[str, float]:
         timed = {f"{precision}/{layout}" for precision in timing.precisions for layout in timing.layouts}
         return {key: rate for key, rate in rates.items() if key in timed}, False
 
+    def validation_seconds(timing, cache_dir) -> tuple[float, bool]:
+        return timing.height * timing.width / VALIDATION_PIXELS_PER_S, False
+
     monkeypatch.setattr("unet.planning.configure.step_rates", step_rates)
+    monkeypatch.setattr("unet.planning.configure.validation_seconds", validation_seconds)
     return rates
 
 

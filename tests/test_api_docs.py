@@ -26,10 +26,10 @@ def test_the_page_has_an_example_of_every_function():
         assert call in code, call
 
 
-def test_every_python_example_of_the_page_runs(tmp_path, monkeypatch):
+def test_every_python_example_of_the_page_runs(tmp_path, monkeypatch, fixed_training_speed):
     """Slow: the page trains, evaluates, exports and compares (two trainings), on the tiny data its first
     example writes. The comparison's sweep runs in this process (test_cluster_configs runs one in a
-    process of its own)."""
+    process of its own); the plan's speeds are fixed, not measured (test_planning measures them)."""
     monkeypatch.setattr(unet.compare.runs, "subprocess", SimpleNamespace(run=train_in_process))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("UNET_LOG_DIR", raising=False)

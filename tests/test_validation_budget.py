@@ -161,3 +161,13 @@ def test_a_validation_image_is_timed_once_per_machine_and_network_then_read_from
     assert seconds > 0 and not cached
     assert validation_seconds(timing, tmp_path) == (seconds, True)
     assert not validation_seconds(ValidationTiming(config, 20, 28, "cpu"), tmp_path)[1]  # another scale
+
+
+def test_a_training_set_smaller_than_a_batch_gets_sampled_epochs_even_when_validation_is_cheap():
+    """9 small images and a batch of 32 crops: one pass drops its only, partial batch, so the plan must
+    sample epochs however often cheap validation would allow (the data check refuses an empty epoch)."""
+    data = fingerprint(images=9, size=(64, 64))
+    inputs = PlanInputs(fingerprint=data, val_images=3, device="cpu", budget_s=90)
+    plan = make_plan(inputs, {**ALL_AUTO, "augment.crop": 64}, machine(), lambda *timed: 1e-4)
+    batch, epoch_size = plan.value("data.batch_size"), plan.value("data.epoch_size")
+    assert batch > 9 and epoch_size is not None and epoch_size >= batch

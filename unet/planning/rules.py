@@ -650,9 +650,11 @@ def val_subset(context: PlanContext) -> tuple[int | None, str]:
 @rule("data.epoch_size")
 def epoch_size(context: PlanContext) -> tuple[int | None, str]:
     pass_steps, between, total = context.pass_steps, context.steps_between_validations, context.total_steps
+    # Batches drop their last partial one: a training set smaller than a batch makes no step in a pass.
+    whole_batch = context.fingerprint.images >= context.batch
     if context.train_s is None and pass_steps >= MIN_EPOCH_STEPS:
         return None, f"budget in epochs: an epoch is one pass ({pass_steps} steps)"
-    if context.train_s is not None and 0.5 * between <= pass_steps <= 2 * between:
+    if context.train_s is not None and whole_batch and 0.5 * between <= pass_steps <= 2 * between:
         return None, f"one pass ({pass_steps} steps) is about the {between} steps between validations"
     steps = max(between, MIN_EPOCH_STEPS)
     size = steps * context.batch
