@@ -3,7 +3,17 @@
 import pytest
 import torch
 
-from unet.evaluation.boundary import BoundaryF1, boundary_counts, boundary_f1, boundary_pixels
+from unet.evaluation.boundary import (
+    MATCHED_PRED,
+    MATCHED_TRUE,
+    PRED,
+    TRUE,
+    BoundaryF1,
+    boundary_counts,
+    boundary_counts_per_image,
+    boundary_f1,
+    label_edges,
+)
 
 
 def square(size: int = 20, top: int = 5, left: int = 5, side: int = 8) -> torch.Tensor:
@@ -14,13 +24,13 @@ def square(size: int = 20, top: int = 5, left: int = 5, side: int = 8) -> torch.
 
 
 def test_boundary_is_the_inner_ring_of_a_square_and_image_borders_are_not_boundaries():
-    mask = square(side=4)
-    boundary = boundary_pixels(mask[None] == 1, torch.ones(1, 20, 20, dtype=torch.bool))[0]
+    mask = square(side=4)[None]
+    edges = label_edges(mask, torch.ones(1, 20, 20, dtype=torch.bool))
+    boundary = (edges & (mask == 1))[0]
     assert boundary.sum() == 12  # the 4x4 square's ring; its 2x2 interior has no outside neighbour
     assert not boundary[6:8, 6:8].any()
-    whole_image = boundary_pixels(
-        torch.ones(1, 5, 5, dtype=torch.bool), torch.ones(1, 5, 5, dtype=torch.bool)
-    )
+    assert (edges & (mask == 0)).sum() == 16  # the ring outside it, on class 0's side
+    whole_image = label_edges(torch.ones(1, 5, 5, dtype=torch.long), torch.ones(1, 5, 5, dtype=torch.bool))
     assert not whole_image.any()
 
 
@@ -81,3 +91,47 @@ def test_accumulated_metric_equals_one_shot_on_the_concatenated_batch():
 def test_mismatched_shapes_are_rejected():
     with pytest.raises(ValueError, match="differ in shape"):
         boundary_f1(torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(4, 4, dtype=torch.long), 2)
+
+
+def counts_by_definition(preds, target, num_classes, tolerance, ignore_index):
+    """The module doc's definition, pixel by pixel: (4, K) counts of one map (H, W)."""
+    height, width = target.shape
+    valid = target != ignore_index
+
+    def boundary(labels, c):
+        return {
+            (y, x)
+            for y in range(height)
+            for x in range(width)
+            if valid[y, x]
+            and labels[y, x] == c
+            and any(
+                0 <= y + dy < height
+                and 0 <= x + dx < width
+                and valid[y + dy, x + dx]
+                and labels[y + dy, x + dx] != c
+                for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            )
+        }
+
+    def matched(points, others):
+        return sum(any(max(abs(y - v), abs(x - u)) <= tolerance for v, u in others) for y, x in points)
+
+    counts = torch.zeros(4, num_classes, dtype=torch.long)
+    for c in range(num_classes):
+        predicted, true = boundary(preds, c), boundary(target, c)
+        counts[MATCHED_PRED, c], counts[PRED, c] = matched(predicted, true), len(predicted)
+        counts[MATCHED_TRUE, c], counts[TRUE, c] = matched(true, predicted), len(true)
+    return counts
+
+
+@pytest.mark.parametrize("tolerance", [0, 1, 2])
+def test_the_counts_follow_the_definition_on_random_maps_with_void(tolerance):
+    generator = torch.Generator().manual_seed(tolerance)
+    target = torch.randint(0, 4, (2, 9, 11), generator=generator)
+    preds = torch.randint(0, 4, (2, 9, 11), generator=generator)
+    target[:, 2:4, 3:7] = 255
+    counts = boundary_counts_per_image(preds, target, 4, tolerance, ignore_index=255)
+    for image in range(2):
+        expected = counts_by_definition(preds[image], target[image], 4, tolerance, 255)
+        assert torch.equal(counts[image], expected), image

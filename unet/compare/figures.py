@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from unet.evaluation.boundary import boundary_pixels, dilate
+from unet.evaluation.boundary import dilate, label_edges
 from unet.utils.visualize import colourize
 
 # Wrong pixels in error maps: one strong colour, which no pixel of the gray input beneath can take.
@@ -248,10 +248,7 @@ def class_boundaries(target: torch.Tensor, ignore_index: int | None = None) -> t
     (a valid 4-neighbour of another class; ``ignore_index`` pixels neither are nor make boundaries)."""
     target = target.long().cpu()[None]
     valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-    edges = torch.zeros_like(valid)
-    for value in target[valid].unique().tolist():
-        edges |= boundary_pixels(target == value, valid)
-    return edges[0]
+    return label_edges(target, valid)[0]
 
 
 def crop_window(
