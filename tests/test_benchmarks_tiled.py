@@ -44,7 +44,7 @@ def test_tiled_inference_equals_monais_sliding_window_and_reports_speed_and_memo
     small = {row["runner"]: row for row in report["small_images"]["rows"]}
     assert report["small_images"]["count"] == 3 and report["small_images"]["size"] == [36, 48]
     assert report["small_images"]["images_per_pass"] == 3 * 64 * 64 // (36 * 48)
-    assert small["pytorch, inference form, one by one"]["vs_today"] == 1.0
+    assert small["pytorch, inference form, one by one"]["vs_one_by_one"] == 1.0
     assert "pytorch, as loaded, batched" not in small  # not a form unet-predict runs
     for name in runners[1:]:
         if name not in ("onnxruntime, static int8", "openvino, bf16"):

@@ -241,9 +241,9 @@ def measure_small_images(
     (:func:`~unet.inference.predict_files`: read, segment, write mask and overlay) by each runner that
     ``unet-predict`` runs (all but :data:`AS_LOADED`), one
     image per forward pass (before images were batched) and batched, with the peak memory above the
-    start and the pixels whose class agrees with today's (PyTorch's inference form, one by one).
+    start and the pixels whose class agrees with PyTorch's inference form's one by one (the reference).
     Median of ``settings.rounds`` runs taken in turn (the first pays the warm-up of the new shapes)."""
-    today = "pytorch, inference form, one by one"
+    reference_name = "pytorch, inference form, one by one"
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         inputs = write_photos(subject.photos, folder / "photos")
@@ -272,14 +272,16 @@ def measure_small_images(
     rows = []
     for name in calls:
         seconds = statistics.median(sample["seconds"] for sample in samples[name])
-        agreement = np.mean([(a == b).mean() for a, b in zip(masks[name], masks[today], strict=True)])
+        agreement = np.mean(
+            [(a == b).mean() for a, b in zip(masks[name], masks[reference_name], strict=True)]
+        )
         rows.append({
             "runner": name, "seconds": seconds, "images_per_s": len(inputs) / seconds,
             "peak_mb": max(sample["peak_mb"] for sample in samples[name]), "mask_agreement": float(agreement),
         })  # fmt: skip
-    reference = next(row for row in rows if row["runner"] == today)
+    reference = next(row for row in rows if row["runner"] == reference_name)
     for row in rows:
-        row["vs_today"] = row["images_per_s"] / reference["images_per_s"]
+        row["vs_one_by_one"] = row["images_per_s"] / reference["images_per_s"]
     height, width = settings.small_size
     per_pass = images_per_batch(
         (height, width), TilingSettings(settings.tile_size, settings.overlap, False, settings.batch_size)
@@ -338,13 +340,13 @@ def format_small(report: Mapping[str, Any]) -> str:
         ("runner", "runner", "{}"),
         ("seconds", "seconds", "{:.1f}"),
         ("images/s", "images_per_s", "{:.2f}"),
-        ("vs today", "vs_today", "{:.2f}x"),
+        ("vs one by one", "vs_one_by_one", "{:.2f}x"),
         ("peak memory MB", "peak_mb", "{:,.0f}"),
         ("equal masks", "mask_agreement", "{:.4%}"),
     ]
     head = (
         f"unet-predict on {small['count']} image files of {height}x{width} (read, segment, write mask and "
         f"overlay): one per forward pass (before) or batched, {small['images_per_pass']} per pass; "
-        "'today' is pytorch, inference form, one by one"
+        "'one by one' is pytorch, inference form, one by one"
     )
     return f"{head}\n{text_table(columns, small['rows'], rule=True)}"
