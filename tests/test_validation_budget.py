@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
+import torch
 from conftest import TINY_RUN
 from test_planning import ALL_AUTO, fingerprint, machine, plan_for
 from test_run_summary import FakeClock, drive_epoch, fake_trainer
@@ -16,6 +18,7 @@ from unet.data import SyntheticDataModule
 from unet.data.errors import DataError
 from unet.evaluation.per_image import read_per_image
 from unet.models.networks import network_config
+from unet.planning import Plan
 from unet.planning.rules import (
     MIN_VAL_SUBSET,
     MIN_VALIDATIONS,
@@ -24,9 +27,10 @@ from unet.planning.rules import (
     PlanInputs,
     make_plan,
 )
-from unet.planning.speed import ValidationTiming, validation_seconds
+from unet.planning.speed import ValidationTiming, forget_measurements, validation_seconds
+from unet.profiling.machine import machine_name
 from unet.training.callbacks.run_summary import RunSummary
-from unet.training.run import train
+from unet.training.run import forget_speed_off_plan, train
 
 
 def synthetic(**options) -> SyntheticDataModule:
@@ -114,17 +118,20 @@ def test_the_plan_prices_validation_from_the_time_it_measured_for_one_image():
     )
 
 
-def summary_of(tmp_path, planned_share: float, planned_pass_s: float, val_s: float) -> dict:
-    """Two epochs of 3 training steps of 2 s, each followed by a validation of 2 batches of ``val_s``."""
+def summary_of(
+    tmp_path, planned_share: float, planned_pass_s: float, val_s: float, steps: int = 3, step_s=None
+) -> dict:
+    """Two epochs of ``steps`` training steps of 2 s (planned ``step_s``), each followed by a validation of
+    2 batches of ``val_s``."""
     clock = FakeClock()
     callback, trainer = RunSummary(str(tmp_path / "run_summary.json")), fake_trainer()
-    callback.plan_validation(planned_share, planned_pass_s)
+    callback.plan_validation(planned_share, planned_pass_s, step_s)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("unet.training.callbacks.run_summary.time.perf_counter", clock)
         callback.on_fit_start(trainer, None)
         for _ in range(2):
             drive_epoch(
-                callback, trainer, clock, batches=3, data_s=0.0, train_s=2.0,
+                callback, trainer, clock, batches=steps, data_s=0.0, train_s=2.0,
                 val_batches=2, val_data_s=0.0, val_s=val_s,
             )  # fmt: skip
         callback.on_fit_end(trainer, None)
@@ -150,6 +157,44 @@ def test_a_validation_share_within_1_5x_of_the_plan_is_not_flagged(tmp_path):
     summary = summary_of(tmp_path, planned_share=0.08, planned_pass_s=0.75, val_s=0.25)
     assert not summary["validation_over_plan"] and "planned" not in summary["text"]
     assert summary["planned_validation_share"] == 0.08
+
+
+@pytest.mark.parametrize("planned_step_s", [1.0, 4.0])
+def test_steps_far_off_the_planned_speed_are_said_with_both_times(tmp_path, planned_step_s):
+    # 2 x 12 steps of 2 s: twice the planned 1 s, or half the planned 4 s
+    summary = summary_of(tmp_path, 0.1, 1.0, val_s=0.25, steps=12, step_s=planned_step_s)
+    assert summary["step_off_plan"] and summary["step_s"] == 2.0
+    assert summary["planned_step_s"] == planned_step_s
+    assert f"Training steps took 2 s, planned {planned_step_s:g} s" in summary["text"]
+
+
+def test_steps_near_the_planned_speed_or_too_few_to_judge_are_not_flagged(tmp_path):
+    assert not summary_of(tmp_path, 0.1, 1.0, val_s=0.25, steps=12, step_s=1.5)["step_off_plan"]
+    few = summary_of(tmp_path, 0.1, 1.0, val_s=0.25, steps=3, step_s=0.5)  # 6 steps: warm-up may dominate
+    assert not few["step_off_plan"] and few["step_s"] == 2.0
+
+
+def test_a_run_off_its_planned_speed_drops_this_machines_cached_speeds_only(tmp_path):
+    config = network_config(
+        {"_target_": "unet.models.UNet", "base_channels": 4, "depth": 2}, 1, 2, "bilinear"
+    )
+    timing = ValidationTiming(config, 20, 28, "cpu")
+    validation_seconds(timing, tmp_path)
+    other = {"key": "x", "identity": {"machine": "another CPU", "torch": torch.__version__}, "rates": {}}
+    (tmp_path / "speed" / "other.json").write_text(json.dumps(other))
+    summary = RunSummary(str(tmp_path / "run_summary.json"))
+    trainer = SimpleNamespace(callbacks=[summary])
+    plan = Plan({}, {"device": machine_name("cpu")})
+
+    summary.last_summary = {"step_off_plan": False}
+    forget_speed_off_plan(trainer, plan, str(tmp_path))
+    assert validation_seconds(timing, tmp_path)[1]  # on plan: still cached
+
+    summary.last_summary = {"step_off_plan": True}
+    forget_speed_off_plan(trainer, plan, str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "speed").iterdir()) == ["other.json"]  # another machine's stays
+    assert not validation_seconds(timing, tmp_path)[1]  # measured again
+    assert forget_measurements(None, machine_name("cpu")) == 0  # no cache: nothing to drop
 
 
 def test_a_validation_image_is_timed_once_per_machine_and_network_then_read_from_the_cache(tmp_path):

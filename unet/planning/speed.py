@@ -118,6 +118,26 @@ def _cached(
     return rates, False
 
 
+def forget_measurements(cache_dir: str | Path | None, machine: str) -> int:
+    """Remove the speeds cached for ``machine`` (:func:`~unet.profiling.machine.machine_name`) with this
+    torch, so the next plan measures again; returns how many. A run whose steps did not go at the planned
+    speed calls it: a measurement taken under another load would otherwise plan every later run."""
+    folder = None if cache_dir is None else Path(cache_dir).expanduser() / "speed"
+    if folder is None or not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.glob("*.json"):
+        try:
+            identity = json.loads(path.read_text())["identity"]
+            mine = identity["machine"] == machine and identity["torch"] == torch.__version__
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a measurement of ours, or being written: left as it is
+        if mine:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def step_rates(timing: StepTiming, cache_dir: str | Path | None) -> tuple[dict[str, float], bool]:
     """:func:`measure_step_rates`, cached; returns the rates and whether they came from the cache."""
     identity = {

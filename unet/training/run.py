@@ -41,6 +41,7 @@ from unet.models.loading import load_checkpoint
 from unet.models.networks import network_name
 from unet.models.sizing import count_parameters
 from unet.planning import Plan, format_plan, planned_config, write_plan
+from unet.planning.speed import forget_measurements
 from unet.training.callbacks import (
     ConfiguredOptimization,
     EpochEndResume,
@@ -123,14 +124,31 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
     return trainer
 
 
+def run_summary(trainer: L.Trainer) -> RunSummary | None:
+    """The trainer's :class:`RunSummary` callback, if it has one (``callbacks.run_summary``)."""
+    return next((c for c in trainer.callbacks if isinstance(c, RunSummary)), None)
+
+
 def give_summary_the_plan(trainer: L.Trainer, plan: Plan | None) -> None:
-    """Give the run summary the plan's validation share and pass time, which it holds the run's to."""
+    """Give the run summary the plan's validation share, pass time and step time, which it holds the run's to."""
     facts = {} if plan is None else plan.facts
-    if facts.get("validation_share") is None or facts.get("validation_s") is None:
+    summary = run_summary(trainer)
+    if summary is None or facts.get("validation_share") is None or facts.get("validation_s") is None:
         return
-    for callback in trainer.callbacks:
-        if isinstance(callback, RunSummary):
-            callback.plan_validation(facts["validation_share"], facts["validation_s"])
+    summary.plan_validation(facts["validation_share"], facts["validation_s"], facts.get("step_s"))
+
+
+def forget_speed_off_plan(trainer: L.Trainer, plan: Plan | None, cache_dir: str | None) -> None:
+    """When the run's steps went 1.5x faster or slower than its plan's (the run summary says so), drop this
+    machine's cached speed: it was measured under another load, and would plan the next runs alike."""
+    summary = run_summary(trainer)
+    if plan is None or summary is None or not (summary.last_summary or {}).get("step_off_plan"):
+        return
+    removed = forget_measurements(cache_dir, plan.facts.get("device", ""))
+    if removed:
+        log.warning(
+            "dropped %d cached speed measurement(s) of %s in %s", removed, plan.facts["device"], cache_dir
+        )
 
 
 def keep_final_weights_if_best(
@@ -422,6 +440,8 @@ def _train(cfg: DictConfig, output_dir: Path, ckpt_path: str | None) -> dict[str
         log.warning("stopped for the requeued SLURM job, which resumes in %s", output_dir)
         raise
 
+    if trainer.is_global_zero:
+        forget_speed_off_plan(trainer, plan, cfg.get("paths", {}).get("cache_dir"))
     metrics = final_metrics(trainer, module, datamodule, run_test=cfg.get("test", True))
     if trainer.is_global_zero:
         # Before metrics.json, which marks a finished run. A resumed run rewrites both (same weights).

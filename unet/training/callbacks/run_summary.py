@@ -1,5 +1,6 @@
 """``run_summary.json``: where a fit's wall time went (training, validation, data, other) and how much was
-trained, with a warning when validation takes most of it, or over 1.5x the share the plan gave it."""
+trained, with a warning when validation takes most of it, over 1.5x the share the plan gave it, or when
+training steps took 1.5x more or less than planned."""
 
 from __future__ import annotations
 
@@ -44,15 +45,20 @@ VALIDATION_KEYS = (
 
 # A validation share over this multiple of the planned one is reported, with the reason.
 OVER_PLAN = 1.5
+# Training steps this many times slower or faster than planned mean the plan's speed did not hold here
+# (measured under another load, or read from a cache measured so); judged from this many steps on.
+STEP_OFF_PLAN = 1.5
+MIN_JUDGED_STEPS = 20
 
 
 @dataclass(frozen=True)
 class PlannedValidation:
-    """What the plan expected of validation (``plan.json``'s facts): its share of the run's time and the
-    seconds of one validation during training."""
+    """What the plan expected (``plan.json``'s facts): validation's share of the run's time, the seconds
+    of one validation during training, and the seconds of a training step (``None``: not planned)."""
 
     share: float
     pass_s: float
+    step_s: float | None = None
 
     def over_plan_text(self, share: float, pass_s: float, training_between_s: float) -> str | None:
         """Why validation took ``share`` of the run when over :data:`OVER_PLAN` times the plan's, else ``None``:
@@ -70,6 +76,20 @@ class PlannedValidation:
             f"Validation took {100 * share:.0f} % of the run, planned {100 * self.share:.0f} %: "
             + "; ".join(reasons)
             + " (data.val_subset scores fewer images per pass)"
+        )
+
+    def step_off_plan_text(self, step_s: float | None, steps: int) -> str | None:
+        """What to say when a training step (a batch) took over :data:`STEP_OFF_PLAN` times more or less than
+        planned over ``steps`` (at least :data:`MIN_JUDGED_STEPS`), else ``None``: every share the plan set
+        is off with it."""
+        if self.step_s is None or step_s is None or steps < MIN_JUDGED_STEPS or self.step_s <= 0:
+            return None
+        if 1 / STEP_OFF_PLAN <= step_s / self.step_s <= STEP_OFF_PLAN:
+            return None
+        return (
+            f"Training steps took {step_s:.3g} s, planned {self.step_s:.3g} s: the speed the plan measured here "
+            "(or read from paths.cache_dir) did not hold in this run; unet-train drops this machine's cached "
+            "speeds, so the next plan measures again"
         )
 
 
@@ -121,10 +141,14 @@ class RunSummary(L.Callback):
         self._validation_data = 0.0  # data wait inside the open validation
         self._sanity_start: float | None = None
         self.planned: PlannedValidation | None = None
+        self.last_summary: dict[str, Any] | None = None  # on_fit_end's, for the run to act on
 
-    def plan_validation(self, share: float, pass_s: float) -> None:
-        """The plan's share of the run's time for validation and seconds of one validation pass."""
-        self.planned = PlannedValidation(float(share), float(pass_s))
+    def plan_validation(self, share: float, pass_s: float, step_s: float | None = None) -> None:
+        """The plan's share of the run's time for validation, seconds of one validation pass and of a
+        training step."""
+        self.planned = PlannedValidation(
+            float(share), float(pass_s), None if step_s is None else float(step_s)
+        )
 
     # -- time -------------------------------------------------------------------------------------
 
@@ -237,11 +261,12 @@ class RunSummary(L.Callback):
             epochs=trainer.current_epoch,
             stopped_early_at_epoch=(stopper.stopped_epoch or None) if stopper is not None else None,
         )
+        self.last_summary = summary
         if trainer.is_global_zero:
             write_json(self.path, summary)
             level = (
                 logging.WARNING
-                if summary["validation_heavy"] or summary["validation_over_plan"]
+                if summary["validation_heavy"] or summary["validation_over_plan"] or summary["step_off_plan"]
                 else logging.INFO
             )
             log.log(level, "%s (%s)", summary["text"], self.path)
@@ -269,6 +294,11 @@ class RunSummary(L.Callback):
         over_plan = self._over_plan(shares["validation"], parts)
         if over_plan is not None:
             text += f". {over_plan}"
+        step_s = self._step_s(parts)
+        batches = self.counts["training_batches"]
+        step_off = None if self.planned is None else self.planned.step_off_plan_text(step_s, batches)
+        if step_off is not None:
+            text += f". {step_off}"
         if heavy:
             text += (
                 f". Validation took {100 * shares['validation']:.0f} % of the run (over "
@@ -286,6 +316,9 @@ class RunSummary(L.Callback):
             "validation_heavy": heavy,
             **self._validation_plan(parts),
             "validation_over_plan": over_plan is not None,
+            "step_s": None if step_s is None else round(step_s, 4),
+            "planned_step_s": None if self.planned is None else self.planned.step_s,
+            "step_off_plan": step_off is not None,
             "stopped_early_at_epoch": stopped_early_at_epoch,
             "text": text,
         }
@@ -298,6 +331,11 @@ class RunSummary(L.Callback):
             "planned_validation_pass_s": None if self.planned is None else round(self.planned.pass_s, 3),
             "validation_pass_s": round(parts["validation"] / validations, 3) if validations else None,
         }
+
+    def _step_s(self, parts: dict[str, float]) -> float | None:
+        """Seconds of a training step, its data included (the plan's step augments its crops)."""
+        batches = self.counts["training_batches"]
+        return (parts["training"] + parts["data"]) / batches if batches else None
 
     def _over_plan(self, share: float, parts: dict[str, float]) -> str | None:
         validations = self.counts["validations"]
