@@ -49,7 +49,9 @@ def _panel(axis: Any, values: torch.Tensor, title: str, marked: set[int] = froze
         colour = "white" if value > 0.6 * top else "black"
         axis.text(col, row, text, ha="center", va="center", fontsize=6 if small else 9, color=colour)
         if row * width + col in marked:
-            axis.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            axis.add_patch(
+                plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+            )
     axis.set_title(title, fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])
@@ -60,7 +62,7 @@ def _figure(panels: list[tuple[torch.Tensor, str, set[int]]], columns: int) -> b
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
     for axis in axes.flat[len(panels) :]:
         axis.axis("off")
-    for axis, (values, title, marked) in zip(axes.flat, panels):
+    for axis, (values, title, marked) in zip(axes.flat, panels, strict=False):
         _panel(axis, values, title, marked)
     figure.tight_layout()
     buffer = io.BytesIO()
