@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -264,3 +266,14 @@ def pytest_runtest_setup(item):
     """Carry each test's docstring to its report (the slow-test summary reads it, also under xdist)."""
     function = getattr(item, "function", None)
     item.user_properties.append(("doc", (function.__doc__ or "") if function else ""))
+
+
+def load_docs_script(name: str) -> ModuleType:
+    """``docs/<name>.py``, a generator beside the pages (not a package), imported under its own name
+    (its dataclasses look their module up)."""
+    path = Path(__file__).resolve().parents[1] / "docs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

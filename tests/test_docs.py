@@ -7,10 +7,10 @@ import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_docs_script
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
@@ -19,17 +19,6 @@ from unet.utils.config import compose_config
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 README_MAX_LINES = 250
-
-
-def load_generator():
-    """docs/gen_config_reference.py, a script beside the pages (not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_config_reference", ROOT / "docs" / "gen_config_reference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +86,7 @@ def dotted_keys(config: DictConfig, prefix: str = "") -> list[tuple[str, bool]]:
 
 
 def test_the_configuration_reference_lists_every_key_of_unet_trains_config():
-    rows = reference_rows(load_generator().render())
+    rows = reference_rows(load_docs_script("gen_config_reference").render())
     composed = compose_config("train", [])
     listed_tops = {key.split(".")[0] for key in rows}
     assert set(composed.keys()) <= listed_tops, set(composed.keys()) - listed_tops
@@ -110,7 +99,7 @@ def test_the_configuration_reference_lists_every_key_of_unet_trains_config():
 
 
 def test_the_reference_gives_each_key_the_default_its_yaml_file_gives(tmp_path):
-    generator = load_generator()
+    generator = load_docs_script("gen_config_reference")
     (tmp_path / "trainer").mkdir()
     (tmp_path / "train.yaml").write_text(
         "# Entry config.\ndefaults:\n  - trainer: fast\n\n# The seed.\nseed: 42\nhydra:\n  help:\n    app_name: unet-x\n"

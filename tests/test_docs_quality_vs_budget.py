@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+from conftest import load_docs_script
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    """docs/gen_quality_vs_budget.py, a script beside the pages (not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_quality_vs_budget", ROOT / "docs" / "gen_quality_vs_budget.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_table_is_read_by_column_name_a_blank_budget_is_the_row_aboves_and_remarks_dropped():
-    script = load_script()
+    script = load_docs_script("gen_quality_vs_budget")
     page = f"""# Planned runs
 
 {script.SECTION} (and more)
@@ -56,7 +40,7 @@ Another table in the same section is not the curve's:
 
 
 def test_the_figure_is_drawn_from_the_results_page_which_shows_it(tmp_path):
-    script = load_script()
+    script = load_docs_script("gen_quality_vs_budget")
     data = script.curves(script.PAGE.read_text())
     assert set(data) == {"planned U-Net", "peer recipe"}
     for scores in data.values():  # 10, 20 and 60 minutes for both, scores in [0, 1]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
+from conftest import load_docs_script
 from PIL import Image
 
 from unet.models.upsampling_examples import (
@@ -20,19 +19,8 @@ from unet.models.upsampling_examples import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_figures_script():
-    """docs/gen_upsampling_figures.py, a script beside the pages (not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_upsampling_figures", ROOT / "docs" / "gen_upsampling_figures.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_figures_are_regenerated_as_images_and_rewritten_only_when_they_change(tmp_path):
-    script = load_figures_script()
+    script = load_docs_script("gen_upsampling_figures")
     written = script.write(tmp_path)
     assert sorted(path.name for path in written) == ["overlap.png", "pooling.png", "transposed.png"]
     for path in written:
