@@ -54,11 +54,21 @@ def counting_batches(predictor) -> list[int]:
     return sizes
 
 
-def test_batched_images_give_the_masks_and_probabilities_of_one_by_one(checkpoint, photos, tmp_path):
+@pytest.mark.parametrize("with_probabilities", [True, False])
+def test_batched_images_give_the_masks_and_probabilities_of_one_by_one(
+    checkpoint, photos, tmp_path, with_probabilities
+):
     """Images of one shape share forward passes, as many as fit in batch_size tiles' pixels (2 x 32^2
-    holds two 24x32 images); each mask equals the one made alone, the larger image is tiled as before."""
+    holds two 24x32 images); each mask equals the one made alone, the larger image is tiled as before.
+    With probabilities and flips; and without either, where the masks come from the logits directly."""
     inputs = collect_inputs(str(photos))
-    options = {"tile_size": 32, "batch_size": 2, "save_probabilities": True, "tta": True}
+    options = {
+        "tile_size": 32,
+        "batch_size": 2,
+        "save_probabilities": with_probabilities,
+        "tta": with_probabilities,
+    }
+    flips = 4 if with_probabilities else 1
     written = {}
     passes = {}
     for batched in (False, True):
@@ -70,17 +80,19 @@ def test_batched_images_give_the_masks_and_probabilities_of_one_by_one(checkpoin
         written[batched] = {
             path.stem: (
                 np.asarray(Image.open(out / f"{path.stem}_mask.png")),
-                np.load(out / f"{path.stem}_probs.npy"),
+                np.load(out / f"{path.stem}_probs.npy") if with_probabilities else None,
             )
             for path in inputs
         }
+        assert with_probabilities == any(out.glob("*_probs.npy"))
     for stem, (mask, probabilities) in written[False].items():
         assert np.array_equal(written[True][stem][0], mask), stem
-        np.testing.assert_allclose(written[True][stem][1], probabilities, atol=2e-3)
-    # alone: 7 small images + the large one's tiles (2 batches), each x4 flips; batched: 24x32 in 2+2+1,
-    # 32x24 in 2, and the large one's tiles as before
-    assert passes[False].count(1) == 4 * 7
-    assert sorted(passes[True]) == sorted([2] * 4 * 3 + [1] * 4 + passes[False][-8:])
+        if with_probabilities:
+            np.testing.assert_allclose(written[True][stem][1], probabilities, atol=2e-3)
+    # alone: 7 small images + the large one's tiles (2 batches), each once per flip; batched: 24x32 in
+    # 2+2+1, 32x24 in 2, and the large one's tiles as before
+    assert passes[False].count(1) == flips * 7
+    assert sorted(passes[True]) == sorted([2] * flips * 3 + [1] * flips + passes[False][-2 * flips :])
 
 
 def test_an_unreadable_image_is_listed_and_the_batched_others_are_written(checkpoint, photos, tmp_path):
