@@ -139,10 +139,10 @@ def give_summary_the_plan(trainer: L.Trainer, plan: Plan | None) -> None:
 
 
 def forget_speed_off_plan(trainer: L.Trainer, plan: Plan | None, cache_dir: str | None) -> None:
-    """When the run's steps went 1.5x faster or slower than its plan's (the run summary says so), drop this
-    machine's cached speed: it was measured under another load, and would plan the next runs alike."""
+    """When the run's steps went over 1.5x faster than its plan's (the run summary says so), drop this
+    machine's cached speed: it was measured under more load, and would plan the next runs alike."""
     summary = run_summary(trainer)
-    if plan is None or summary is None or not (summary.last_summary or {}).get("step_off_plan"):
+    if plan is None or summary is None or (summary.last_summary or {}).get("step_off_plan") != "faster":
         return
     removed = forget_measurements(cache_dir, plan.facts.get("device", ""))
     if removed:

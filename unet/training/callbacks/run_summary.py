@@ -1,6 +1,6 @@
 """``run_summary.json``: where a fit's wall time went (training, validation, data, other) and how much was
 trained, with a warning when validation takes most of it, over 1.5x the share the plan gave it, or when
-training steps took 1.5x more or less than planned."""
+training steps took 1.5x more or less time than planned."""
 
 from __future__ import annotations
 
@@ -78,18 +78,29 @@ class PlannedValidation:
             + " (data.val_subset scores fewer images per pass)"
         )
 
-    def step_off_plan_text(self, step_s: float | None, steps: int) -> str | None:
-        """What to say when a training step (a batch) took over :data:`STEP_OFF_PLAN` times more or less than
-        planned over ``steps`` (at least :data:`MIN_JUDGED_STEPS`), else ``None``: every share the plan set
-        is off with it."""
+    def step_off_plan(self, step_s: float | None, steps: int) -> tuple[str, str] | None:
+        """``("faster" | "slower", what to say)`` when a training step (a batch) took over
+        :data:`STEP_OFF_PLAN` times less or more than planned over ``steps`` (at least
+        :data:`MIN_JUDGED_STEPS`), else ``None``: every share the plan set is off with it.
+
+        Faster means the speed the plan used was measured under more load than the run had, and would
+        plan later runs as wrongly; slower may be this run's own load or per-step costs the timing
+        leaves out, which measuring again would not change."""
         if self.step_s is None or step_s is None or steps < MIN_JUDGED_STEPS or self.step_s <= 0:
             return None
-        if 1 / STEP_OFF_PLAN <= step_s / self.step_s <= STEP_OFF_PLAN:
+        ratio = step_s / self.step_s
+        if 1 / STEP_OFF_PLAN <= ratio <= STEP_OFF_PLAN:
             return None
-        return (
-            f"Training steps took {step_s:.3g} s, planned {self.step_s:.3g} s: the speed the plan measured here "
-            "(or read from paths.cache_dir) did not hold in this run; unet-train drops this machine's cached "
-            "speeds, so the next plan measures again"
+        took = f"Training steps took {step_s:.3g} s, planned {self.step_s:.3g} s"
+        if ratio < 1:
+            return "faster", (
+                f"{took}: the speed the plan used was measured (or cached in paths.cache_dir) under more "
+                "load than this run had; unet-train drops this machine's cached speeds, so the next plan "
+                "measures again"
+            )
+        return "slower", (
+            f"{took}: this run went slower than the plan measured (other work on the machine, or per-step "
+            "costs the timing leaves out), and the planned shares are off by as much"
         )
 
 
@@ -296,9 +307,9 @@ class RunSummary(L.Callback):
             text += f". {over_plan}"
         step_s = self._step_s(parts)
         batches = self.counts["training_batches"]
-        step_off = None if self.planned is None else self.planned.step_off_plan_text(step_s, batches)
+        step_off = None if self.planned is None else self.planned.step_off_plan(step_s, batches)
         if step_off is not None:
-            text += f". {step_off}"
+            text += f". {step_off[1]}"
         if heavy:
             text += (
                 f". Validation took {100 * shares['validation']:.0f} % of the run (over "
@@ -318,7 +329,7 @@ class RunSummary(L.Callback):
             "validation_over_plan": over_plan is not None,
             "step_s": None if step_s is None else round(step_s, 4),
             "planned_step_s": None if self.planned is None else self.planned.step_s,
-            "step_off_plan": step_off is not None,
+            "step_off_plan": None if step_off is None else step_off[0],
             "stopped_early_at_epoch": stopped_early_at_epoch,
             "text": text,
         }
