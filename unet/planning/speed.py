@@ -120,8 +120,8 @@ def _cached(
 
 def forget_measurements(cache_dir: str | Path | None, machine: str) -> int:
     """Remove the speeds cached for ``machine`` (:func:`~unet.profiling.machine.machine_name`) with this
-    torch, so the next plan measures again; returns how many. A run whose steps did not go at the planned
-    speed calls it: a measurement taken under another load would otherwise plan every later run."""
+    torch, so the next plan measures again; returns how many. A run whose steps went much faster than
+    planned calls it: a measurement taken under more load would otherwise plan every later run."""
     folder = None if cache_dir is None else Path(cache_dir).expanduser() / "speed"
     if folder is None or not folder.is_dir():
         return 0
