@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY_RUN, run_in_process, train_in_process
+from conftest import TINY_RUN, replacing, run_in_process, train_in_process
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
@@ -19,7 +19,10 @@ from unet.models import UPSAMPLERS
 from unet.models.sizing import parameter_count
 from unet.utils.config import compose_config
 
-COMPARE_RUN = [o for o in TINY_RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1"]
+# One epoch of one step per run, a few validation and test images: a comparison's runs, not their scores.
+COMPARE_RUN = replacing(
+    TINY_RUN, "trainer.max_epochs=1", "data.num_train=16", "data.num_val=8", "data.num_test=8"
+)
 
 
 def compare_config(arguments: Sequence[str]) -> tuple[DictConfig, list[str]]:

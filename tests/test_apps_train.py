@@ -33,18 +33,22 @@ def event_tags(directory: Path) -> dict[str, list[str]]:
     return tags
 
 
-# A short real training on synthetic data that reliably learns (about 20 s on 2 CPU cores).
+# A short real training on synthetic data that reliably learns (val mIoU 0.87 after 6 epochs; about 25 s
+# on one core): batches of 8 and no augmentation learn in fewer passes than batches of 16 with flips.
+LEARNING_EPOCHS = 6
+LEARNING_BATCH = 8
 LEARNING_RUN = [
     "model.upsample=transposed",
     "data.num_train=512",
     "data.num_val=32",
     "data.num_test=32",
     "data.image_size=48",
-    "data.batch_size=16",
+    f"data.batch_size={LEARNING_BATCH}",
+    "data/augment=none",
     "model.net.base_channels=8",
     "model.net.depth=3",
     "model.optimizer.lr=0.01",
-    "trainer.max_epochs=12",
+    f"trainer.max_epochs={LEARNING_EPOCHS}",
     "trainer.accelerator=cpu",
     "callbacks.progress_bar=null",
     "callbacks.prediction_images.every_n_epochs=4",
@@ -74,7 +78,7 @@ def test_short_training_reaches_a_good_score_and_writes_metrics(trained_run):
     ]:
         assert 0.0 <= metrics[key] <= 1.0
     assert {"val/iou/background", "val/iou/circle", "val/iou/square", "val/iou/triangle"} <= set(metrics)
-    assert metrics["epochs"] == 12
+    assert metrics["epochs"] == LEARNING_EPOCHS
 
 
 def test_run_directory_holds_config_checkpoints_and_per_method_tensorboard(trained_run):
@@ -171,12 +175,13 @@ def test_eval_writes_the_same_per_image_rows_and_prints_the_worst_five(
 def test_resume_from_last_checkpoint_continues_training(trained_run, compose_config, tmp_path):
     last = trained_run / "checkpoints" / "last.ckpt"
     overrides = [o for o in LEARNING_RUN if not o.startswith("trainer.max_epochs")]
+    epochs = LEARNING_EPOCHS + 1
     cfg = compose_config(
-        "train", *overrides, "trainer.max_epochs=13", f"ckpt_path={last}", "resume_changes=apply"
+        "train", *overrides, f"trainer.max_epochs={epochs}", f"ckpt_path={last}", "resume_changes=apply"
     )
     metrics = train(cfg)
-    assert metrics["epochs"] == 13
-    assert metrics["global_step"] == 13 * 512 // 16
+    assert metrics["epochs"] == epochs
+    assert metrics["global_step"] == epochs * 512 // LEARNING_BATCH
     assert metrics["val/miou"] >= 0.8
 
 

@@ -4,7 +4,7 @@ import importlib.util
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import run_in_process
 
 from unet.benchmarks import BenchmarkSettings, format_speed, run_speed
 from unet.models import UPSAMPLERS, UNet
@@ -54,14 +54,18 @@ def test_unknown_method_is_named():
         run_speed(BenchmarkSettings(quick=True, methods=("bilinearr",)), {"bilinear": UNet}, {}, [])
 
 
-def test_unet_benchmark_command_writes_the_report_into_the_run_directory(tmp_path):
-    """unet-benchmark's end-to-end run, as installed: every method, the peers and the levers.
+def test_unet_benchmark_command_writes_the_report_into_the_run_directory(tmp_path, monkeypatch, capsys):
+    """unet-benchmark's end-to-end run: every method, the peers and the levers, in this process (the
+    installed script runs in a process of its own in test_benchmarks_modes.py).
 
-    Slow: a process of its own, which imports torch, Lightning and the peers' packages (MONAI, smp).
+    Slow (under a loaded -n auto run): every method and both peers are timed, then each speed lever; the
+    peers' packages (MONAI, smp) are imported on first use.
     """
     run_dir = tmp_path / "run"
     arguments = ["quick=true", "mode=levers", "peers=true", f"hydra.run.dir={run_dir}"]
-    result = run_cli("unet-benchmark", *arguments, cwd=tmp_path)
+    result = run_in_process(
+        "unet-benchmark", *arguments, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
     assert result.returncode == 0, result.stderr
     written = json.loads((run_dir / "benchmark.json").read_text())
     # The peers of configs/model/net/ whose packages are installed (skipped with a warning otherwise).

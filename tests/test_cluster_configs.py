@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN, replacing, run_cli, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_in_process
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -98,18 +98,17 @@ def write_fake_slurm(bin_dir: Path) -> None:
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, monkeypatch):
+def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, monkeypatch, capfd):
     """unet-compare -> unet-train -m -> submitit -> sbatch, with a fake sbatch that keeps the script.
 
-    A subprocess: unet-compare's end-to-end run, as installed, down to the job script.
-
-    Slow: two command starts (unet-compare, then the unet-train -m it runs) and submitit's pickling.
+    unet-compare's ``main`` runs in this process; the ``unet-train -m`` sweep it starts is a process of
+    its own, as installed, down to the job script.
     """
     write_fake_slurm(tmp_path / "bin")
     script = tmp_path / "job.sh"
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SBATCH_CAPTURE", str(script))
-    result = run_cli(
+    result = run_in_process(
         "unet-compare",
         "methods=[nearest,maxunpool]",
         "seeds=[0]",
@@ -122,6 +121,8 @@ def test_unet_compare_writes_the_slurm_job_script(submitit_plugin, tmp_path, mon
         "trainer.devices=4",
         "trainer.num_nodes=2",
         cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capsys=capfd,  # at the file descriptors: the sweep's process writes to them
     )
     assert script.is_file(), result.stderr[-3000:]
     text = script.read_text()
@@ -188,7 +189,7 @@ def test_optuna_search_end_to_end_with_a_failing_trial(optuna_plugin, tmp_path, 
         "hydra.sweeper.n_trials=4",
         f"hydra.sweep.dir={sweep_dir}",
         "model.net.dropout=choice(0.0,1.5)",
-        *replacing(TINY_RUN, "data.num_train=16", "trainer.max_epochs=1"),  # one step a trial
+        *replacing(TINY_RUN, *TINY_NET, "data.num_train=16", "trainer.max_epochs=1"),  # one step a trial
         cwd=tmp_path,
         monkeypatch=monkeypatch,
         capsys=capsys,

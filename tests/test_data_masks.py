@@ -8,7 +8,7 @@ import pytest
 import tifffile
 import torch
 import yaml
-from conftest import run_cli, run_in_process
+from conftest import run_in_process
 from PIL import Image
 
 from unet.data import DataError, FolderDataModule, ImageReadError, MaskValueError
@@ -186,7 +186,8 @@ def test_check_data_suggests_a_threshold_for_soft_binary_masks(tmp_path):
 
 
 def test_check_data_cli_round_trip_with_a_palette(tmp_path, monkeypatch, capsys):
-    """The palette run is a subprocess: unet-check-data's end-to-end run, as installed."""
+    """unet-check-data's end-to-end run, both commands as the console script's ``main`` (in this process:
+    a process of its own would only add the seconds of importing torch)."""
     write_colour_masks(tmp_path / "d", count=4)
     args = ["unet-check-data", "data=folder", f"data.root={tmp_path / 'd'}", "data.num_classes=4"]
     refused = run_in_process(
@@ -195,7 +196,10 @@ def test_check_data_cli_round_trip_with_a_palette(tmp_path, monkeypatch, capsys)
     palette = tmp_path / "a" / "palette.yaml"
     assert refused.returncode == 2 and f"data.mask_palette={palette}" in refused.stderr
     assert refused.stderr.strip().startswith("error:") and len(refused.stderr.strip().splitlines()) == 1
-    passed = run_cli(*args, f"data.mask_palette={palette}", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)
+    passed = run_in_process(
+        *args, f"data.mask_palette={palette}", f"hydra.run.dir={tmp_path / 'b'}",
+        cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
     assert passed.returncode == 0, passed.stderr
     assert "all samples read and checked" in passed.stdout
 

@@ -187,7 +187,7 @@ def mlflow_server(tmp_path):
             if server.poll() is not None or time.monotonic() > deadline:
                 answer = (tmp_path / "server.log").read_text()[-500:]
                 pytest.skip(f"mlflow server did not answer within {SERVER_START_S} s: {answer}")
-            time.sleep(0.5)
+            time.sleep(0.1)
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):  # a throwaway store: no graceful shutdown to wait for
