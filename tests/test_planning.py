@@ -467,9 +467,8 @@ def test_unet_train_composes_its_config_again_with_the_plan(
 
 
 def test_unet_plan_prints_every_planned_key_with_a_reason(folder, tmp_path, monkeypatch, capsys):
-    """unet-plan's ``main`` in this process, its speed measured (as in
-    test_the_planned_config_holds_concrete_values, whose budget it shares: this worker's cache may have
-    the measurement)."""
+    """unet-plan's ``main`` in this process, with the budget of test_the_planned_config_holds_concrete_values:
+    its speeds are measured here, or read from this worker's cache when that test measured them first."""
     result = run_in_process(
         "unet-plan", *folder_overrides(folder), "trainer.max_time=00:00:02:00",
         cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
