@@ -14,9 +14,6 @@ The rules, in the order they are decided (the constants below hold the numbers):
 
 - **epochs**: unbounded under a time budget (the time ends the run), else :data:`DEFAULT_EPOCHS`.
 - **normalisation**: the training set's per-channel mean and std, or those pretrained encoder weights expect.
-- **augmentation kind**: ``natural`` (horizontal flips, scale jitter) for RGB; ``microscopy`` (flips,
-  90-degree rotations) for any other channel count (gray, multispectral, stains), where no direction
-  is special.
 - **depth**: levels until the bottleneck would fall under :data:`MIN_BOTTLENECK` pixels, at most
   :data:`MAX_DEPTH`.
 - **precision and memory layout**: whichever trains fastest here, measured (:mod:`unet.planning.speed`);
@@ -27,6 +24,11 @@ The rules, in the order they are decided (the constants below hold the numbers):
 - **width** (after the resolution: a budget goes to resolution first): the device's first width
   (:data:`WIDTH`), wider by a factor of :data:`WIDER` when the budget still sees the full-resolution
   training pixels :data:`WIDE_PASSES` times at that width (a convolution costs the square of its width).
+- **augmentation kind** (after the resolution: it reads how often the run sees the training pixels):
+  ``microscopy`` (flips, 90-degree rotations) for any channel count but 3 (gray, multispectral,
+  stains), where no direction is special; for RGB, ``natural`` (horizontal flips, scale and colour
+  jitter), or ``natural_flip`` (crops and horizontal flips only) when the run sees the training pixels
+  under :data:`MIN_PASSES` times, too few for jitter to pay (:data:`AUGMENTATION_RESULTS`).
 - **patch** (the augmentation's crop): :data:`PATCH` network pixels, at most the smallest image.
 - **batch**: a fixed number of pixels per step (:data:`BATCH_PIXELS`), from 2 to 32 images.
 - **loader processes**: none on a CPU (the cores train), :data:`GPU_LOADER_WORKERS` on a GPU machine.
@@ -102,6 +104,8 @@ LEARNING_RATE = 2e-3
 # why no rare-class crops beside them, is measured on the page below.
 WEIGHTED_FRACTION = 0.02
 CLASS_WEIGHTING_RESULTS = "docs/results/class-weighting.md"
+# Why photographs seen under MIN_PASSES times get crops and flips only (augment.kind: natural_flip).
+AUGMENTATION_RESULTS = "docs/results/planned-runs.md#augmentation-at-short-budgets"
 RARE_FRACTION = 0.1
 RARE_CROP_P = 0.33
 # Crops are multiples of this many network pixels (the U-Net halves the size at every level).
@@ -319,6 +323,15 @@ class PlanContext:
         seen = (self.train_s or 0.0) / seconds_per_crop * patch**2
         return seen / max(self.fingerprint.images * self.pixels_per_image * scale**2, 1.0)
 
+    @property
+    def planned_passes(self) -> float:
+        """How often the run covers the training pixels at the scale decided: the budget's passes, else the
+        epochs (``inf`` when neither bounds the run)."""
+        if self.train_s is not None:
+            return self.passes(self.scale)
+        epochs = self.value("trainer.max_epochs") or DEFAULT_EPOCHS
+        return float(epochs) if epochs > 0 else math.inf
+
     # --- the run as decided so far ---------------------------------------------------------------------
 
     @property
@@ -485,21 +498,6 @@ def std(context: PlanContext) -> tuple[list[float], str]:
     return _normalisation(context, "std")
 
 
-@rule("augment.kind")
-def augment_kind(context: PlanContext) -> tuple[str, str]:
-    channels = context.fingerprint.channels
-    if channels == 3:
-        return (
-            "natural",
-            "RGB images: the world has an up, so horizontal flips, scale jitter and colour jitter",
-        )
-    return (
-        "microscopy",
-        f"{channels}-channel images (gray, multispectral, stains: seen from above): flips both ways and "
-        "90-degree rotations, as no direction is special",
-    )
-
-
 @rule("model.net.depth")
 def depth(context: PlanContext) -> tuple[int, str]:
     patch, device, scale = context.timed_patch, context.device, context.inputs.scale
@@ -584,6 +582,28 @@ def base_channels(context: PlanContext) -> tuple[int, str]:
     return (
         width,
         f"{narrow} (at {round(width * WIDER[-1])} the budget would see the pixels under {WIDE_PASSES} times)",
+    )
+
+
+@rule("augment.kind")
+def augment_kind(context: PlanContext) -> tuple[str, str]:
+    channels = context.fingerprint.channels
+    if channels != 3:
+        return (
+            "microscopy",
+            f"{channels}-channel images (gray, multispectral, stains: seen from above): flips both ways and "
+            "90-degree rotations, as no direction is special",
+        )
+    passes = context.planned_passes
+    if passes < MIN_PASSES:
+        return "natural_flip", (
+            f"RGB images seen about {passes:.1f} times in the budget, under {MIN_PASSES}: too few to overfit "
+            f"them, so random crops and horizontal flips only; scale and colour jitter would make each pass "
+            f"harder ({AUGMENTATION_RESULTS})"
+        )
+    seen = f"about {passes:.0f} times" if math.isfinite(passes) else "with no epoch or time bound"
+    return "natural", (
+        f"RGB images seen {seen}: the world has an up, so horizontal flips, scale jitter and colour jitter"
     )
 
 
