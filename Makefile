@@ -30,15 +30,18 @@ train: $(STAMP)
 # the suite's CLI runs spend much of their time importing, which one process cannot overlap.
 # --durations: the 15 slowest tests are shown on every run; a test over 20 s gives its reason ("Slow: ...").
 # The tests marked own_process (OpenVINO in the test process, see pyproject.toml) then run on their own.
+# Only the files that mark a test own_process are collected for that run: collecting the whole suite
+# again to deselect all but those would cost a further ~15 s of imports.
+OWN_PROCESS_FILES = $(shell grep -l 'own_process' tests/test_*.py)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=15 -m "not own_process"
-	$(BIN)/python -m pytest -q --durations=5 -m own_process
+	$(BIN)/python -m pytest -q --durations=5 -m own_process $(OWN_PROCESS_FILES)
 
 # The suite under coverage (slower: not what CI runs); the figure is reported in docs/results/tests.md.
 # Split as `test` is: an own_process test in a worker can take the worker down, and its coverage with it.
 coverage: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto -m "not own_process" --cov=unet --cov-report=
-	$(BIN)/python -m pytest -q -m own_process --cov=unet --cov-append --cov-report=term --cov-report=json:coverage.json
+	$(BIN)/python -m pytest -q -m own_process $(OWN_PROCESS_FILES) --cov=unet --cov-append --cov-report=term --cov-report=json:coverage.json
 
 # The documentation site into site/ (git-ignored); --strict: a broken link, a missing anchor or a page
 # left out of the nav fails. docs/reference/configuration.md is generated from configs/ first.

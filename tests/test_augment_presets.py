@@ -43,12 +43,13 @@ def rows_image(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_the_natural_preset_never_flips_vertically_or_rotates(compose_config, seed):
-    """Photographs keep their up (the plan's choice for RGB folder data): whatever the scale, crop, flip
+@pytest.mark.parametrize("preset", ["natural", "natural_flip"])
+def test_the_natural_presets_never_flip_vertically_or_rotate(compose_config, preset, seed):
+    """Photographs keep their up (the plan's choices for RGB folder data): whatever the scale, crop, flip
     and colour, mask values still grow downwards."""
     transforms = instantiate(
         train_transforms(
-            compose_config, "data=folder", "data.root=unused", "data/augment=natural", "augment.crop=256"
+            compose_config, "data=folder", "data.root=unused", f"data/augment={preset}", "augment.crop=256"
         )
     )
     pipeline = SamplePipeline(transforms, mean=[0.5] * 3, std=[0.25] * 3, seed=seed)
@@ -60,6 +61,34 @@ def test_the_natural_preset_never_flips_vertically_or_rotates(compose_config, se
         assert (np.diff(column) >= 0).all() and column[-1] > column[0], (
             f"sample {index}: the top is no longer on top"
         )
+
+
+def test_natural_flip_only_crops_and_flips_the_pixels_it_keeps(compose_config):
+    """``natural_flip`` changes no value and no scale: every sample is a crop of the image, mirrored or not."""
+    transforms = instantiate(
+        train_transforms(
+            compose_config, "data=folder", "data.root=unused", "data/augment=natural_flip", "augment.crop=64"
+        )
+    )
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    mask = np.random.default_rng(1).integers(0, 5, (90, 120), dtype=np.uint8)
+    pipeline = SamplePipeline(transforms, mean=[0.0] * 3, std=[1 / 255] * 3)  # the pixels as they were
+    mirrored = 0
+    for index in range(40):
+        out_image, out_mask = pipeline(image, mask, epoch=0, index=index)
+        pixels, labels = out_image.round().byte().permute(1, 2, 0).numpy(), out_mask.numpy()
+        found = [
+            (top, left, flip)
+            for flip in (False, True)
+            for top in range(90 - 64 + 1)
+            for left in range(120 - 64 + 1)
+            if np.array_equal((image[:, ::-1] if flip else image)[top : top + 64, left : left + 64], pixels)
+        ]
+        assert len(found) == 1, f"sample {index} is not one crop of the image"
+        top, left, flip = found[0]
+        mirrored += flip
+        assert np.array_equal((mask[:, ::-1] if flip else mask)[top : top + 64, left : left + 64], labels)
+    assert 5 < mirrored < 35  # horizontal flips, about half the time
 
 
 def test_isbi2012_keeps_the_augmentation_of_its_readme_numbers(compose_config):
@@ -112,7 +141,7 @@ def test_crop_is_one_key_and_train_transforms_stays_overridable(compose_config):
     ("data", "preset"),
     [
         ("folder", "auto"),
-        ("camvid", "natural"),
+        ("camvid", "auto"),
         ("isbi2012", "microscopy"),
         ("synthetic", "dihedral"),
         ("oxford_pet", "natural_affine"),

@@ -67,12 +67,11 @@ def test_one_batch_dry_run(compose_config, tmp_path):
     assert {"val/iou/road", "val/iou/bicyclist", "val/iou/signsymbol", "test/miou"} <= set(metrics)
 
 
-def test_the_experiment_composes_on_the_natural_crop(compose_config):
+def test_the_experiment_leaves_the_augmentation_and_its_crop_to_the_plan(compose_config):
+    """CamVid's photographs get the plan's preset (natural, or natural_flip on a short budget) and crop."""
     cfg = compose_config("train", "experiment=camvid")
     assert cfg.data._target_ == "unet.data.CamVidDataModule" and cfg.data.batch_size == "auto"
-    crops = [t for t in cfg.data.train_transforms if t._target_ == "albumentations.RandomCrop"]
-    assert [(t.height, t.width) for t in crops] == [("auto", "auto")]  # the plan sizes the crop
-    assert not any("Vertical" in t._target_ or "Rotate" in t._target_ for t in cfg.data.train_transforms)
+    assert (cfg.augment.kind, cfg.augment.crop, cfg.data.train_transforms) == ("auto", "auto", "auto")
 
 
 def release_archive(path: Path, source: Path) -> Path:

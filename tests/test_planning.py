@@ -258,11 +258,28 @@ def test_epochs_kind_and_width_follow_the_budget_the_channels_and_the_device():
     assert RULES["trainer.max_epochs"](context_for(fp)) == (-1, "unbounded: the time budget ends the run")
     assert RULES["trainer.max_epochs"](context_for(fp, budget_s=None))[0] == DEFAULT_EPOCHS
     assert RULES["augment.kind"](context_for(fp))[0] == "microscopy"
-    assert RULES["augment.kind"](context_for(fingerprint(channels=3)))[0] == "natural"
+    assert RULES["augment.kind"](context_for(fingerprint(channels=3), budget_s=None))[0] == "natural"
     assert RULES["model.net.base_channels"](context_for(fp, budget_s=None, device="cuda")) == (
         32,
         "on CUDA, 32: more steps in the budget beat a wider network",
     )
+
+
+def test_photographs_seen_under_min_passes_times_get_crops_and_flips_only():
+    """Jitter pays once a run could overfit its images; a short budget gets ``natural_flip``, a budget that
+    sees the pixels MIN_PASSES times or more (or an epochs budget of as many) the full ``natural``."""
+    photos = fingerprint(channels=3, images=300, size=(360, 480))
+    short = context_for(photos, budget_s=600)
+    passes = short.planned_passes
+    assert 0 < passes < MIN_PASSES
+    kind, why = RULES["augment.kind"](short)
+    assert kind == "natural_flip" and f"about {passes:.1f} times in the budget, under {MIN_PASSES}" in why
+    long = context_for(photos, budget_s=600 * 1.2 * MIN_PASSES / passes)
+    assert long.planned_passes >= MIN_PASSES and RULES["augment.kind"](long)[0] == "natural"
+    few_epochs = context_for(photos, {"trainer.max_epochs": MIN_PASSES - 1}, budget_s=None)
+    assert RULES["augment.kind"](few_epochs)[0] == "natural_flip"
+    # The rule reads the resolution decided before it: at half the scale the budget sees the pixels more often.
+    assert context_for(photos, {"data.train_scale": 0.5}, budget_s=600).planned_passes > passes
 
 
 def test_depth_fits_the_timed_patch_without_measuring_anything():
