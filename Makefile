@@ -31,7 +31,7 @@ train: $(STAMP)
 # --durations: the 15 slowest tests are shown on every run; a test over 20 s gives its reason ("Slow: ...").
 # The tests marked own_process (OpenVINO in the test process, see pyproject.toml) then run on their own.
 # Only the files that mark a test own_process are collected for that run: collecting the whole suite
-# again to deselect all but those would cost a further ~15 s of imports.
+# again, only to deselect all but those, would cost seconds of imports.
 OWN_PROCESS_FILES = $(shell grep -l 'own_process' tests/test_*.py)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=15 -m "not own_process"
