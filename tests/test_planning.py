@@ -399,6 +399,26 @@ def test_plan_overrides_compose_to_the_values_the_plan_decided(folder, fixed_tra
     )
 
 
+@pytest.mark.parametrize(("epochs", "preset"), [(MIN_PASSES - 1, "natural_flip"), (MIN_PASSES, "natural")])
+def test_rgb_data_composes_the_preset_its_passes_plan(folder, tmp_path, fixed_training_speed, epochs, preset):
+    """Through the plan's overrides, RGB images seen under MIN_PASSES times train on crops and flips only."""
+    rgb = tmp_path / "rgb"
+    for name in ("images", "masks"):
+        (rgb / name).mkdir(parents=True)
+        for path in (folder / name).iterdir():
+            image = Image.open(path)
+            (image.convert("RGB") if name == "images" else image).save(rgb / name / path.name)
+    overrides = [*folder_overrides(rgb), "data.in_channels=3", f"trainer.max_epochs={epochs}"]
+    planned, plan = planned_config(compose_config("train", overrides))
+    assert plan.value("augment.kind") == preset and f"data/augment={preset}" in plan.overrides()
+    kinds = [t["_target_"] for t in OmegaConf.to_container(planned.data.train_transforms, resolve=True)]
+    jitter = {"albumentations.RandomScale", "albumentations.ColorJitter"}
+    assert "albumentations.RandomCrop" in kinds and "albumentations.HorizontalFlip" in kinds
+    assert (jitter <= set(kinds)) == (preset == "natural") and (jitter & set(kinds) == set()) == (
+        preset == "natural_flip"
+    )
+
+
 def _value(cfg, key: str):
     value = OmegaConf.select(cfg, key)
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
