@@ -116,6 +116,30 @@ def _glibc_defaults_after_each_test():
     release_freed_memory()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_registry_built_once():
+    """torch's ONNX exporter builds its table of ATen-to-ONNX translations anew for every export: about
+    2 s here, a quarter of a small U-Net's export, and the same table every time (no test passes custom
+    translations, the one thing that adds to it). Built once per test process instead; the suite exports
+    to ONNX dozens of times. Without ``onnxscript`` (the export extra) there is nothing to cache."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        yield
+        return
+    build = _registration.ONNXRegistry.from_torchlib.__func__
+    built: dict[tuple[type, int], object] = {}
+
+    def from_torchlib(cls, opset_version=_registration._constants.TORCHLIB_OPSET):
+        if (cls, opset_version) not in built:
+            built[cls, opset_version] = build(cls, opset_version)
+        return built[cls, opset_version]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_registration.ONNXRegistry, "from_torchlib", classmethod(from_torchlib))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_cache_dir(tmp_path_factory, monkeypatch):
     """Data fingerprints of test data go to a temporary cache, never the user's ~/.cache/unet."""
@@ -145,8 +169,9 @@ def run_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> subprocess.Com
     """Run a console entry point's ``main`` in this process, as :func:`run_cli` would run the command.
 
     The same result (exit code, stdout, stderr) without the seconds a new process spends importing
-    torch and Lightning; a test that needs a separate process (signals, what a user's terminal shows,
-    the installed script itself) uses :func:`run_cli`.
+    torch and Lightning. A test that needs a process of its own (a signal, a kill, DDP's ranks) forks one
+    from ``tests/warm_process.py``'s server; one that needs what a user's terminal shows at the start, or
+    the installed script itself, uses :func:`run_cli`.
     """
     (entry_point,) = entry_points(group="console_scripts", name=args[0])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)

@@ -70,24 +70,23 @@ def test_natural_flip_only_crops_and_flips_the_pixels_it_keeps(compose_config):
             compose_config, "data=folder", "data.root=unused", "data/augment=natural_flip", "augment.crop=64"
         )
     )
-    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    # Each pixel holds its own row and column (and noise): a sample's corner tells which crop it must be.
+    rows, columns = np.mgrid[0:90, 0:120]
+    noise = np.random.default_rng(0).integers(0, 256, (90, 120))
+    image = np.stack([rows, columns, noise], axis=-1).astype(np.uint8)
     mask = np.random.default_rng(1).integers(0, 5, (90, 120), dtype=np.uint8)
     pipeline = SamplePipeline(transforms, mean=[0.0] * 3, std=[1 / 255] * 3)  # the pixels as they were
     mirrored = 0
     for index in range(40):
         out_image, out_mask = pipeline(image, mask, epoch=0, index=index)
         pixels, labels = out_image.round().byte().permute(1, 2, 0).numpy(), out_mask.numpy()
-        found = [
-            (top, left, flip)
-            for flip in (False, True)
-            for top in range(90 - 64 + 1)
-            for left in range(120 - 64 + 1)
-            if np.array_equal((image[:, ::-1] if flip else image)[top : top + 64, left : left + 64], pixels)
-        ]
-        assert len(found) == 1, f"sample {index} is not one crop of the image"
-        top, left, flip = found[0]
+        top, corner_column = int(pixels[0, 0, 0]), int(pixels[0, 0, 1])
+        flip = bool(pixels[0, 1, 1] < corner_column)
+        left = 120 - 1 - corner_column if flip else corner_column
+        source_image, source_mask = (image[:, ::-1], mask[:, ::-1]) if flip else (image, mask)
+        assert np.array_equal(source_image[top : top + 64, left : left + 64], pixels), f"sample {index}"
+        assert np.array_equal(source_mask[top : top + 64, left : left + 64], labels), f"sample {index}"
         mirrored += flip
-        assert np.array_equal((mask[:, ::-1] if flip else mask)[top : top + 64, left : left + 64], labels)
     assert 5 < mirrored < 35  # horizontal flips, about half the time
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 import torch.distributed as dist
-from conftest import TINY_NET, TINY_RUN, replacing, run_cli, run_in_process
+from conftest import TINY_NET, TINY_RUN, replacing, run_in_process
+from warm_process import run_warm
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -29,13 +30,14 @@ DDP_RUN = [
 
 
 def test_two_process_ddp_run_writes_once_and_scores_like_a_single_process(tmp_path, monkeypatch, capsys):
-    """Subprocesses: Lightning starts the second DDP process by running the command again, so unet-train
-    must be the installed script; the single-process score is unet-eval's, run in this process.
+    """Processes of their own: Lightning starts the second DDP rank by running the command again (the
+    installed script, importing torch and Lightning anew); the first is forked from the test's fork server
+    (``tests/warm_process.py``). The single-process score is unet-eval's, run in this process.
 
-    Slow: two processes start (the DDP ranks), each importing torch and Lightning.
+    Slow: the second rank's start (imports) and the two ranks' gloo set-up.
     """
     run = tmp_path / "ddp"
-    result = run_cli("unet-train", *DDP_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
+    result = run_warm("unet-train", *DDP_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
         "distributed_backend=gloo" in result.stderr

@@ -19,6 +19,7 @@ import torch
 from conftest import TINY_NET, TINY_RUN, replacing, run_cli, run_in_process
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
+from warm_process import WarmProcess
 
 from unet.apps import check_data as check_data_app
 from unet.apps import evaluate as evaluate_app
@@ -28,7 +29,6 @@ from unet.utils.config import compose_config
 from unet.utils.locking import lock_directory
 
 TINY_MODEL = [o for o in TINY_RUN if not o.startswith("data.")]
-TESTS = Path(__file__).parent  # signal_gate, for the commands the signal tests start
 
 
 def run_app(module, *arguments: str, monkeypatch, capsys) -> tuple[int, str]:
@@ -230,31 +230,26 @@ MID_EPOCH_STEP = STEPS_PER_EPOCH + 3
 
 def start_held_run(
     run_dir: Path, step: int, *overrides: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen, Path, Path]:
-    """``unet-train`` in the background, held at the end of training step ``step`` until the test removes
-    the marker file it writes there (``tests/signal_gate.py``); its stdout and stderr go to a file, its
-    environment is this process's updated with ``env``.
+) -> tuple[WarmProcess, Path, Path]:
+    """``unet-train`` in a process of its own (forked from ``tests/warm_process.py``'s server, which has
+    imported it), held at the end of training step ``step`` until the test removes the marker file it
+    writes there (``tests/signal_gate.py``); its stdout and stderr go to a file, its environment is this
+    process's updated with ``env``.
 
-    Returns the process, the marker and the output file. Ctrl-C is restored to its default in the child:
-    a parent started in the background (CI) would pass on SIGINT ignored.
+    Returns the process, the marker and the output file. Ctrl-C has its default handler in the process,
+    whatever a parent started in the background (CI) passed on.
     """
     marker, output = run_dir.parent / f"{run_dir.name}.held", run_dir.parent / f"{run_dir.name}.out"
-    environment = {**os.environ, **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
-    with output.open("w") as log:  # the child writes to its own copy of the file descriptor
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "unet-train"), *overrides, f"hydra.run.dir={run_dir}",
-                "+callbacks.hold._target_=signal_gate.HoldAtStep", f"+callbacks.hold.step={step}",
-                f"+callbacks.hold.marker={marker}",
-            ],
-            env=environment, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
+    process = WarmProcess(
+        "unet-train", *overrides, f"hydra.run.dir={run_dir}",
+        "+callbacks.hold._target_=signal_gate.HoldAtStep", f"+callbacks.hold.step={step}",
+        f"+callbacks.hold.marker={marker}",
+        stdout=output, env={**os.environ, **(env or {})},
+    )  # fmt: skip
     return process, marker, output
 
 
-def wait_until_held(marker: Path, process: subprocess.Popen, output: Path, timeout: float = 240) -> None:
+def wait_until_held(marker: Path, process: WarmProcess, output: Path, timeout: float = 240) -> None:
     """Until the run holds at its step; fails if it ends first."""
     deadline = time.monotonic() + timeout
     while not marker.exists():
@@ -265,7 +260,7 @@ def wait_until_held(marker: Path, process: subprocess.Popen, output: Path, timeo
         time.sleep(0.02)
 
 
-def signal_held_run(process: subprocess.Popen, marker: Path, signum: signal.Signals) -> None:
+def signal_held_run(process: WarmProcess, marker: Path, signum: signal.Signals) -> None:
     """Send ``signum`` to a held run, then let it go on: the run has handled the signal by then."""
     process.send_signal(signum)
     marker.unlink()

@@ -16,9 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, run_cli, run_in_process
+from conftest import TINY_RUN, run_in_process
 from test_compare_plan import composed_runs
 from test_refusals import last_line, run_app
+from warm_process import run_warm
 
 from unet.compare.plan import sweep_commands
 from unet.utils.config import compose_config
@@ -73,8 +74,9 @@ def tracked_run(tmp_path_factory) -> Path:
     """One tiny run logged to TensorBoard, CSV, MLflow (its default store, in the run directory) and, when
     installed, W&B (offline; its settings and caches in a temporary home, not the user's).
 
-    A subprocess: unet-train as installed, with every logger at once; W&B starts a service process and
-    registers exit hooks that are the command's to run, not the test process's.
+    A process of its own (forked from ``tests/warm_process.py``'s server), with every logger at once: W&B
+    starts a service process and registers exit hooks that are the command's to run, not the test
+    process's.
     """
     pytest.importorskip("mlflow", reason=NO_EXTRA)
     run_dir = tmp_path_factory.mktemp("tracked") / "run"
@@ -84,7 +86,7 @@ def tracked_run(tmp_path_factory) -> Path:
             environment.setenv(variable, str(tmp_path_factory.mktemp("wandb-home")))
         environment.delenv("WANDB_MODE", raising=False)
         environment.delenv("MLFLOW_TRACKING_URI", raising=False)
-        result = run_cli(
+        result = run_warm(
             "unet-train", *TRACKED_RUN, f"logger=[{','.join(loggers)}]", f"hydra.run.dir={run_dir}",
             cwd=run_dir.parent,
         )  # fmt: skip
