@@ -118,8 +118,8 @@ def _glibc_defaults_after_each_test():
 
 @pytest.fixture(scope="session", autouse=True)
 def _onnx_registry_built_once():
-    """torch's ONNX exporter builds its table of ATen-to-ONNX translations anew for every export: about
-    2 s here, a quarter of a small U-Net's export, and the same table every time (no test passes custom
+    """torch's ONNX exporter builds its table of ATen-to-ONNX translations anew for every export: a second
+    or so of each small U-Net's export, and the same table every time (no test passes custom
     translations, the one thing that adds to it). Built once per test process instead; the suite exports
     to ONNX dozens of times. Without ``onnxscript`` (the export extra) there is nothing to cache."""
     try:

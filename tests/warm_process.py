@@ -40,7 +40,8 @@ def _run_command(
         os.close(descriptor)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 -- the process's own stdout
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    # As an interpreter's start does, whatever the fork server's parent ignored (a CI job in the background).
+    # Ctrl-C raises, as in a command started from a terminal, even where the test process runs in the
+    # background with SIGINT ignored (a CI job), which the fork server would pass on.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.argv = [script, *args]
     (entry_point,) = entry_points(group="console_scripts", name=Path(script).name)
@@ -74,10 +75,6 @@ class WarmProcess:
         )
         self._process.start()
         self.pid = self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode
